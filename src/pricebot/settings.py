@@ -1,0 +1,96 @@
+"""Configuration: every knob is a ``PRICEBOT_`` environment variable (see .env.example).
+
+Settings are parsed when first asked for, never at import time, so a test or an adapter can
+set the environment first and a bad value fails with pydantic's message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
+
+
+def split_csv(value: object) -> object:
+    """Accept ``a,b`` as well as a list; stripped and de-duplicated in order."""
+    if isinstance(value, str):
+        value = [part for part in value.replace(" ", "").split(",") if part]
+    if isinstance(value, list | tuple):
+        return list(dict.fromkeys(str(v).strip() for v in value if str(v).strip()))
+    return value
+
+
+class Settings(BaseSettings):
+    """The project's settings; one instance per process via :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRICEBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(Path(".pricebot"), description="Local state: database, MLflow, logs.")
+    database_url: str = Field(
+        "postgresql://pricebot@127.0.0.1:5433/pricebot",
+        description="libpq URL of the PostgreSQL database holding candles and features.",
+    )
+    binance_url: str = Field("https://api.binance.com", description="Binance REST base URL.")
+    symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SYMBOLS), description="Symbols to ingest and serve."
+    )
+    targets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["ret24h"], description="Target specs to train and serve."
+    )
+    lookback_days: int = Field(14, ge=1, description="History fetched for a never-seen symbol.")
+
+    # Binance REST client behaviour.
+    http_timeout_seconds: float = Field(10.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    backoff_cap_seconds: float = Field(30.0, gt=0)
+    weight_limit: int = Field(6000, gt=0, description="Binance's request weight per minute.")
+    weight_headroom: float = Field(
+        0.8, gt=0, le=1, description="Slow down once this share of the weight is used."
+    )
+
+    # Features, datasets and training.
+    feature_set: str = Field("v1", description="Feature-set version computed and served.")
+    max_gap_minutes: int = Field(5, ge=0, description="Longest gap a training row may cross.")
+
+    # Serving and the one-machine stack.
+    alias_poll_seconds: float = Field(30.0, gt=0)
+    stale_after_seconds: float = Field(300.0, gt=0)
+    postgres_port: int = Field(5433, ge=1, le=65535)
+    exchange_port: int = Field(8900, ge=1, le=65535)
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    service_port: int = Field(3000, ge=1, le=65535)
+    monitor_port: int = Field(8501, ge=1, le=65535)
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _symbols_csv(cls, value: object) -> object:
+        value = split_csv(value)
+        return [v.upper() for v in value] if isinstance(value, list) else value
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets_csv(cls, value: object) -> object:
+        return split_csv(value)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_look_like_symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not s.isalnum()]
+        if bad:
+            raise ValueError(f"symbols must be letters and digits like BTCUSDT, got {bad}")
+        if not value:
+            raise ValueError("at least one symbol is needed, e.g. PRICEBOT_SYMBOLS=BTCUSDT")
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, parsed on first use."""
+    return Settings()
