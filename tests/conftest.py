@@ -20,6 +20,9 @@ import pytest
 from pricebot import db
 from pricebot.localdb import LocalPostgres
 
+# Fixture modules, each owned by the area it serves.
+pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange"]
+
 TEMPLATE_DB = "pricebot_template"
 _counter = itertools.count()
 

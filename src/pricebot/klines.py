@@ -1,0 +1,134 @@
+"""The raw candle table: the twelve Binance kline fields, validated and stored as sent.
+
+Both the REST ingestion and the archive import go through :func:`parse_kline` so that a row is
+checked the same way whichever door it came in by. Nothing here imports numpy or pandas: the
+ingest Lambda uses this module and must start fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+import psycopg
+
+MINUTE = timedelta(minutes=1)
+MINUTE_MS = 60_000
+KLINE_COLUMNS = (
+    "symbol",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base_volume",
+    "taker_buy_quote_volume",
+    "ignore",
+    "source",
+)
+_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+# Binance's archives switched spot timestamps to microseconds on 2025-01-01; anything above this
+# (year 2286 in milliseconds) must be microseconds.
+_MICROSECOND_THRESHOLD = 10**13
+
+
+class MalformedKlineError(ValueError):
+    """A kline row that is not what Binance sends; the message says which field and why."""
+
+
+def to_datetime(stamp: int) -> datetime:
+    """A Binance timestamp (milliseconds, or microseconds in newer spot archives) in UTC."""
+    if stamp >= _MICROSECOND_THRESHOLD:
+        return datetime.fromtimestamp(stamp / 1_000_000, tz=UTC)
+    return datetime.fromtimestamp(stamp / 1000, tz=UTC)
+
+
+def to_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def parse_kline(row: Sequence[object], symbol: str, source: str) -> tuple:
+    """Validate one 12-field kline and return it as a row of :data:`KLINE_COLUMNS`.
+
+    Prices and volumes stay strings so that ``numeric`` stores exactly the digits sent.
+    Raises :class:`MalformedKlineError` naming the field at fault.
+    """
+    if not isinstance(row, list | tuple) or len(row) < 11:
+        raise MalformedKlineError(f"{symbol}: a kline has 12 fields, got {row!r:.200}")
+    try:
+        open_ms, close_ms, trades = int(row[0]), int(row[6]), int(row[8])
+    except (TypeError, ValueError) as exc:
+        raise MalformedKlineError(
+            f"{symbol}: open time, close time or trades not integers in {row!r:.200}"
+        ) from exc
+    open_time, close_time = to_datetime(open_ms), to_datetime(close_ms)
+    if open_time.second or open_time.microsecond:
+        raise MalformedKlineError(f"{symbol}: open time {open_time.isoformat()} is not on a minute")
+    if not open_time < close_time < open_time + MINUTE:
+        raise MalformedKlineError(
+            f"{symbol}: close time {close_time.isoformat()} does not end the 1m candle opened at "
+            f"{open_time.isoformat()} (is this a 1m kline?)"
+        )
+    decimals = []
+    for index, name in ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"),
+                        (7, "quote_volume"), (9, "taker_buy_base_volume"),
+                        (10, "taker_buy_quote_volume")):  # fmt: skip
+        text = str(row[index]).strip()
+        if not _DECIMAL.match(text):
+            raise MalformedKlineError(
+                f"{symbol} {open_time.isoformat()}: {name}={row[index]!r} is not a number"
+            )
+        decimals.append(text)
+    open_, high, low, close, volume, quote, taker_base, taker_quote = decimals
+    try:
+        lo, hi = Decimal(low), Decimal(high)
+        if lo > hi or not lo <= Decimal(open_) <= hi or not lo <= Decimal(close) <= hi:
+            raise MalformedKlineError(
+                f"{symbol} {open_time.isoformat()}: prices out of order "
+                f"(open {open_}, high {high}, low {low}, close {close})"
+            )
+    except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
+        raise MalformedKlineError(f"{symbol}: bad price in {row!r:.200}") from exc
+    if trades < 0:
+        raise MalformedKlineError(
+            f"{symbol} {open_time.isoformat()}: negative trade count {trades}"
+        )
+    ignore = str(row[11]) if len(row) > 11 else "0"
+    return (symbol, open_time, open_, high, low, close, volume, close_time, quote, trades,
+            taker_base, taker_quote, ignore, source)  # fmt: skip
+
+
+def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
+    """Insert parsed rows, skipping candles already stored; returns how many were new.
+
+    The caller owns the transaction: a page is written whole or not at all.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    columns = ", ".join(KLINE_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(KLINE_COLUMNS))
+    # One multi-row VALUES statement: a page costs one round trip (14k parameters < 65535).
+    values = ", ".join([f"({placeholders})"] * len(rows))
+    params = [value for row in rows for value in row]
+    sql = f"INSERT INTO klines ({columns}) VALUES {values} ON CONFLICT DO NOTHING"
+    cur = conn.execute(sql, params)
+    return cur.rowcount
+
+
+def last_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:
+    """The open time of the newest stored candle for ``symbol``."""
+    row = conn.execute("SELECT max(open_time) FROM klines WHERE symbol = %s", (symbol,)).fetchone()
+    return row[0] if row else None
+
+
+def count_klines(conn: psycopg.Connection, symbol: str | None = None) -> int:
+    if symbol is None:
+        return conn.execute("SELECT count(*) FROM klines").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM klines WHERE symbol = %s", (symbol,)).fetchone()[0]
