@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     # Serving and the one-machine stack.
     alias_poll_seconds: float = Field(30.0, gt=0)
     stale_after_seconds: float = Field(300.0, gt=0)
+    feature_cache_seconds: float = Field(
+        1.0, ge=0, description="How long the service reuses a symbol's newest feature row."
+    )
+    db_pool_size: int = Field(4, ge=1, description="Database connections the service keeps.")
+    db_timeout_seconds: float = Field(
+        2.0, gt=0, description="How long a request waits for the database before a 503."
+    )
+    prediction_log_batch_rows: int = Field(500, ge=1, description="Rows per prediction-log write.")
+    prediction_log_flush_ms: float = Field(
+        200.0, gt=0, description="Longest a logged prediction waits before it is written."
+    )
     postgres_port: int = Field(5433, ge=1, le=65535)
     exchange_port: int = Field(8900, ge=1, le=65535)
     mlflow_port: int = Field(5000, ge=1, le=65535)
