@@ -1,0 +1,110 @@
+"""The Lambdas: import time of each handler (cold start) and one ingest invocation's wall time.
+
+The invocation catches up the last 5 minutes for 50 symbols from the simulated exchange into a
+throw-away PostgreSQL, with moto standing in for Secrets Manager and EventBridge, the way the
+tests call the handler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from benchmarks.util import free_port
+
+HANDLERS = ("lambdas.ingest.handler", "lambdas.transform.handler")
+
+
+def import_ms(module: str, repeats: int = 5) -> float:
+    """Median cumulative import time reported by ``python -X importtime`` (microseconds -> ms)."""
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "eu-west-1"}
+    times = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                              capture_output=True, text=True, env=env, check=True)  # fmt: skip
+        pattern = rf"\|\s*(\d+)\s*\|\s*{re.escape(module)}$"
+        times.append(int(re.search(pattern, done.stderr, re.MULTILINE).group(1)) / 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def invocation_seconds(symbols: int = 50, minutes: int = 5) -> dict:
+    import boto3
+    import psycopg
+    from moto import mock_aws
+
+    from pricebot import db
+    from pricebot.exchange import ExchangeConfig, running_exchange
+    from pricebot.localdb import LocalPostgres
+
+    names = [f"B{i:03d}USDT" for i in range(symbols)]
+    server = LocalPostgres(Path(tempfile.mkdtemp()) / "pg", free_port(), durable=False)
+    server.start()
+    try:
+        url = server.create_database("bench")
+        db.upgrade(url)
+        # Each symbol already holds everything but the last few minutes.
+        with running_exchange(ExchangeConfig(symbols=names, history_days=1)) as market:
+            from pricebot.ingest import catch_up
+            from pricebot.settings import Settings
+
+            settings = Settings(binance_url=market.url, database_url=url)
+            since = datetime.now(UTC) - timedelta(hours=2)
+            catch_up(url, names, since=since, settings=settings)
+            with psycopg.connect(url) as conn:
+                conn.execute(
+                    "DELETE FROM klines WHERE open_time > now() - %s * interval '1 minute'",
+                    (minutes,),
+                )
+            os.environ.update({
+                "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
+                "AWS_DEFAULT_REGION": "eu-west-1", "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_NAMESPACE": "pricebot", "PRICEBOT_BINANCE_URL": market.url,
+                "PRICEBOT_DB_HOST": "127.0.0.1", "PRICEBOT_DB_PORT": str(server.port),
+                "PRICEBOT_DB_NAME": "bench", "PRICEBOT_DB_SSLMODE": "disable",
+                "PRICEBOT_SYMBOLS": ",".join(names), "PRICEBOT_BATCH_SIZE": str(symbols),
+            })  # fmt: skip
+            with mock_aws():
+                arn = boto3.client("secretsmanager").create_secret(
+                    Name="db", SecretString=json.dumps({"username": "pricebot", "password": "x"})
+                )["ARN"]
+                os.environ["PRICEBOT_DB_SECRET_ARN"] = arn
+                from lambdas.ingest import handler
+
+                handler.settings.cache_clear()
+                event = {"version": "0", "id": "bench", "detail-type": "Scheduled Event",
+                         "source": "aws.events", "account": "1", "time": "2026-01-01T00:00:00Z",
+                         "region": "eu-west-1", "resources": [], "detail": {}}  # fmt: skip
+                context = type(
+                    "C",
+                    (),
+                    {
+                        "function_name": "bench",
+                        "memory_limit_in_mb": 512,
+                        "invoked_function_arn": "arn",
+                        "aws_request_id": "1",
+                    },
+                )
+                started = time.perf_counter()
+                result = handler.lambda_handler(event, context())
+                seconds = time.perf_counter() - started
+    finally:
+        server.stop()
+    return {"symbols": symbols, "minutes": minutes, "seconds": round(seconds, 3),
+            "candles_written": result["candles_written"]}  # fmt: skip
+
+
+def run() -> dict:
+    figures: dict = {f"import_ms[{m}]": round(import_ms(m), 1) for m in HANDLERS}
+    figures["aim_ingest_import_ms"] = 300
+    figures["ingest_invocation"] = invocation_seconds()
+    manifest = Path("layers/build/manifest.json")
+    if manifest.exists():
+        figures["artifacts"] = json.loads(manifest.read_text())
+    return figures
