@@ -49,7 +49,13 @@ class Settings(BaseSettings):
     # Binance REST client behaviour.
     http_timeout_seconds: float = Field(10.0, gt=0)
     max_retries: int = Field(6, ge=0)
+    backoff_base_seconds: float = Field(
+        0.5, gt=0, description="First retry wait; doubles per retry (plus jitter) up to the cap."
+    )
     backoff_cap_seconds: float = Field(30.0, gt=0)
+    max_retry_after_seconds: float = Field(
+        300.0, gt=0, description="Longest Retry-After (429/418) waited in-process before giving up."
+    )
     weight_limit: int = Field(6000, gt=0, description="Binance's request weight per minute.")
     weight_headroom: float = Field(
         0.8, gt=0, le=1, description="Slow down once this share of the weight is used."

@@ -1,0 +1,325 @@
+"""Catch-up ingestion: bring each symbol's 1-minute candles up to the last closed minute.
+
+Per symbol the stored candles are kept as one contiguous block (up to the exchange's own gaps),
+so that a run that dies at any point leaves nothing to repair: the next run resumes.
+
+* Forward: from the minute after the newest stored candle (or ``since``, or the configured
+  look-back for a symbol never seen) up to the newest closed candle, 1,000 candles a request,
+  each request starting just past the last open time received.
+* Backfill: when ``since`` is older than the oldest stored candle, the missing older part is
+  fetched newest-first, window by window, so an interruption still leaves one block.
+
+Every page is written in one transaction (``insert_klines`` skips candles already stored, so a
+rerun never writes a candle twice) together with the gaps it reveals, including the one
+between the previously newest candle and the first new one. The candle still open (close time
+at or after the exchange's clock or ours) is never stored.
+
+No numpy, no pandas: the ingest Lambda imports this and must start fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient, MalformedPayloadError
+from pricebot.db import connect
+from pricebot.gaps import record_gaps
+from pricebot.klines import MINUTE_MS, MalformedKlineError, insert_klines, parse_kline, to_datetime
+from pricebot.runs import RunStats, finish_run, start_run
+from pricebot.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SOURCE = "rest"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one symbol's catch-up did.
+
+    ``start`` is the first open time this run wrote (None when it wrote nothing); ``end`` is
+    the newest open time stored for the symbol afterwards (None when there is none), so
+    ``now - end`` is how far behind the symbol is.
+    """
+
+    symbol: str
+    start: datetime | None
+    end: datetime | None
+    rows_written: int
+    pages: int
+    retries: int
+    gaps: int
+    requests: int = 0
+    run_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PageEvent:
+    """Handed to ``on_page`` after each page is committed (progress displays, tests)."""
+
+    symbol: str
+    first_open: datetime | None  # None when a backfill window held no candle
+    last_open: datetime | None
+    rows_received: int
+    rows_written: int
+    minutes_covered: int  # minutes of the planned range this page accounts for
+    minutes_planned: int  # minutes the symbol's run set out to cover
+    pages: int
+
+
+OnPage = Callable[[PageEvent], None]
+
+
+def floor_minute_ms(ms: int) -> int:
+    return ms - ms % MINUTE_MS
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken to be UTC (the CLI's --since 2026-01-01)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def catch_up(
+    url: str,
+    symbols: Sequence[str],
+    *,
+    since: datetime | None = None,
+    settings: Settings | None = None,
+    client: BinanceClient | None = None,
+    on_page: OnPage | None = None,
+) -> list[IngestResult]:
+    """Catch up every symbol (in turn) from ``settings.binance_url`` into the database ``url``.
+
+    The symbols are checked against the exchange's list first, once, so a typo fails before any
+    work with the bad names in the message. The first failure stops the run and is raised (its
+    symbol's audit row says 'failed'); symbols already done stay done.
+    """
+    settings = settings or get_settings()
+    symbols = [s.upper() for s in dict.fromkeys(symbols)]
+    own_client = client is None
+    client = client or BinanceClient.from_settings(settings)
+    try:
+        client.check_symbols(symbols)
+        now_ms = exchange_now_ms(client)
+        return [
+            catch_up_symbol(
+                url, client, symbol, since=since, settings=settings, now_ms=now_ms, on_page=on_page
+            )
+            for symbol in symbols
+        ]
+    finally:
+        if own_client:
+            client.close()
+
+
+def exchange_now_ms(client: BinanceClient) -> int:
+    """The earlier of the exchange's clock and ours: a candle closing after it is still open."""
+    return min(client.server_time_ms(), int(time.time() * 1000))
+
+
+def catch_up_symbol(
+    url: str,
+    client: BinanceClient,
+    symbol: str,
+    *,
+    since: datetime | None = None,
+    settings: Settings | None = None,
+    now_ms: int | None = None,
+    on_page: OnPage | None = None,
+) -> IngestResult:
+    """Catch up one symbol; the unit a Lambda fans out. Audited in ``ingestion_runs``.
+
+    The symbol is assumed valid (``catch_up`` checks the batch); an unknown one still fails
+    with :class:`pricebot.binance.UnknownSymbolError` on its first page.
+    """
+    settings = settings or get_settings()
+    now_ms = exchange_now_ms(client) if now_ms is None else now_ms
+    stats = start_run(url, symbol, SOURCE)
+    retries_before, requests_before = client.retries, client.requests
+    job = _SymbolJob(url, client, symbol, settings, stats, now_ms, on_page)
+    try:
+        job.run(since)
+    except BaseException as exc:
+        stats.retries = client.retries - retries_before
+        stats.range_end = stats.range_end or job.newest_stored
+        finish_run(url, stats, exc)
+        raise
+    stats.retries = client.retries - retries_before
+    finish_run(url, stats)
+    return IngestResult(
+        symbol=symbol,
+        start=job.first_written,
+        end=job.newest_stored,
+        rows_written=stats.rows_written,
+        pages=stats.pages,
+        retries=stats.retries,
+        gaps=stats.gaps,
+        requests=client.requests - requests_before,
+        run_id=stats.run_id,
+    )
+
+
+class _SymbolJob:
+    """One symbol's run: plans the ranges, pages through them, writes and audits each page."""
+
+    def __init__(
+        self,
+        url: str,
+        client: BinanceClient,
+        symbol: str,
+        settings: Settings,
+        stats: RunStats,
+        now_ms: int,
+        on_page: OnPage | None,
+    ) -> None:
+        self.url, self.client, self.symbol, self.settings = url, client, symbol, settings
+        self.stats, self.now_ms, self.on_page = stats, now_ms, on_page
+        # The newest candle that has closed: its close time (open + 59.999 s) is before now.
+        self.last_closed_ms = floor_minute_ms(now_ms) - MINUTE_MS
+        self.first_written: datetime | None = None
+        self.newest_stored: datetime | None = None
+        self.minutes_planned = 0
+        self._last_written = 0
+
+    def run(self, since: datetime | None) -> None:
+        with connect(self.url, autocommit=True) as conn:
+            first, last = conn.execute(
+                "SELECT min(open_time), max(open_time) FROM klines WHERE symbol = %s",
+                (self.symbol,),
+            ).fetchone()
+            self.newest_stored = last
+            since_ms = None if since is None else floor_minute_ms(_ms(as_utc(since)))
+            if last is None:
+                lookback = timedelta(days=self.settings.lookback_days).total_seconds() * 1000
+                start_ms = (
+                    since_ms
+                    if since_ms is not None
+                    else floor_minute_ms(int(self.now_ms - lookback))
+                )
+                forward = (start_ms, None)
+                backfill = None
+            else:
+                forward = (_ms(last) + MINUTE_MS, last)
+                backfill = (
+                    (since_ms, first) if since_ms is not None and since_ms < _ms(first) else None
+                )
+            spans = [forward[0], self.last_closed_ms]
+            self.minutes_planned = max(0, (spans[1] - spans[0]) // MINUTE_MS + 1)
+            if backfill:
+                self.minutes_planned += (_ms(backfill[1]) - backfill[0]) // MINUTE_MS
+            self.stats.range_start = to_datetime(backfill[0] if backfill else forward[0])
+            if backfill:
+                self._backfill(conn, *backfill)
+            self._forward(conn, *forward)
+            self.stats.range_end = to_datetime(self.last_closed_ms)
+            if self.stats.range_start > self.stats.range_end:
+                self.stats.range_start = self.stats.range_end = None
+
+    def _forward(self, conn: psycopg.Connection, start_ms: int, previous: datetime | None) -> None:
+        """Page forward from ``start_ms``; ``previous`` is the newest candle stored before it."""
+        cursor = start_ms
+        while cursor <= self.last_closed_ms:
+            raw = self.client.klines(self.symbol, cursor, self.last_closed_ms)
+            rows = self._parse(raw, cursor, self.last_closed_ms)
+            if rows:
+                gap_from = previous or rows[0][1]
+                self._write(conn, rows, gap_from, rows[-1][1])
+                covered = (_ms(rows[-1][1]) - cursor) // MINUTE_MS + 1
+                self._announce(rows, len(raw), covered)
+                previous = rows[-1][1]
+            if len(raw) < MAX_KLINES_PER_REQUEST:
+                break  # nothing more up to the last closed minute
+            cursor = int(raw[-1][0]) + MINUTE_MS
+
+    def _backfill(self, conn: psycopg.Connection, since_ms: int, first: datetime) -> None:
+        """Fetch [since, first) newest window first, so the stored block stays contiguous."""
+        # One probe finds the exchange's earliest candle in range: before a symbol's listing
+        # there is nothing to page through, and asking window by window would cost a request
+        # per 1,000 empty minutes on every run.
+        probe = self.client.klines(self.symbol, since_ms, _ms(first) - MINUTE_MS, limit=1)
+        if not probe:
+            return
+        floor_ms = max(since_ms, int(probe[0][0]))
+        upper = first  # the oldest stored candle above the window being fetched
+        hi = _ms(first) - MINUTE_MS
+        while hi >= floor_ms:
+            lo = max(floor_ms, hi - (MAX_KLINES_PER_REQUEST - 1) * MINUTE_MS)
+            raw = self.client.klines(self.symbol, lo, hi)
+            rows = self._parse(raw, lo, hi)
+            if rows:
+                self._write(conn, rows, rows[0][1], upper)
+                upper = rows[0][1]
+            self._announce(rows, len(raw), (hi - lo) // MINUTE_MS + 1)
+            hi = lo - MINUTE_MS
+
+    def _parse(self, raw: list[list], start_ms: int, end_ms: int) -> list[tuple]:
+        """Validate a whole page before any of it is written; keep only closed candles."""
+        rows = []
+        previous_ms = start_ms - MINUTE_MS
+        for item in raw:
+            try:
+                row = parse_kline(item, self.symbol, SOURCE)
+            except MalformedKlineError as exc:
+                raise MalformedPayloadError(
+                    f"Malformed kline from {self.client.base_url} in the page from "
+                    f"{to_datetime(start_ms).isoformat()}: {exc}. Nothing from this page was "
+                    "written (earlier pages are kept); run again to retry, and if it persists "
+                    "check PRICEBOT_BINANCE_URL points at Binance."
+                ) from exc
+            open_ms = _ms(row[1])
+            if open_ms <= previous_ms:
+                raise MalformedPayloadError(
+                    f"{self.symbol} {row[1].isoformat()}: open_time out of order or repeated "
+                    f"in the page from {to_datetime(start_ms).isoformat()} (after "
+                    f"{to_datetime(previous_ms).isoformat()}); nothing from this page was written."
+                )
+            previous_ms = open_ms
+            if open_ms > end_ms or _ms(row[7]) >= self.now_ms:
+                continue  # still open (or beyond what we asked for)
+            rows.append(row)
+        return rows
+
+    def _write(
+        self, conn: psycopg.Connection, rows: list[tuple], gap_from: datetime, gap_to: datetime
+    ) -> None:
+        """One page, one transaction: the candles and the gaps they reveal."""
+        with conn.transaction():
+            written = insert_klines(conn, rows)
+            gaps = record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
+        self.stats.rows_written += written
+        self.stats.pages += 1
+        self.stats.gaps += len(gaps)
+        first, last = rows[0][1], rows[-1][1]
+        if written and (self.first_written is None or first < self.first_written):
+            self.first_written = first
+        if self.newest_stored is None or last > self.newest_stored:
+            self.newest_stored = last
+        self._last_written = written
+
+    def _announce(self, rows: list[tuple], received: int, covered: int) -> None:
+        if self.on_page is None:
+            return
+        first = rows[0][1] if rows else None
+        last = rows[-1][1] if rows else None
+        self.on_page(
+            PageEvent(
+                symbol=self.symbol,
+                first_open=first,
+                last_open=last,
+                rows_received=received,
+                rows_written=self._last_written if rows else 0,
+                minutes_covered=covered,
+                minutes_planned=self.minutes_planned,
+                pages=self.stats.pages,
+            )
+        )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
