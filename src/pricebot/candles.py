@@ -1,0 +1,87 @@
+"""The read side of the ``klines`` table: candles as float pandas frames for computing.
+
+``klines`` keeps prices as exact ``numeric``; computing wants float64. The cast happens in
+PostgreSQL and the rows travel as one binary COPY stream decoded by numpy, so a year of minutes
+(about 526k rows) loads without a Python object per row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricebot import pgbinary
+
+CANDLE_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "quote_volume",
+    "trades",
+    "taker_buy_base_volume",
+)
+_DTYPE = pgbinary.row_dtype(
+    [pgbinary.int8_field("open_time"), *[pgbinary.float8_field(c) for c in CANDLE_COLUMNS]]
+)
+
+
+def _check_moment(name: str, moment: datetime | None) -> None:
+    if moment is not None and (not isinstance(moment, datetime) or moment.tzinfo is None):
+        raise ValueError(
+            f"{name} must be a timezone-aware datetime (UTC), got {moment!r}; "
+            "e.g. datetime(2026, 1, 1, tzinfo=UTC)."
+        )
+
+
+def time_filter(start: datetime | None, end: datetime | None) -> tuple[str, list[datetime]]:
+    """SQL conditions for ``start <= open_time <= end`` (either bound optional)."""
+    _check_moment("start", start)
+    _check_moment("end", end)
+    sql, params = "", []
+    if start is not None:
+        sql += " AND open_time >= %s"
+        params.append(start)
+    if end is not None:
+        sql += " AND open_time <= %s"
+        params.append(end)
+    return sql, params
+
+
+def empty_frame(columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    index = pd.DatetimeIndex([], tz="UTC", name="open_time")
+    return pd.DataFrame({c: np.array([], dtype=float) for c in columns}, index=index)
+
+
+def open_time_index(stamps_us: np.ndarray) -> pd.DatetimeIndex:
+    """timestamptz microseconds (since 2000) as a UTC DatetimeIndex named open_time."""
+    nanos = pgbinary.from_pg_timestamps(stamps_us)
+    return pd.DatetimeIndex(nanos.view("datetime64[ns]"), name="open_time").tz_localize("UTC")
+
+
+def load_candles(
+    conn: psycopg.Connection,
+    symbol: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Stored candles of ``symbol`` with ``start <= open_time <= end``, oldest first.
+
+    Index ``open_time`` (UTC); float64 columns :data:`CANDLE_COLUMNS`. Missing minutes are simply
+    absent (no row is invented); an unknown symbol gives an empty frame.
+    """
+    where, params = time_filter(start, end)
+    casts = ", ".join(f"{c}::float8" for c in CANDLE_COLUMNS)
+    query = f"SELECT open_time, {casts} FROM klines WHERE symbol = %s{where} ORDER BY open_time"
+    rows = pgbinary.decode(pgbinary.copy_out(conn, query, [symbol, *params]), _DTYPE)
+    if len(rows) == 0:
+        return empty_frame(CANDLE_COLUMNS)
+    frame = pd.DataFrame(
+        {c: rows[c].astype(np.float64) for c in CANDLE_COLUMNS},
+        index=open_time_index(rows["open_time"]),
+    )
+    return frame

@@ -1,0 +1,237 @@
+"""The ``features`` table: incremental updates from the candles, and fast reads back.
+
+An update reads back only the candles the newest rows' windows need
+(:func:`pricebot.features.warmup_minutes` before the last computed row, plus the new ones),
+computes with the one definition in :mod:`pricebot.features`, and writes only rows newer than the
+last computed one. Because every emitted feature depends only on that much history, the result
+equals a full recompute (tests/component/test_transform.py checks it to 1e-9).
+
+Candles that arrive *older* than the last computed row (a back-filled gap) are not picked up by
+an incremental update: run ``pricebot transform --full`` after a back-fill.
+
+Rows are written with binary COPY, one transaction per symbol, under a per-(symbol, feature set)
+advisory lock so that two transforms running at once (the Lambda and a CLI) cannot interleave.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricebot import pgbinary
+from pricebot.candles import empty_frame, load_candles, open_time_index, time_filter
+from pricebot.db import connect
+from pricebot.features import compute_features, feature_names, warmup_minutes
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One stored feature row: ``values`` in :func:`pricebot.features.feature_names` order."""
+
+    symbol: str
+    feature_set: str
+    open_time: datetime
+    close: float
+    values: np.ndarray
+
+    def as_frame(self) -> pd.DataFrame:
+        """The row as the one-row DataFrame a model takes (columns = feature names)."""
+        return pd.DataFrame(
+            [self.values], columns=feature_names(self.feature_set), dtype=np.float64
+        )
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    """What one symbol's update did."""
+
+    symbol: str
+    feature_set: str
+    rows_written: int
+    candles_read: int
+    full: bool
+    newest: datetime | None
+    seconds: float
+
+
+def last_feature_time(conn: psycopg.Connection, symbol: str, feature_set: str) -> datetime | None:
+    """The open time of the newest stored feature row (one backward index probe)."""
+    row = conn.execute(
+        "SELECT open_time FROM features WHERE symbol = %s AND feature_set = %s"
+        " ORDER BY open_time DESC LIMIT 1",
+        (symbol, feature_set),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _row_dtype(symbol: str, feature_set: str, width: int) -> np.dtype:
+    return pgbinary.row_dtype(
+        [
+            pgbinary.text_field("symbol", len(symbol.encode())),
+            pgbinary.text_field("feature_set", len(feature_set.encode())),
+            pgbinary.int8_field("open_time"),
+            pgbinary.float8_field("close"),
+            pgbinary.float8_array_field("values", width),
+        ]
+    )
+
+
+def encode_features(symbol: str, feature_set: str, frame: pd.DataFrame) -> bytes:
+    """A binary COPY payload for ``features(symbol, feature_set, open_time, close, values)``."""
+    names = feature_names(feature_set)
+    rows = np.zeros(len(frame), dtype=_row_dtype(symbol, feature_set, len(names)))
+    pgbinary.fill_lengths(rows)
+    if symbol:
+        rows["symbol"] = symbol.encode()
+    if feature_set:
+        rows["feature_set"] = feature_set.encode()
+    stamps = frame.index.as_unit("ns").asi8
+    rows["open_time"] = pgbinary.to_pg_timestamps(stamps)
+    rows["close"] = frame["close"].to_numpy(dtype=np.float64)
+    rows["values"]["value"] = frame[names].to_numpy(dtype=np.float64)
+    return pgbinary.encode(rows)
+
+
+def write_features(
+    conn: psycopg.Connection, symbol: str, feature_set: str, frame: pd.DataFrame
+) -> int:
+    """Append ``frame`` (close + feature columns) with one binary COPY; the caller commits."""
+    if len(frame) == 0:
+        return 0
+    payload = encode_features(symbol, feature_set, frame)
+    pgbinary.copy_in(conn, "features (symbol, feature_set, open_time, close, values)", payload)
+    return len(frame)
+
+
+def update_symbol(
+    conn: psycopg.Connection, symbol: str, feature_set: str = "v1", full: bool = False
+) -> TransformResult:
+    """Bring one symbol's feature rows up to its newest candle, in one transaction."""
+    started = time.perf_counter()
+    warmup = timedelta(minutes=warmup_minutes(feature_set))
+    with conn.transaction():
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"features:{symbol}:{feature_set}",),
+        )
+        last = None if full else last_feature_time(conn, symbol, feature_set)
+        # One minute more than the windows need: cheap insurance against an off-by-one.
+        start = None if last is None else last - warmup - timedelta(minutes=1)
+        candles = load_candles(conn, symbol, start=start)
+        frame = compute_features(candles, feature_set)
+        if last is not None:
+            frame = frame[frame.index > last]
+        if full:
+            conn.execute(
+                "DELETE FROM features WHERE symbol = %s AND feature_set = %s",
+                (symbol, feature_set),
+            )
+        written = write_features(conn, symbol, feature_set, frame)
+    newest = frame.index[-1].to_pydatetime() if len(frame) else last
+    return TransformResult(
+        symbol=symbol,
+        feature_set=feature_set,
+        rows_written=written,
+        candles_read=len(candles),
+        full=full or last is None,
+        newest=newest,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def update_features(
+    url: str,
+    symbols: Iterable[str],
+    feature_set: str = "v1",
+    full: bool = False,
+    on_result: Callable[[TransformResult], None] | None = None,
+) -> dict[str, int]:
+    """Update the ``features`` table for ``symbols``; returns rows written per symbol.
+
+    Incremental unless ``full`` (then each symbol's rows are deleted and recomputed in the same
+    transaction, so readers never see a half-built set). ``on_result`` is called after each
+    symbol commits (progress reporting).
+    """
+    feature_names(feature_set)  # an unknown feature set fails before any work
+    written: dict[str, int] = {}
+    with connect(url) as conn:
+        for symbol in symbols:
+            result = update_symbol(conn, symbol, feature_set, full=full)
+            written[symbol] = result.rows_written
+            if on_result is not None:
+                on_result(result)
+    return written
+
+
+def _features_dtype(width: int) -> np.dtype:
+    return pgbinary.row_dtype(
+        [
+            pgbinary.int8_field("open_time"),
+            pgbinary.float8_field("close"),
+            pgbinary.float8_array_field("values", width),
+        ]
+    )
+
+
+def load_features(
+    conn: psycopg.Connection,
+    symbol: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    feature_set: str = "v1",
+) -> pd.DataFrame:
+    """Stored feature rows with ``start <= open_time <= end``, oldest first.
+
+    Index ``open_time`` (UTC); columns ``close`` then :func:`pricebot.features.feature_names`,
+    float64. One binary COPY decoded by numpy: a year of rows loads in well under a second.
+    """
+    names = feature_names(feature_set)
+    where, params = time_filter(start, end)
+    query = (
+        "SELECT open_time, close, values FROM features WHERE symbol = %s AND feature_set = %s"
+        f"{where} ORDER BY open_time"
+    )
+    data = pgbinary.copy_out(conn, query, [symbol, feature_set, *params])
+    # Offset of the array's length word in a row: nfields(2) + open_time(4+8) + close(4+8).
+    stored_width = pgbinary.first_array_length(data, 26)
+    if stored_width and stored_width != len(names):
+        raise pgbinary.CopyLayoutError(
+            f"{symbol} feature set {feature_set!r} rows hold {stored_width} values but this "
+            f"pricebot defines {len(names)}; recompute with `pricebot transform --full`."
+        )
+    rows = pgbinary.decode(data, _features_dtype(len(names)))
+    if len(rows) == 0:
+        return empty_frame(["close", *names])
+    frame = pd.DataFrame(
+        rows["values"]["value"].astype(np.float64), columns=names,
+        index=open_time_index(rows["open_time"]),
+    )  # fmt: skip
+    frame.insert(0, "close", rows["close"].astype(np.float64))
+    return frame
+
+
+def latest_features(
+    conn: psycopg.Connection, symbol: str, feature_set: str = "v1"
+) -> FeatureRow | None:
+    """The newest stored row of ``symbol`` (one indexed query), or None if there is none."""
+    names = feature_names(feature_set)
+    row = conn.execute(
+        "SELECT open_time, close, values FROM features WHERE symbol = %s AND feature_set = %s"
+        " ORDER BY open_time DESC LIMIT 1",
+        (symbol, feature_set),
+    ).fetchone()
+    if row is None:
+        return None
+    values = np.asarray(row[2], dtype=np.float64)
+    if values.shape != (len(names),):
+        raise pgbinary.CopyLayoutError(
+            f"{symbol} feature set {feature_set!r} row holds {values.size} values but this "
+            f"pricebot defines {len(names)}; recompute with `pricebot transform --full`."
+        )
+    return FeatureRow(symbol, feature_set, row[0], float(row[1]), values)
