@@ -21,7 +21,7 @@ from pricebot import db
 from pricebot.localdb import LocalPostgres
 
 # Fixture modules, each owned by the area it serves.
-pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange"]
+pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange", "tests.fixtures.models"]
 
 TEMPLATE_DB = "pricebot_template"
 _counter = itertools.count()
