@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # Features, datasets and training.
     feature_set: str = Field("v1", description="Feature-set version computed and served.")
     max_gap_minutes: int = Field(5, ge=0, description="Longest gap a training row may cross.")
+
+    # AWS Lambda packaging (`make layers`).
+    lambda_arch: Literal["x86_64", "arm64"] = Field(
+        "x86_64", description="CPU architecture the Lambda layers and functions are built for."
+    )
 
     # Serving and the one-machine stack.
     alias_poll_seconds: float = Field(30.0, gt=0)
