@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from pricebot.synthetic import (
     DAY_MS,
     MINUTE_MS,
     MINUTES_PER_DAY,
+    DayBlock,
     MarketMode,
     day_rows,
     market_for,
@@ -69,7 +71,6 @@ RESTRICTED_MESSAGE = (
 )
 _SYMBOL_RE = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", "TRY")
-_ARCHIVE_NAME = re.compile(r"^([A-Z0-9]+)-(\w+)-\d{4}-\d{2}(?:-\d{2})?\.(zip|csv)$")
 
 
 class ExchangeConfig(BaseModel):
@@ -202,18 +203,23 @@ def _take(segments: list[tuple[int, int]], limit: int, newest: bool) -> list[tup
 
 
 class SyntheticSource:
-    """Candles of the synthetic market, with day blobs cached (bounded, least recently used)."""
+    """Candles of the synthetic market, formatted once per (seed, symbol, mode, day) and cached.
 
-    MAX_DAYS = 800
+    One instance per process (:data:`_SYNTHETIC`) so that every exchange and
+    :func:`synthetic_klines` share the formatted days; the cache is bounded (least recently
+    used first out, about 200 kB a day).
+    """
+
+    MAX_DAYS = 500
 
     def __init__(self) -> None:
-        self._days: OrderedDict[tuple, tuple[Any, bytes, np.ndarray]] = OrderedDict()
+        self._days: OrderedDict[tuple, tuple[bytes, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
     def symbols(self, config: ExchangeConfig) -> list[str]:
         return list(config.symbols)
 
-    def _day(self, config: ExchangeConfig, symbol: str, day: int) -> tuple[Any, bytes, np.ndarray]:
+    def _day(self, config: ExchangeConfig, symbol: str, day: int) -> tuple[bytes, np.ndarray]:
         key = (config.seed, symbol, config.market, day)
         with self._lock:
             hit = self._days.get(key)
@@ -221,13 +227,12 @@ class SyntheticSource:
                 self._days.move_to_end(key)
                 return hit
         market = market_for(config.seed, symbol, config.market)
-        block = market.day(day)
-        blob, offsets = day_rows(market, block)
+        blob, offsets = day_rows(market, _day_block(config.seed, symbol, config.market, day))
         with self._lock:
-            self._days[key] = (block, blob, offsets)
+            self._days[key] = (blob, offsets)
             while len(self._days) > self.MAX_DAYS:
                 self._days.popitem(last=False)
-        return block, blob, offsets
+        return blob, offsets
 
     def select(
         self,
@@ -256,13 +261,13 @@ class SyntheticSource:
             while minute < closed_end:
                 day = minute // MINUTES_PER_DAY
                 stop = min(closed_end, (day + 1) * MINUTES_PER_DAY)
-                _, blob, offsets = self._day(config, symbol, day)
+                blob, offsets = self._day(config, symbol, day)
                 i, j = minute - day * MINUTES_PER_DAY, stop - day * MINUTES_PER_DAY
                 parts.append(blob[offsets[i] : offsets[j] - 1])
                 count += stop - minute
                 minute = stop
             if b > current >= a:  # the still-open candle, as Binance includes it
-                block, _, _ = self._day(config, symbol, current // MINUTES_PER_DAY)
+                block = _day_block(config.seed, symbol, config.market, current // MINUTES_PER_DAY)
                 market = market_for(config.seed, symbol, config.market)
                 elapsed = (now - current * MINUTE_MS) / MINUTE_MS
                 row = partial_row(market, block, current, elapsed)
@@ -271,25 +276,18 @@ class SyntheticSource:
         return parts, count
 
 
+@lru_cache(maxsize=16)
+def _day_block(seed: int, symbol: str, mode: MarketMode, day: int) -> DayBlock:
+    return market_for(seed, symbol, mode).day(day)
+
+
+_SYNTHETIC = SyntheticSource()
+
+
 @dataclass
 class _Archive:
     minutes: np.ndarray  # sorted open minutes
     rows: list[bytes]
-
-
-def archive_symbol(path: Path) -> str:
-    """The symbol of a Binance Vision kline file from its name (``AVAXUSDT-1m-2026-02.zip``)."""
-    match = _ARCHIVE_NAME.match(path.name)
-    if match is None:
-        raise ValueError(
-            f"{path.name}: not a Binance Vision kline file name (SYMBOL-1m-YYYY-MM[-DD].zip|csv)"
-        )
-    symbol, interval, _ = match.groups()
-    if interval != "1m":
-        raise ValueError(
-            f"{path.name}: interval {interval}; the simulated exchange replays 1m only"
-        )
-    return symbol
 
 
 def _archive_lines(path: Path) -> list[list[str]]:
@@ -308,20 +306,29 @@ def _archive_lines(path: Path) -> list[list[str]]:
 
 
 def load_archive(paths: list[Path]) -> dict[str, _Archive]:
-    """Candles of the archive files by symbol, as served JSON rows (ms timestamps)."""
+    """Candles of the archive files (or directories of them) by symbol, as served JSON rows.
+
+    Names and layouts are read as :mod:`pricebot.archive` reads them for import; timestamps are
+    served in milliseconds whatever the file holds. A bad name raises its ``ArchiveNameError``.
+    """
+    from pricebot.archive import find_archives, parse_archive_name
+
     by_symbol: dict[str, dict[int, bytes]] = {}
-    for path in paths:
-        path = Path(path)
-        symbol = archive_symbol(path)
+    for path in find_archives(paths):
+        symbol = parse_archive_name(path).symbol
         rows = by_symbol.setdefault(symbol, {})
         for number, line in enumerate(_archive_lines(path), start=1):
             if len(line) < 11:
                 raise ValueError(f"{path}: line {number} has {len(line)} fields, expected 12")
-            open_ms, close_ms = int(line[0]), int(line[6])
+            try:
+                open_ms, close_ms, trades = int(line[0]), int(line[6]), int(line[8])
+            except ValueError:
+                raise ValueError(
+                    f"{path}: line {number}: open time, close time or trades is not an integer"
+                ) from None
             if open_ms >= 10**13:  # spot archives switched to microseconds in 2025
                 open_ms, close_ms = open_ms // 1000, close_ms // 1000
             o, h, lo, c, v, q, tb, tq = (line[i].strip() for i in (1, 2, 3, 4, 5, 7, 9, 10))
-            trades = int(line[8])
             rows[open_ms // MINUTE_MS] = (
                 f'[{open_ms},"{o}","{h}","{lo}","{c}","{v}",{close_ms},"{q}",{trades},'
                 f'"{tb}","{tq}","0"]'
@@ -388,7 +395,7 @@ class ExchangeState:
         self.config = config
         self.stats = ExchangeStats()
         self.rng = random.Random(config.seed)
-        self.synthetic = SyntheticSource()
+        self.synthetic = _SYNTHETIC
         self.archive = ArchiveSource()
         self.window_start = time.monotonic()
         self.used_weight = 0
