@@ -1,0 +1,456 @@
+"""The champion models a service serves, following the registry alias without a restart.
+
+One slot per configured (symbol, target) holds the model behind ``models:/<name>@champion``. A
+background poller looks the alias up every ``alias_poll_seconds``. When it points at another
+version, the new version is loaded *beside* the old one (requests keep using the old one meanwhile)
+and then swapped in with a single assignment under a lock, so no request ever sees a half-loaded
+model. A version that fails to load, or an alias that vanishes, leaves the old version in service;
+the slot's status and the log say so, and /models shows it.
+
+Versions are loaded by number (``models:/<name>/<version>``), never by alias: the alias can move
+again between the lookup and the load, and the loaded model must be the version we report.
+
+This module knows nothing of BentoML: the service adapts it to HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pricebot.registry import CHAMPION, model_name
+
+log = logging.getLogger(__name__)
+
+# Slot states, as /models reports them.
+PENDING = "pending"  # not looked up yet
+SERVING = "serving"  # serving what the alias points at
+KEPT = "kept"  # serving an older version: the alias vanished or its new version failed to load
+MISSING = "missing"  # nothing to serve: no champion registered yet (or it never loaded)
+
+# Events handed to the ``on_event`` callback (the service counts them in Prometheus).
+SWAPPED = "swapped"
+SWAP_FAILED = "swap_failed"
+ALIAS_VANISHED = "alias_vanished"
+
+
+class UnknownModelError(LookupError):
+    """A symbol or target this service does not serve; the message lists what it serves."""
+
+
+class NoChampionError(LookupError):
+    """A configured symbol and target with nothing loaded yet; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version and what describes it."""
+
+    symbol: str
+    target: str
+    name: str
+    version: str
+    alias: str
+    feature_set: str
+    horizon_minutes: int
+    run_id: str | None
+    columns: tuple[str, ...]
+    loaded_at: datetime
+    model: Any = field(repr=False)
+    metrics: dict[str, float] = field(default_factory=dict)
+    feature_importance: dict[str, float] | None = None
+
+    def predict(self, values: np.ndarray) -> float:
+        """The model's output for one feature row (values in ``columns`` order)."""
+        frame = pd.DataFrame(
+            np.asarray(values, dtype="float64").reshape(1, -1), columns=list(self.columns)
+        )
+        return float(np.asarray(self.model.predict(frame), dtype="float64").ravel()[0])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "alias": self.alias,
+            "feature_set": self.feature_set,
+            "horizon_minutes": self.horizon_minutes,
+            "run_id": self.run_id,
+            "loaded_at": self.loaded_at,
+            "metrics": self.metrics,
+            "feature_importance": self.feature_importance,
+        }
+
+
+@dataclass
+class Slot:
+    """What is served for one (symbol, target), and what the poller last learned."""
+
+    symbol: str
+    target: str
+    name: str
+    served: ServedModel | None = None
+    state: str = PENDING
+    message: str | None = None
+    alias_version: str | None = None
+    checked_at: datetime | None = None
+    swaps: int = 0
+    failed_version: str | None = None
+    retry_at: float = 0.0
+    failures: int = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "target": self.target,
+            "name": self.name,
+            "state": self.state,
+            "message": self.message,
+            "alias_version": self.alias_version,
+            "checked_at": self.checked_at,
+            "swaps": self.swaps,
+            "served": self.served.describe() if self.served else None,
+        }
+
+
+def fix_command(symbol: str) -> str:
+    return f"pricebot train --symbol {symbol}"
+
+
+Loader = Callable[[str], Any]
+
+
+class ModelPool:
+    """The champion model per configured symbol and target, kept current by a poller.
+
+    ``get`` is what the request path calls: a dictionary read under a lock, no I/O. Loading and
+    registry look-ups happen only in the poller thread (or in ``refresh`` when called directly).
+    """
+
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        targets: Iterable[str],
+        *,
+        poll_seconds: float = 30.0,
+        tracking_uri: str | None = None,
+        alias: str = CHAMPION,
+        loader: Loader | None = None,
+        on_event: Callable[[str, Slot], None] | None = None,
+        max_retry_seconds: float = 300.0,
+    ) -> None:
+        self.symbols = [s.upper() for s in symbols]
+        self.targets = list(targets)
+        self.alias = alias
+        self.poll_seconds = poll_seconds
+        self.tracking_uri = tracking_uri
+        self.max_retry_seconds = max_retry_seconds
+        self._loader = loader
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._slots: dict[tuple[str, str], Slot] = {
+            (s, t): Slot(s, t, model_name(s, t)) for s in self.symbols for t in self.targets
+        }
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self._first_pass = threading.Event()
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def get(self, symbol: str, target: str) -> ServedModel:
+        """The model serving (symbol, target), or an error saying what is wrong and what to do."""
+        key = (symbol.upper(), target)
+        slot = self._slots.get(key)
+        if slot is None:
+            raise UnknownModelError(self.unknown_message(symbol, target))
+        with self._lock:
+            served = slot.served
+            state, message = slot.state, slot.message
+        if served is None:
+            if state == PENDING:
+                raise NoChampionError(
+                    f"The model for {key[0]} {target} is still loading; retry in a few seconds."
+                )
+            raise NoChampionError(
+                message or f"No champion for {key[0]} {target}: run `{fix_command(key[0])}`."
+            )
+        return served
+
+    def unknown_message(self, symbol: str, target: str) -> str:
+        what = []
+        if symbol.upper() not in self.symbols:
+            what.append(f"symbol {symbol!r}")
+        if target not in self.targets:
+            what.append(f"target {target!r}")
+        return (
+            f"Unknown {' and '.join(what) or 'model'}: this service serves symbols "
+            f"{', '.join(self.symbols)} and targets {', '.join(self.targets)}."
+        )
+
+    def status(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [slot.describe() for slot in self._slots.values()]
+
+    def ready(self) -> bool:
+        """True once every slot has been looked up: loaded, or reported missing."""
+        with self._lock:
+            return all(slot.state != PENDING for slot in self._slots.values())
+
+    # -- the poller ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Look every alias up and keep doing so in a daemon thread (the first pass included,
+        so a slow registry delays readiness, not the process start)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="champion-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_first_pass(self, timeout: float | None = None) -> bool:
+        return self._first_pass.wait(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.refresh()
+            except Exception:  # the poller must outlive any one bad pass
+                log.exception("champion poll failed; will retry")
+            self._first_pass.set()
+            self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+
+    def refresh(self) -> None:
+        """One pass: look up each alias and load/swap where it moved."""
+        for slot in list(self._slots.values()):
+            if self._stop.is_set():
+                return
+            self._refresh_slot(slot)
+
+    def _client_(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def _refresh_slot(self, slot: Slot) -> None:
+        from mlflow.exceptions import MlflowException
+
+        now = datetime.now(UTC)
+        try:
+            version = self._client_().get_model_version_by_alias(slot.name, self.alias)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                self._alias_missing(slot, now)
+            else:
+                self._registry_error(slot, now, exc)
+            return
+        except Exception as exc:  # connection refused, timeouts: the registry is unreachable
+            self._registry_error(slot, now, exc)
+            return
+
+        number = str(version.version)
+        with self._lock:
+            slot.checked_at = now
+            slot.alias_version = number
+            current = slot.served.version if slot.served else None
+        if number == current:
+            with self._lock:
+                if slot.state != SERVING:
+                    log.info("%s@%s is version %s again; serving it", slot.name, self.alias, number)
+                slot.state, slot.message, slot.failed_version = SERVING, None, None
+            return
+        if number == slot.failed_version and time.monotonic() < slot.retry_at:
+            return  # a version that just failed: retried with back-off, not every poll
+        self._load_and_swap(slot, version, now)
+
+    def _alias_missing(self, slot: Slot, now: datetime) -> None:
+        with self._lock:
+            slot.checked_at, slot.alias_version = now, None
+            if slot.served is not None:
+                message = (
+                    f"alias {self.alias} of {slot.name} no longer exists; "
+                    f"still serving version {slot.served.version}"
+                )
+                if slot.state != KEPT or slot.message != message:
+                    log.warning(message)
+                    event = ALIAS_VANISHED
+                else:
+                    event = None
+                slot.state, slot.message = KEPT, message
+            else:
+                slot.state = MISSING
+                slot.message = (
+                    f"No champion for {slot.symbol} {slot.target} yet ({slot.name}@{self.alias} "
+                    f"is not registered): run `{fix_command(slot.symbol)}`."
+                )
+                event = None
+        if event:
+            self._emit(event, slot)
+
+    def _registry_error(self, slot: Slot, now: datetime, exc: Exception) -> None:
+        reason = f"model registry unreachable ({type(exc).__name__}: {_first_line(exc)})"
+        with self._lock:
+            slot.checked_at = now
+            if slot.served is not None:
+                slot.state = KEPT
+                slot.message = f"{reason}; still serving version {slot.served.version}"
+            else:
+                slot.state = MISSING
+                slot.message = (
+                    f"No model loaded for {slot.symbol} {slot.target}: {reason}. Check "
+                    f"MLFLOW_TRACKING_URI; the service retries every {self.poll_seconds:g}s."
+                )
+        log.warning("%s: %s", slot.name, reason)
+
+    def _load_and_swap(self, slot: Slot, version: Any, now: datetime) -> None:
+        number = str(version.version)
+        started = time.monotonic()
+        try:
+            served = self._load(slot, version)
+        except Exception as exc:
+            slot.failures += 1
+            slot.failed_version = number
+            delay = min(self.max_retry_seconds, self.poll_seconds * 2 ** min(slot.failures, 10))
+            slot.retry_at = time.monotonic() + delay
+            reason = f"version {number} failed to load ({type(exc).__name__}: {_first_line(exc)})"
+            with self._lock:
+                if slot.served is not None:
+                    slot.state = KEPT
+                    slot.message = f"{reason}; still serving version {slot.served.version}"
+                else:
+                    slot.state = MISSING
+                    slot.message = (
+                        f"No model for {slot.symbol} {slot.target}: {reason}. Register a working "
+                        f"version (`{fix_command(slot.symbol)}`); retrying in {delay:.0f}s."
+                    )
+            log.error("%s@%s: %s", slot.name, self.alias, slot.message)
+            self._emit(SWAP_FAILED, slot)
+            return
+        with self._lock:
+            previous = slot.served
+            slot.served = served  # the swap: one reference assignment, readers see old or new
+            slot.state, slot.message = SERVING, None
+            slot.failed_version, slot.failures = None, 0
+            slot.swaps += 1
+        log.info(
+            "%s@%s: now serving version %s (was %s), loaded in %.2fs",
+            slot.name,
+            self.alias,
+            number,
+            previous.version if previous else "nothing",
+            time.monotonic() - started,
+        )
+        self._emit(SWAPPED, slot)
+
+    def _load(self, slot: Slot, version: Any) -> ServedModel:
+        from pricebot.features import feature_names
+
+        tags = dict(version.tags or {})
+        feature_set = tags.get("feature_set", "v1")
+        columns = tuple(feature_names(feature_set))
+        uri = f"models:/{slot.name}/{version.version}"
+        loader = self._loader or _default_loader
+        model = loader(uri)
+        _check_columns(model, columns, feature_set)
+        metrics, importance = self._run_details(version.run_id)
+        return ServedModel(
+            symbol=slot.symbol,
+            target=slot.target,
+            name=slot.name,
+            version=str(version.version),
+            alias=self.alias,
+            feature_set=feature_set,
+            horizon_minutes=_horizon(tags, slot.target),
+            run_id=version.run_id,
+            columns=columns,
+            loaded_at=datetime.now(UTC),
+            model=model,
+            metrics=metrics,
+            feature_importance=importance,
+        )
+
+    def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:
+        """Headline metrics and feature importance of the run; missing ones are not an error."""
+        if not run_id:
+            return {}, None
+        metrics: dict[str, float] = {}
+        importance = None
+        try:
+            metrics = dict(self._client_().get_run(run_id).data.metrics)
+        except Exception as exc:
+            log.warning("run %s: metrics unavailable (%s)", run_id, _first_line(exc))
+        try:
+            import mlflow.artifacts
+
+            raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_importance.json")
+            importance = {str(k): float(v) for k, v in dict(raw).items()}
+        except Exception:
+            importance = None  # the artifact is optional
+        return metrics, importance
+
+    def _emit(self, event: str, slot: Slot) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event, slot)
+            except Exception:
+                log.exception("on_event callback failed for %s", event)
+
+
+def _default_loader(uri: str) -> Any:
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(uri)
+
+
+def _check_columns(model: Any, columns: tuple[str, ...], feature_set: str) -> None:
+    """Refuse a model whose signature wants other inputs than the feature set provides."""
+    try:
+        schema = model.metadata.get_input_schema()
+    except Exception:
+        return
+    if schema is None or not getattr(schema, "has_input_names", lambda: False)():
+        return
+    wanted = tuple(schema.input_names())
+    if set(wanted) != set(columns):
+        missing = sorted(set(wanted) - set(columns))
+        extra = sorted(set(columns) - set(wanted))
+        raise ValueError(
+            f"the model's input columns do not match feature set {feature_set}: "
+            f"missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+
+
+def _horizon(tags: dict[str, str], target: str) -> int:
+    if "horizon_minutes" in tags:
+        return int(tags["horizon_minutes"])
+    from pricebot.targets import parse_target
+
+    return int(parse_target(target).horizon_minutes)
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    text = str(exc).lower()
+    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
