@@ -44,7 +44,8 @@ def test_every_prediction_is_written_by_a_clean_shutdown(database_url: str) -> N
     log.close()
 
     assert count(database_url) == 1234
-    assert log.written == 1234 and log.dropped == 0
+    assert log.written == 1234
+    assert log.dropped == 0
 
 
 def test_rows_are_written_while_the_service_runs(database_url: str) -> None:
@@ -66,8 +67,10 @@ def test_logged_row_holds_what_was_predicted(database_url: str) -> None:
 
     with db.connect(database_url) as conn:
         row = db.fetch_dicts(conn, "SELECT * FROM predictions")[0]
-    assert row["symbol"] == "BTCUSDT" and row["model_version"] == "3"
-    assert row["feature_time"] == T0 and row["horizon_minutes"] == 60
+    assert row["symbol"] == "BTCUSDT"
+    assert row["model_version"] == "3"
+    assert row["feature_time"] == T0
+    assert row["horizon_minutes"] == 60
     assert row["prediction"] == pytest.approx(0.005)
     assert row["actual"] is None
 
@@ -80,7 +83,8 @@ def test_rows_wait_out_a_database_outage(postgres: LocalPostgres) -> None:
         for i in range(25):
             log.record(record(i))
         log.flush(timeout=10)
-        assert log.failed_flushes >= 1 and log.written == 0
+        assert log.failed_flushes >= 1
+        assert log.written == 0
 
         postgres.create_database(name, template="pricebot_template")
         assert log.flush(timeout=10)
