@@ -1,0 +1,34 @@
+"""The Pulumi program: read the stack configuration once, declare the stack, export outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this directory as a script, so the repository root (home of the ``infra`` package)
+# is not on the import path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pulumi
+from pulumi.runtime.config import get_config_env
+
+from infra.config import load_settings
+from infra.stack import build
+
+PREFIX = f"{pulumi.get_project()}:"
+
+settings = load_settings(
+    {k[len(PREFIX) :]: v for k, v in get_config_env().items() if k.startswith(PREFIX)},
+    region=pulumi.Config("aws").get("region"),
+    stack=pulumi.get_stack(),
+)
+outputs = build(settings)
+
+pulumi.export("api_url", outputs.api_url)
+pulumi.export("monitoring_url", outputs.monitoring_url)
+pulumi.export("mlflow_url", outputs.mlflow_url)
+pulumi.export("database_endpoint", outputs.database_endpoint)
+pulumi.export("database_secret_arn", outputs.database_secret_arn)
+pulumi.export("mlflow_instance_id", outputs.mlflow_instance_id)
+pulumi.export("bucket_name", outputs.bucket_name)
+pulumi.export("repository_urls", outputs.repository_urls)

@@ -1,0 +1,214 @@
+"""The stack's settings: read from Pulumi config once, then a plain frozen value.
+
+Components take a :class:`StackSettings` and never touch ``pulumi.Config``, so tests build them
+from a literal and a deployment reads its configuration in exactly one place
+(:func:`load_settings`). Every key is documented in Pulumi.example.yaml.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+MIN_BACKUP_RETENTION_DAYS = 7
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackSettingsError(ValueError):
+    """A stack setting is out of range; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything the components need to know; defaults are the documented default stack."""
+
+    region: str
+    stack: str = "dev"
+    project: str = "pricebot"
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    # Network.
+    vpc_cidr: str = "10.40.0.0/16"
+    az_count: int = 2
+    nat_gateways: int = 1
+    interface_endpoints: bool = True
+    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    certificate_arn: str | None = None
+
+    # Database.
+    db_instance_class: str = "db.t4g.micro"
+    db_allocated_storage_gb: int = 20
+    db_max_allocated_storage_gb: int = 100
+    db_backup_retention_days: int = 7
+    db_deletion_protection: bool = True
+    db_multi_az: bool = False
+
+    # Pipeline.
+    symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
+    binance_url: str = "https://api.binance.com"
+    feature_set: str = "v1"
+    lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
+    layer_zip: str = "layers/build/layer-deps.zip"
+    ingest_zip: str = "layers/build/ingest.zip"
+    transform_zip: str = "layers/build/transform.zip"
+    ingest_schedule: str = "rate(5 minutes)"
+    transform_schedule: str = "rate(1 hour)"
+    lag_alarm_seconds: int = 900
+    alarm_email: str | None = None
+    log_retention_days: int = 30
+
+    # MLflow server.
+    mlflow_instance_type: str = "t3.small"
+    mlflow_version: str = "3.17.2"
+    mlflow_ami_parameter: str = (
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    )
+
+    # Serving and monitoring.
+    service_image_tag: str | None = None
+    monitoring_image_tag: str | None = None
+    model_alias: str = "champion"
+    targets: tuple[str, ...] = ("ret24h",)
+    service_cpu: int = 512
+    service_memory_mb: int = 1024
+    service_min_tasks: int = 1
+    service_max_tasks: int = 3
+    service_cpu_target_percent: float = 60.0
+    monitoring_cpu: int = 512
+    monitoring_memory_mb: int = 1024
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def name(self) -> str:
+        """Prefix of physical names: short, stack-unique, valid for every AWS service used."""
+        return f"{self.project}-{self.stack}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "managed-by": "pulumi",
+            **self.extra_tags,
+        }
+
+    def validate(self) -> None:
+        """Refuse settings that would deploy something unsafe or impossible, naming the key."""
+        problems: list[str] = []
+        if self.db_backup_retention_days < MIN_BACKUP_RETENTION_DAYS:
+            problems.append(
+                f"dbBackupRetentionDays is {self.db_backup_retention_days}; keep at least "
+                f"{MIN_BACKUP_RETENTION_DAYS} days of backups"
+            )
+        if not 2 <= self.az_count <= 3:
+            problems.append(f"azCount is {self.az_count}; use 2 or 3 availability zones")
+        if not 1 <= self.nat_gateways <= self.az_count:
+            problems.append(
+                f"natGateways is {self.nat_gateways}; use 1 (cheapest) up to azCount "
+                f"({self.az_count}, one per zone)"
+            )
+        try:
+            network = ipaddress.ip_network(self.vpc_cidr)
+            if network.prefixlen > 18:
+                problems.append(f"vpcCidr {self.vpc_cidr} is too small; use a /16 to /18")
+        except ValueError:
+            problems.append(f"vpcCidr {self.vpc_cidr!r} is not a CIDR block like 10.40.0.0/16")
+        for cidr in self.ingress_cidrs:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError:
+                problems.append(f"ingressCidrs holds {cidr!r}, which is not a CIDR block")
+        if self.lambda_architecture not in ("x86_64", "arm64"):
+            problems.append(
+                f"lambdaArchitecture is {self.lambda_architecture!r}; use x86_64 or arm64 "
+                "(the one `make layers` built for)"
+            )
+        if not self.symbols:
+            problems.append("symbols is empty; list at least one, e.g. [BTCUSDT]")
+        if not 1 <= self.service_min_tasks <= self.service_max_tasks:
+            problems.append(
+                f"serviceMinTasks/serviceMaxTasks are {self.service_min_tasks}/"
+                f"{self.service_max_tasks}; need 1 <= min <= max"
+            )
+        if problems:
+            raise StackSettingsError("; ".join(problems))
+
+    def missing_artifacts(self, root: Path = REPO_ROOT) -> list[str]:
+        """The Lambda zips that `make layers` has not built yet (relative to the repo root)."""
+        paths = (self.layer_zip, self.ingest_zip, self.transform_zip)
+        return [p for p in paths if not (root / p).is_file()]
+
+
+def _key(name: str) -> str:
+    """snake_case field name -> the camelCase config key (db_multi_az -> dbMultiAz)."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def config_keys() -> dict[str, str]:
+    """Config key -> field name, for every setting read from ``pricebot:`` config."""
+    return {
+        _key(f.name): f.name for f in fields(StackSettings) if f.name not in ("region", "stack")
+    }
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """A config value as the field's type, judged by its default (config values are strings)."""
+    spec = next(f for f in fields(StackSettings) if f.name == name)
+    default = spec.default_factory() if callable(spec.default_factory) else spec.default
+    if default is None:  # optional strings: empty means unset
+        return str(raw) if raw not in (None, "") else None
+    if not isinstance(raw, str):
+        value = raw
+    elif isinstance(default, bool):
+        if raw.lower() not in ("true", "false"):
+            raise StackSettingsError(f"{_key(name)} must be true or false, got {raw!r}")
+        return raw.lower() == "true"
+    elif isinstance(default, int | float | tuple | dict):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw.split(",") if isinstance(default, tuple) else raw
+    else:
+        return raw
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple):
+            raise StackSettingsError(f"{_key(name)} must be a list, got {raw!r}")
+        return tuple(str(v).strip() for v in value)
+    if isinstance(default, bool | int | float) and not isinstance(value, int | float):
+        raise StackSettingsError(f"{_key(name)} must be a number, got {raw!r}")
+    if isinstance(default, dict) and not isinstance(value, dict):
+        raise StackSettingsError(f"{_key(name)} must be a map of strings, got {raw!r}")
+    return value
+
+
+def load_settings(
+    values: dict[str, Any], *, region: str | None, stack: str, root: Path = REPO_ROOT
+) -> StackSettings:
+    """Build settings from the ``pricebot:`` config values (camelCase keys).
+
+    Unknown keys are an error, so a misspelt key does not silently deploy a default; values may
+    be the strings Pulumi config holds or already-parsed values.
+    """
+    if not region:
+        raise StackSettingsError("aws:region is not set; run `pulumi config set aws:region <r>`")
+    known = config_keys()
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise StackSettingsError(
+            f"unknown config keys {unknown}; the keys are listed in Pulumi.example.yaml"
+        )
+    kwargs = {known[key]: _coerce(known[key], raw) for key, raw in values.items()}
+    settings = StackSettings(region=region, stack=stack, **kwargs)
+    missing = settings.missing_artifacts(root)
+    if missing:
+        raise StackSettingsError(
+            f"Lambda artifacts not found: {missing}. Run `make layers` first (or point "
+            "layerZip/ingestZip/transformZip at where they are)."
+        )
+    return settings
