@@ -65,6 +65,8 @@ _NUMERIC_COLUMNS = [name for name, kind in _STAGING_COLUMNS if kind == "numeric"
 class ArchiveError(ValueError):
     """An archive that cannot be imported; the message names the file, the problem and the fix."""
 
+    label = "failed"
+
     def __init__(self, path: Path | str, problem: str) -> None:
         self.path = Path(path)
         self.problem = problem
@@ -74,21 +76,31 @@ class ArchiveError(ValueError):
 class ArchiveNameError(ArchiveError):
     """The file name is not a Binance Vision 1m kline name, or names another interval."""
 
+    label = "bad-name"
+
 
 class ChecksumMismatchError(ArchiveError):
     """The sibling .CHECKSUM does not match the file."""
+
+    label = "bad-checksum"
 
 
 class TruncatedArchiveError(ArchiveError):
     """The zip is unreadable or the CSV stops mid-row: the download was cut off."""
 
+    label = "truncated"
+
 
 class MalformedArchiveError(ArchiveError):
     """A row breaks the kline rules (not a number, prices out of order, ...)."""
 
+    label = "bad-row"
+
 
 class MislabelledArchiveError(ArchiveError):
     """The rows do not match the file name: another interval, or dates outside the named period."""
+
+    label = "mislabelled"
 
 
 @dataclass(frozen=True)
@@ -337,6 +349,8 @@ def import_archives(
     Failed files carry their :class:`ArchiveError` in ``ImportResult.error`` (or the first one
     is raised with ``stop_on_error``). A database that cannot be reached raises at once.
     """
+    for path in paths:
+        parse_archive_name(path)  # a usage error: refuse the whole list before loading any
     results: list[ImportResult] = []
     with connect(url) as conn:
         # Staging rows stay in memory: a month is ~10 MB of temp table.

@@ -32,6 +32,7 @@ def import_archives(
     Importing a file again writes nothing new.
     """
     from rich import box
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -76,7 +77,7 @@ def import_archives(
         rows_done += result.rows
         progress.update(task, rows=rows_done)
         if result.error is not None:
-            progress.console.print(f"[bold red]failed:[/] {result.error}")
+            progress.console.print(f"[bold red]failed:[/] {escape(str(result.error))}")
 
     try:
         with progress:
@@ -87,6 +88,7 @@ def import_archives(
                 on_result=on_result,
                 stop_on_error=stop_on_error,
             )
+        progress.update(task, completed=total_bytes)  # failed files stop short of their size
     except DatabaseUnavailableError as exc:
         raise fail(str(exc)) from None
     except archive.ArchiveError as exc:
@@ -109,7 +111,7 @@ def import_archives(
         table.add_column("status")
     for r in results:
         if r.error is not None:
-            cells = ["-"] * 5 + [f"[red]failed: {type(r.error).__name__}[/]"]
+            cells = ["-"] * 5 + [f"[red]{r.error.label}[/]"]
         else:
             gaps = f"{r.gaps} ({r.gap_minutes:,} min)" if r.gaps else "0"
             cells = [f"{r.rows:,}", f"{r.rows_new:,}", f"{r.rows_skipped:,}", gaps, r.checksum]
