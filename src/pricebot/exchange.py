@@ -482,17 +482,15 @@ def _symbol_param(request: Request, state: ExchangeState, required: bool = True)
     return symbol
 
 
-def _corrupt(rng: random.Random, rows: list[bytes]) -> list[bytes]:
+def _corrupt(rng: random.Random, body: bytes) -> bytes:
     """Spoil one row of the page as a broken upstream would: a bad price or a short row."""
+    rows = json.loads(body)
     i = rng.randrange(len(rows))
-    row = json.loads(rows[i])
     if rng.random() < 0.5:
-        row[rng.choice((1, 2, 3, 4))] = "abc"
+        rows[i][rng.choice((1, 2, 3, 4))] = "abc"
     else:
-        row = row[:5]
-    rows = list(rows)
-    rows[i] = json.dumps(row, separators=(",", ":")).encode()
-    return rows
+        rows[i] = rows[i][:5]
+    return json.dumps(rows, separators=(",", ":")).encode()
 
 
 async def _klines(request: Request, state: ExchangeState) -> Response:
@@ -515,9 +513,9 @@ async def _klines(request: Request, state: ExchangeState) -> Response:
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
         raise BinanceError(400, -1023, "Start time is greater than end time.")
     rows, count = state.source().select(config, symbol, start_ms, end_ms, limit)
-    if rows and config.malformed_rate and state.rng.random() < config.malformed_rate:
-        rows = _corrupt(state.rng, rows)
     body = b"[" + b",".join(rows) + b"]"
+    if count and config.malformed_rate and state.rng.random() < config.malformed_rate:
+        body = _corrupt(state.rng, body)
     response = Response(body, media_type="application/json")
     response.candles = count  # type: ignore[attr-defined]
     return response
