@@ -84,13 +84,18 @@ def transform(
     table = Table(title=f"features {feature_set} ({mode})")
     for column in ("symbol", "candles read", "rows written", "newest row", "seconds"):
         table.add_column(column, justify="left" if column == "symbol" else "right")
-    days = warmup_minutes(feature_set) / 1440
-    too_short = f"none yet (needs {days:g} days of candles)"
     for r in results:
-        newest = r.newest.strftime("%Y-%m-%d %H:%M") if r.newest else too_short
+        newest = r.newest.strftime("%Y-%m-%d %H:%M") if r.newest else "none yet"
         table.add_row(
             r.symbol, f"{r.candles_read:,}", f"{r.rows_written:,}", newest, f"{r.seconds:.2f}"
         )
     console.print(table)
+    days = warmup_minutes(feature_set) / 1440
+    for r in results:
+        if r.newest is None:
+            console.print(
+                f"{r.symbol}: no feature rows yet: a row needs {days:g} days of candles before "
+                f"it and {r.candles_read:,} minutes are stored."
+            )
     total = sum(r.rows_written for r in results)
     console.print(f"{total:,} feature rows written for {len(results)} symbol(s).")
