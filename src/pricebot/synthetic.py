@@ -330,10 +330,6 @@ def format_ticks(values: np.ndarray, decimals: int) -> list[str]:
     return [f"{w}.{f:0{decimals}d}" for w, f in zip(whole.tolist(), part.tolist(), strict=True)]
 
 
-def format_floats(values: np.ndarray, decimals: int = 8) -> list[str]:
-    return [f"{v:.{decimals}f}" for v in values.tolist()]
-
-
 def day_rows(market: SyntheticMarket, block: DayBlock) -> tuple[bytes, np.ndarray]:
     """The day's candles as JSON rows joined by commas, plus each row's byte offset.
 
@@ -341,26 +337,39 @@ def day_rows(market: SyntheticMarket, block: DayBlock) -> tuple[bytes, np.ndarra
     is a slice and a join: no per-request formatting.
     """
     prof = market.profile
-    pd, vd = prof.price_decimals, prof.volume_decimals
     open_ms = (block.day * MINUTES_PER_DAY + np.arange(MINUTES_PER_DAY)) * MINUTE_MS
-    columns = zip(
-        open_ms.tolist(),
-        format_ticks(block.open, pd),
-        format_ticks(block.high, pd),
-        format_ticks(block.low, pd),
-        format_ticks(block.close, pd),
-        format_ticks(block.volume, vd),
-        format_floats(block.quote_volume),
-        block.trades.tolist(),
-        format_ticks(block.taker_base, vd),
-        format_floats(block.taker_quote),
-        strict=True,
-    )
-    rows = [
-        f'[{t},"{o}","{h}","{lo}","{c}","{v}",{t + MINUTE_MS - 1},"{q}",{n},"{tb}","{tq}","0"],'
-        for t, o, h, lo, c, v, q, n, tb, tq in columns
+    quote = np.rint(block.quote_volume * 1e8).astype(np.int64)
+    taker_quote = np.rint(block.taker_quote * 1e8).astype(np.int64)
+    fields: list[tuple[np.ndarray, int | None]] = [
+        (open_ms, None),
+        (block.open, prof.price_decimals),
+        (block.high, prof.price_decimals),
+        (block.low, prof.price_decimals),
+        (block.close, prof.price_decimals),
+        (block.volume, prof.volume_decimals),
+        (open_ms + MINUTE_MS - 1, None),
+        (quote, 8),
+        (block.trades, None),
+        (block.taker_base, prof.volume_decimals),
+        (taker_quote, 8),
     ]
-    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    # One str.format per row over integer columns (fixed point as whole.fraction): about twice
+    # as fast as formatting each value on its own, which matters on a cold cache.
+    parts, columns = [], []
+    for values, decimals in fields:
+        if decimals is None:
+            parts.append("{}")
+            columns.append(values.tolist())
+        elif decimals == 0:
+            parts.append('"{}"')
+            columns.append(values.tolist())
+        else:
+            whole, fraction = np.divmod(values, 10**decimals)
+            parts.append(f'"{{}}.{{:0{decimals}d}}"')
+            columns += [whole.tolist(), fraction.tolist()]
+    template = ("[" + ",".join(parts) + ',"0"],').format
+    rows = list(map(template, *columns))
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return "".join(rows).encode(), offsets
 
