@@ -1,0 +1,94 @@
+"""Labels: what happened after each candle, computed from the candles alone.
+
+A candle is identified by its open time ``t``; its close is the price at the end of minute ``t``,
+which is also the last price the features at ``t`` may see. The label at ``t`` looks at the
+closes of the candles opened in ``(t, t + H]``:
+
+- ``ret<H>``: ``close[t + H] / close[t] - 1`` (0.01 = +1%).
+- ``up<X>pct<H>``: 1.0 if some close in ``(t, t + H]`` is at least ``close[t] * (1 + X)``, else 0.0.
+- ``down<X>pct<H>``: 1.0 if some close in ``(t, t + H]`` is at most ``close[t] * (1 - X)``.
+
+A label exists only where the candle at ``t + H`` exists, so the last ``H`` minutes of history
+(and minutes whose horizon ends inside a gap) have none; they are never used for training.
+Work is done on a complete minute grid (missing minutes as NaN) so that "``H`` minutes later"
+means ``H`` minutes of wall time, never ``H`` rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pricebot.targets import TargetSpec
+
+MINUTE = pd.Timedelta(minutes=1)
+
+
+def minute_grid(series: pd.Series) -> pd.Series:
+    """``series`` on every minute from its first to its last index, NaN where none was stored."""
+    if series.empty:
+        return series.astype("float64")
+    grid = pd.date_range(series.index[0], series.index[-1], freq="1min")
+    return series.reindex(grid)
+
+
+def forward_returns(close: pd.Series, horizon_minutes: int) -> pd.Series:
+    """``close[t + H] / close[t] - 1`` for each candle of ``close`` (NaN when unknown)."""
+    grid = minute_grid(close.astype("float64"))
+    result = grid.shift(-horizon_minutes) / grid - 1.0
+    return result.reindex(close.index)
+
+
+def past_returns(close: pd.Series, horizon_minutes: int, lag_minutes: int = 0) -> pd.Series:
+    """``close[t - lag] / close[t - lag - H] - 1``: a return that ended ``lag`` minutes ago."""
+    grid = minute_grid(close.astype("float64"))
+    result = grid.shift(lag_minutes) / grid.shift(lag_minutes + horizon_minutes) - 1.0
+    return result.reindex(close.index)
+
+
+def compute_labels(candles: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
+    """Labels for every candle: columns ``label`` (the target) and ``forward_return``.
+
+    ``forward_return`` is returned for classification targets too: the pool value (the money a
+    model's calls would have made) is always measured in returns.
+    """
+    close = candles["close"].astype("float64")
+    horizon = spec.horizon_minutes
+    grid = minute_grid(close)
+    future = grid.shift(-horizon)
+    forward = future / grid - 1.0
+    if spec.kind == "regression":
+        label = forward
+    else:
+        assert spec.threshold is not None
+        if spec.direction == "up":
+            extreme = grid[::-1].rolling(horizon, min_periods=1).max()[::-1].shift(-1)
+            hit = extreme >= grid * (1.0 + spec.threshold)
+        else:
+            extreme = grid[::-1].rolling(horizon, min_periods=1).min()[::-1].shift(-1)
+            hit = extreme <= grid * (1.0 - spec.threshold)
+        label = hit.astype("float64").where(future.notna() & grid.notna())
+    frame = pd.DataFrame({"label": label, "forward_return": forward})
+    return frame.reindex(close.index)
+
+
+def crosses_long_gap(
+    index: pd.DatetimeIndex, horizon_minutes: int, max_gap_minutes: int
+) -> np.ndarray:
+    """For each time in ``index`` (the stored candles): does ``(t, t + H]`` cross a gap longer
+    than ``max_gap_minutes``? A label over a long outage mixes two markets and is dropped.
+    """
+    if len(index) == 0:
+        return np.zeros(0, dtype=bool)
+    present = pd.Series(True, index=index)
+    grid = minute_grid(present).notna().to_numpy()
+    missing = ~grid
+    # Length of the missing run each minute belongs to.
+    run_id = np.cumsum(np.r_[True, missing[1:] != missing[:-1]])
+    run_length = np.bincount(run_id)[run_id]
+    long_missing = missing & (run_length > max_gap_minutes)
+    counts = np.r_[0, np.cumsum(long_missing)]  # counts[i] = long-missing minutes before i
+    n = len(grid)
+    positions = ((index - index[0]) // MINUTE).to_numpy().astype(np.int64)
+    ends = np.minimum(positions + horizon_minutes, n - 1)
+    return (counts[ends + 1] - counts[positions + 1]) > 0
