@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -74,6 +76,7 @@ class PageEvent:
 
 
 OnPage = Callable[[PageEvent], None]
+_Request = tuple[int, int]  # open times [lo, hi] in epoch ms asked for in one klines request
 
 
 def floor_minute_ms(ms: int) -> int:
@@ -223,19 +226,22 @@ class _SymbolJob:
 
     def _forward(self, conn: psycopg.Connection, start_ms: int, previous: datetime | None) -> None:
         """Page forward from ``start_ms``; ``previous`` is the newest candle stored before it."""
-        cursor = start_ms
-        while cursor <= self.last_closed_ms:
-            raw = self.client.klines(self.symbol, cursor, self.last_closed_ms)
-            rows = self._parse(raw, cursor, self.last_closed_ms)
-            if rows:
-                gap_from = previous or rows[0][1]
-                self._write(conn, rows, gap_from, rows[-1][1])
-                covered = (_ms(rows[-1][1]) - cursor) // MINUTE_MS + 1
-                self._announce(rows, len(raw), covered)
-                previous = rows[-1][1]
+
+        def following(request: _Request, raw: list[list]) -> _Request | None:
             if len(raw) < MAX_KLINES_PER_REQUEST:
-                break  # nothing more up to the last closed minute
+                return None  # nothing more up to the last closed minute
             cursor = int(raw[-1][0]) + MINUTE_MS
+            return (cursor, self.last_closed_ms) if cursor <= self.last_closed_ms else None
+
+        if start_ms > self.last_closed_ms:
+            return
+        with closing(self._pages((start_ms, self.last_closed_ms), following)) as pages:
+            for (lo, _), raw, rows in pages:
+                if not rows:
+                    continue
+                self._write(conn, rows, previous or rows[0][1], rows[-1][1])
+                self._announce(rows, len(raw), (_ms(rows[-1][1]) - lo) // MINUTE_MS + 1)
+                previous = rows[-1][1]
 
     def _backfill(self, conn: psycopg.Connection, since_ms: int, first: datetime) -> None:
         """Fetch [since, first) newest window first, so the stored block stays contiguous."""
@@ -246,17 +252,51 @@ class _SymbolJob:
         if not probe:
             return
         floor_ms = max(since_ms, int(probe[0][0]))
-        upper = first  # the oldest stored candle above the window being fetched
-        hi = _ms(first) - MINUTE_MS
-        while hi >= floor_ms:
+
+        def window(hi: int) -> _Request | None:
             lo = max(floor_ms, hi - (MAX_KLINES_PER_REQUEST - 1) * MINUTE_MS)
-            raw = self.client.klines(self.symbol, lo, hi)
-            rows = self._parse(raw, lo, hi)
-            if rows:
-                self._write(conn, rows, rows[0][1], upper)
-                upper = rows[0][1]
-            self._announce(rows, len(raw), (hi - lo) // MINUTE_MS + 1)
-            hi = lo - MINUTE_MS
+            return (lo, hi) if hi >= floor_ms else None
+
+        first_window = window(_ms(first) - MINUTE_MS)
+        if first_window is None:
+            return
+        upper = first  # the oldest stored candle above the window being written
+        following = lambda request, raw: window(request[0] - MINUTE_MS)  # noqa: E731
+        with closing(self._pages(first_window, following)) as pages:
+            for (lo, hi), raw, rows in pages:
+                if rows:
+                    self._write(conn, rows, rows[0][1], upper)
+                    upper = rows[0][1]
+                self._announce(rows, len(raw), (hi - lo) // MINUTE_MS + 1)
+
+    def _pages(
+        self, first: _Request, following: Callable[[_Request, list[list]], _Request | None]
+    ) -> Iterator[tuple[_Request, list[list], list[tuple]]]:
+        """Fetched and validated pages, the next one requested while the caller writes this one.
+
+        Fetching (HTTP, JSON, validation) runs in a worker thread so that it overlaps the
+        database's work on the previous page; the requests made are exactly those a sequential
+        loop would make. An error fetching page k is raised here only after pages before k
+        have been handed out (and so written).
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="klines-fetch") as pool:
+            request: _Request | None = first
+            future: Future | None = pool.submit(self._fetch, first)
+            try:
+                while future is not None and request is not None:
+                    raw, rows = future.result()
+                    upcoming = following(request, raw)
+                    future = pool.submit(self._fetch, upcoming) if upcoming else None
+                    yield request, raw, rows
+                    request = upcoming
+            finally:
+                if future is not None:
+                    future.cancel()
+
+    def _fetch(self, request: _Request) -> tuple[list[list], list[tuple]]:
+        lo, hi = request
+        raw = self.client.klines(self.symbol, lo, hi)
+        return raw, self._parse(raw, lo, hi)
 
     def _parse(self, raw: list[list], start_ms: int, end_ms: int) -> list[tuple]:
         """Validate a whole page before any of it is written; keep only closed candles."""
@@ -267,12 +307,12 @@ class _SymbolJob:
                 row = parse_kline(item, self.symbol, SOURCE)
             except MalformedKlineError as exc:
                 raise MalformedPayloadError(
-                    f"Malformed kline from {self.client.base_url} in the page from "
-                    f"{to_datetime(start_ms).isoformat()}: {exc}. Nothing from this page was "
-                    "written (earlier pages are kept); run again to retry, and if it persists "
-                    "check PRICEBOT_BINANCE_URL points at Binance."
+                    f"Malformed kline for {self.symbol} at {_row_time(item)} in the page from "
+                    f"{to_datetime(start_ms).isoformat()} ({self.client.base_url}): {exc}. "
+                    "Nothing from this page was written (earlier pages are kept); run again to "
+                    "retry, and if it persists check that PRICEBOT_BINANCE_URL is Binance."
                 ) from exc
-            open_ms = _ms(row[1])
+            open_ms = int(item[0])
             if open_ms <= previous_ms:
                 raise MalformedPayloadError(
                     f"{self.symbol} {row[1].isoformat()}: open_time out of order or repeated "
@@ -280,7 +320,7 @@ class _SymbolJob:
                     f"{to_datetime(previous_ms).isoformat()}); nothing from this page was written."
                 )
             previous_ms = open_ms
-            if open_ms > end_ms or _ms(row[7]) >= self.now_ms:
+            if open_ms > end_ms or int(item[6]) >= self.now_ms:
                 continue  # still open (or beyond what we asked for)
             rows.append(row)
         return rows
@@ -319,6 +359,14 @@ class _SymbolJob:
                 pages=self.stats.pages,
             )
         )
+
+
+def _row_time(item: object) -> str:
+    """The open time of a (possibly broken) row, for messages."""
+    try:
+        return to_datetime(int(item[0])).isoformat()  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError, OSError):
+        return "an unreadable open time"
 
 
 def _ms(moment: datetime) -> int:
