@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: help setup system-deps python-deps demo test lint format unit bench layers clean
+.PHONY: help setup system-deps python-deps demo test lint lint-workflows format unit bench layers clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ unit: python-deps ## Only the fast tests that need no servers
 lint: python-deps ## ruff format --check and ruff check
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+lint-workflows: python-deps ## actionlint and zizmor (offline) over .github/workflows
+	$(BIN)/actionlint
+	$(BIN)/zizmor --offline .github/workflows
 
 format: python-deps ## Format and fix what ruff can
 	$(BIN)/ruff format .

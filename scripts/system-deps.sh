@@ -12,6 +12,11 @@ fi
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${PRICEBOT_CHROMIUM:-}" ]; then
   need+=(chromium)
 fi
+# actionlint checks the workflows' run: scripts with ShellCheck when it is on PATH (as on
+# GitHub's runners), so have it here too where apt-get can; elsewhere it is optional.
+if ! command -v shellcheck >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  need+=(shellcheck)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
