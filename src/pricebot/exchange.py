@@ -34,13 +34,13 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,6 +48,8 @@ from starlette.routing import Route
 
 from pricebot.synthetic import (
     DAY_MS,
+    FIRST_DAY,
+    LAST_DAY,
     MINUTE_MS,
     MINUTES_PER_DAY,
     DayBlock,
@@ -58,6 +60,8 @@ from pricebot.synthetic import (
 )
 
 KLINES_WEIGHT = 2
+SYNTHETIC_START = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=FIRST_DAY + 1)
+SYNTHETIC_END = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=LAST_DAY - 1)
 WEIGHTS = {"/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20}
 DEFAULT_LIMIT, MAX_LIMIT = 500, 1000
 BINANCE_INTERVALS = {
@@ -102,6 +106,27 @@ class ExchangeConfig(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("now must be timezone-aware (UTC), e.g. datetime(..., tzinfo=UTC)")
         return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _SYMBOL_RE.match(s)]
+        if bad:
+            raise ValueError(f"symbols must be upper-case Binance names like BTCUSDT, got {bad}")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _within_the_synthetic_span(self) -> ExchangeConfig:
+        if self.archives:
+            return self
+        now = self.now or datetime.now(UTC)
+        if now - timedelta(days=self.history_days) < SYNTHETIC_START or now >= SYNTHETIC_END:
+            raise ValueError(
+                f"the synthetic market covers {SYNTHETIC_START:%Y-%m-%d}..{SYNTHETIC_END:%Y-%m-%d};"
+                f" now={now.isoformat()} with history_days={self.history_days:g} reaches "
+                "outside it"
+            )
+        return self
 
     @field_validator("missing")
     @classmethod

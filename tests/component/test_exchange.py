@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from pricebot.archive import write_archive
 from pricebot.exchange import RESTRICTED_MESSAGE, ExchangeConfig, RunningExchange, synthetic_klines
@@ -191,6 +192,11 @@ def test_stats_count_requests_by_path_and_status(exchange: Exchange) -> None:
     assert ex.stats.requests() == 4
     assert ex.stats.by_status() == {200: 3, 400: 1}
     assert ex.stats.candles == 10
+
+
+def test_a_clock_outside_the_synthetic_span_is_refused_clearly() -> None:
+    with pytest.raises(ValidationError, match=r"covers 2016-01-02\.\.2035-12-31"):
+        ExchangeConfig(now=NOW, history_days=5000)
 
 
 # --- faults -----------------------------------------------------------------------------------
