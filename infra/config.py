@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 MIN_BACKUP_RETENTION_DAYS = 7
+LAMBDA_RUNTIME = "python3.12"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,7 +52,8 @@ class StackSettings:
     binance_url: str = "https://api.binance.com"
     feature_set: str = "v1"
     lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
-    layer_zip: str = "layers/build/layer-deps.zip"
+    core_layer_zip: str = "layers/build/layer-core.zip"
+    data_layer_zip: str = "layers/build/layer-data.zip"
     ingest_zip: str = "layers/build/ingest.zip"
     transform_zip: str = "layers/build/transform.zip"
     ingest_schedule: str = "rate(5 minutes)"
@@ -140,7 +142,7 @@ class StackSettings:
 
     def missing_artifacts(self, root: Path = REPO_ROOT) -> list[str]:
         """The Lambda zips that `make layers` has not built yet (relative to the repo root)."""
-        paths = (self.layer_zip, self.ingest_zip, self.transform_zip)
+        paths = (self.core_layer_zip, self.data_layer_zip, self.ingest_zip, self.transform_zip)
         return [p for p in paths if not (root / p).is_file()]
 
 
@@ -209,6 +211,30 @@ def load_settings(
     if missing:
         raise StackSettingsError(
             f"Lambda artifacts not found: {missing}. Run `make layers` first (or point "
-            "layerZip/ingestZip/transformZip at where they are)."
+            "coreLayerZip/dataLayerZip/ingestZip/transformZip at where they are)."
         )
+    check_manifest(settings, root)
     return settings
+
+
+def check_manifest(settings: StackSettings, root: Path = REPO_ROOT) -> None:
+    """Refuse zips built for another architecture or runtime than the stack deploys.
+
+    ``make layers`` writes manifest.json next to the zips; a stack that deployed x86_64 wheels
+    as arm64 functions would fail only at the first invocation, with an import error.
+    """
+    manifest = root / Path(settings.ingest_zip).parent / "manifest.json"
+    if not manifest.is_file():
+        return
+    built = json.loads(manifest.read_text())
+    if built.get("arch") != settings.lambda_architecture:
+        raise StackSettingsError(
+            f"the Lambda zips in {manifest.parent} were built for {built.get('arch')}, but "
+            f"lambdaArchitecture is {settings.lambda_architecture}; rebuild with "
+            f"`make layers` for {settings.lambda_architecture} or change lambdaArchitecture"
+        )
+    if built.get("runtime") != LAMBDA_RUNTIME:
+        raise StackSettingsError(
+            f"the Lambda zips in {manifest.parent} were built for {built.get('runtime')}, but "
+            f"the functions run {LAMBDA_RUNTIME}; rebuild them with `make layers`"
+        )

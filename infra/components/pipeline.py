@@ -8,7 +8,8 @@ queue (one per function, one for the EventBridge targets). Alarms: function erro
 any dead-letter queue, and data lag (``LagSeconds``, which the ingest function emits as EMF in
 namespace ``pricebot`` with Powertools' ``service`` dimension).
 
-Code comes from ``make layers``: a dependency layer and one zip per function, uploaded to the
+Code comes from ``make layers``: two dependency layers (core for both functions, data with
+numpy/pandas for transform only) and one zip per function, uploaded to the
 artifact bucket so that each deployment is an S3 object version (and the 50 MB limit on direct
 uploads does not apply).
 """
@@ -26,8 +27,9 @@ from pulumi import ResourceOptions
 
 from infra import iam
 from infra.components.storage import LAMBDA_PREFIX
+from infra.config import LAMBDA_RUNTIME
 
-RUNTIME = "python3.12"
+RUNTIME = LAMBDA_RUNTIME
 METRICS_NAMESPACE = "pricebot"
 LAG_METRIC = "LagSeconds"
 EVENT_SOURCE = "pricebot.klines"
@@ -40,6 +42,7 @@ class FunctionSpec:
     key: str  # "ingest" | "transform"
     handler: str
     zip_path: str
+    layers: tuple[str, ...]
     memory_mb: int
     timeout_seconds: int
 
@@ -60,7 +63,8 @@ class PipelineArgs:
     binance_url: str
     feature_set: str
     architecture: str
-    layer_zip: str
+    core_layer_zip: str
+    data_layer_zip: str
     ingest_zip: str
     transform_zip: str
     ingest_schedule: str
@@ -131,30 +135,26 @@ class Pipeline(pulumi.ComponentResource):
             ":event-bus/default",
         )  # fmt: skip
 
-        layer_object = self._upload(name, "layer-deps", args.layer_zip, args)
-        layer = aws.lambda_.LayerVersion(
-            f"{name}-deps",
-            layer_name=f"{args.name}-deps",
-            description="pricebot core and its dependencies (make layers)",
-            s3_bucket=args.bucket_name,
-            s3_key=layer_object.key,
-            s3_object_version=layer_object.version_id,
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[args.architecture],
-            opts=child,
-        )
-
+        layers = {
+            key: self._layer(name, key, path, args)
+            for key, path in (("core", args.core_layer_zip), ("data", args.data_layer_zip))
+        }
+        # Ingest runs without numpy/pandas (its cold start); only transform computes.
         specs = (
             FunctionSpec("ingest", "lambdas.ingest.handler.lambda_handler", args.ingest_zip,
-                         512, 300),
+                         ("core",), 512, 300),
             FunctionSpec("transform", "lambdas.transform.handler.lambda_handler",
-                         args.transform_zip, 1024, 600),
+                         args.transform_zip, ("core", "data"), 1024, 600),
         )  # fmt: skip
         functions: dict[str, aws.lambda_.Function] = {}
         self.dead_letter_queues: dict[str, aws.sqs.Queue] = {}
         for spec in specs:
             functions[spec.key] = self._function(
-                name, spec, args, layer, None if spec.key == "transform" else event_bus_arn
+                name,
+                spec,
+                args,
+                [layers[key].arn for key in spec.layers],
+                None if spec.key == "transform" else event_bus_arn,
             )
 
         # EventBridge's own dead-letter queue: deliveries it could not make after its retries.
@@ -246,6 +246,22 @@ class Pipeline(pulumi.ComponentResource):
             opts=ResourceOptions(parent=self),
         )
 
+    def _layer(
+        self, name: str, key: str, path: str, args: PipelineArgs
+    ) -> aws.lambda_.LayerVersion:
+        uploaded = self._upload(name, f"layer-{key}", path, args)
+        return aws.lambda_.LayerVersion(
+            f"{name}-layer-{key}",
+            layer_name=f"{args.name}-{key}",
+            description=f"pricebot {key} dependencies (make layers)",
+            s3_bucket=args.bucket_name,
+            s3_key=uploaded.key,
+            s3_object_version=uploaded.version_id,
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[args.architecture],
+            opts=ResourceOptions(parent=self),
+        )
+
     def _queue(self, resource_name: str, queue_name: str) -> aws.sqs.Queue:
         return aws.sqs.Queue(
             resource_name,
@@ -260,7 +276,7 @@ class Pipeline(pulumi.ComponentResource):
         name: str,
         spec: FunctionSpec,
         args: PipelineArgs,
-        layer: aws.lambda_.LayerVersion,
+        layer_arns: list[pulumi.Output[str]],
         event_bus_arn: pulumi.Output[str] | None,
     ) -> aws.lambda_.Function:
         child = ResourceOptions(parent=self)
@@ -301,7 +317,7 @@ class Pipeline(pulumi.ComponentResource):
             s3_bucket=args.bucket_name,
             s3_key=code.key,
             s3_object_version=code.version_id,
-            layers=[layer.arn],
+            layers=layer_arns,
             memory_size=spec.memory_mb,
             timeout=spec.timeout_seconds,
             vpc_config={

@@ -1,0 +1,155 @@
+"""IAM least privilege: named actions only; Resource "*" only where AWS offers nothing narrower."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra import iam
+from infra.policy.rules import (
+    ACTIONS_WITHOUT_RESOURCES,
+    ROLE_POLICY_ATTACHMENT,
+    Declared,
+    iam_violations,
+    statement_violations,
+)
+from tests.infra.conftest import Stack
+
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+BUCKET_ARN = "arn:aws:s3:eu-west-1:123456789012:storage-artifacts"
+SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1"
+
+
+def statements(stack: Stack, name: str) -> list[dict]:
+    return json.loads(stack.named(ROLE_POLICY, name).inputs["policy"])["Statement"]
+
+
+def granted(stack: Stack, name: str) -> dict[str, list[str]]:
+    """Action -> resources, for one role policy."""
+    out: dict[str, list[str]] = {}
+    for statement in statements(stack, name):
+        for action in statement["Action"]:
+            out.setdefault(action, []).extend(statement["Resource"])
+    return out
+
+
+def test_no_policy_in_the_stack_breaks_the_rules(stack: Stack) -> None:
+    assert iam_violations(stack.resources) == []
+
+
+def test_every_wildcard_resource_is_for_an_unscoped_action(stack: Stack) -> None:
+    wildcard_actions = {
+        action
+        for _, document in stack.policies()
+        for statement in document.get("Statement", [])
+        if statement.get("Effect") == "Allow" and "*" in statement.get("Resource", [])
+        for action in statement["Action"]
+    }
+    assert wildcard_actions
+    assert wildcard_actions <= ACTIONS_WITHOUT_RESOURCES
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ({"Effect": "Allow", "Action": "*", "Resource": "*"}, "grants every action ('*')"),
+        ({"Effect": "Allow", "Action": ["s3:*"], "Resource": [BUCKET_ARN]}, "('s3:*')"),
+        (
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "*"},
+            "can be scoped: ['s3:GetObject']",
+        ),
+        ({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": "*"}, "NotAction"),
+    ],
+)
+def test_the_iam_rule_catches_a_broad_statement(statement: dict, expected: str) -> None:
+    # Given a role policy with one over-broad statement
+    policy = Declared(ROLE_POLICY, "bad", {"policy": json.dumps({"Statement": [statement]})})
+    # Then the rule names the policy and the problem
+    problems = iam_violations([policy])
+    assert problems
+    assert all(p.startswith("RolePolicy 'bad':") for p in problems)
+    assert any(expected in p for p in problems)
+
+
+def test_deny_statements_may_be_broad() -> None:
+    # The bucket's TLS guard denies s3:* to everyone: broad on purpose, and allowed
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}
+    assert statement_violations("BucketPolicy", deny) == []
+
+
+def test_an_aws_managed_policy_attachment_is_reported() -> None:
+    attachment = Declared(
+        ROLE_POLICY_ATTACHMENT,
+        "ssm",
+        {"policyArn": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"},
+    )
+    assert iam_violations([attachment]) == [
+        "RolePolicyAttachment 'ssm' attaches arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore;"
+        " write the statements instead"
+    ]
+
+
+def test_the_policy_helpers_refuse_wildcard_actions_and_unexplained_wildcards() -> None:
+    with pytest.raises(ValueError, match=r"name the actions instead of 's3:\*'"):
+        iam.allow(["s3:*"], BUCKET_ARN)
+    with pytest.raises(ValueError, match="say why"):
+        iam.any_resource(" ")
+
+
+def test_the_mlflow_instance_may_use_its_prefix_and_its_secret_only(stack: Stack) -> None:
+    actions = granted(stack, "mlflow-instance")
+    assert actions["secretsmanager:GetSecretValue"] == [SECRET]
+    for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+        assert actions[action] == [f"{BUCKET_ARN}/mlflow/*"]
+    [listing] = [s for s in statements(stack, "mlflow-instance") if "s3:ListBucket" in s["Action"]]
+    assert listing["Resource"] == [BUCKET_ARN]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["mlflow", "mlflow/*"]}}
+
+
+def test_only_ingest_may_put_events_and_only_as_its_source(stack: Stack) -> None:
+    [put] = [s for s in statements(stack, "pipeline-ingest") if "events:PutEvents" in s["Action"]]
+    assert put["Resource"] == ["arn:aws:events:eu-west-1:123456789012:event-bus/default"]
+    assert put["Condition"] == {"StringEquals": {"events:source": "pricebot.klines"}}
+    assert "events:PutEvents" not in granted(stack, "pipeline-transform")
+
+
+def test_each_function_may_write_only_its_own_logs_and_dead_letter_queue(stack: Stack) -> None:
+    for key in ("ingest", "transform"):
+        actions = granted(stack, f"pipeline-{key}")
+        assert actions["logs:PutLogEvents"] == [
+            f"arn:aws:logs:eu-west-1:123456789012:pipeline-{key}:*"
+        ]
+        assert actions["sqs:SendMessage"] == [
+            f"arn:aws:sqs:eu-west-1:123456789012:pipeline-{key}-dlq"
+        ]
+        assert actions["secretsmanager:GetSecretValue"] == [SECRET]
+
+
+def test_task_execution_roles_pull_only_their_own_repository(stack: Stack) -> None:
+    for key in ("service", "monitoring"):
+        actions = granted(stack, f"{key}-execution")
+        assert actions["ecr:BatchGetImage"] == [f"arn:aws:ecr:eu-west-1:123456789012:storage-{key}"]
+        assert actions["ecr:GetAuthorizationToken"] == ["*"]
+
+
+def test_the_apps_task_roles_have_no_permissions_at_all(stack: Stack) -> None:
+    role_ids = {"service-task-id", "monitoring-task-id"}
+    assert not [p for p in stack.of_type(ROLE_POLICY) if p.inputs["role"] in role_ids]
+    assert not stack.of_type(ROLE_POLICY_ATTACHMENT)
+
+
+def test_roles_trust_only_their_own_service(stack: Stack) -> None:
+    trusted = {
+        role.name: json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]
+        for role in stack.of_type("aws:iam/role:Role")
+    }
+    assert trusted == {
+        "pipeline-ingest": {"Service": "lambda.amazonaws.com"},
+        "pipeline-transform": {"Service": "lambda.amazonaws.com"},
+        "mlflow-instance": {"Service": "ec2.amazonaws.com"},
+        "service-execution": {"Service": "ecs-tasks.amazonaws.com"},
+        "service-task": {"Service": "ecs-tasks.amazonaws.com"},
+        "monitoring-execution": {"Service": "ecs-tasks.amazonaws.com"},
+        "monitoring-task": {"Service": "ecs-tasks.amazonaws.com"},
+    }
