@@ -214,7 +214,9 @@ def pool_value(
         finals.append(values[-1] if values else 1.0)
         grosses.append(gross)
         buys += pool_buys
-        curves.append(pd.Series(values, index=pd.to_datetime(ends, unit="m", utc=True)))
+        curves.append(
+            pd.Series(values, index=pd.to_datetime(ends, unit="m", utc=True), dtype="float64")
+        )
     combined = pd.concat(curves, axis=1).sort_index().ffill().fillna(1.0).mean(axis=1)
     return PoolResult(float(np.mean(finals)), float(np.mean(grosses)), buys, combined)
 

@@ -1,0 +1,59 @@
+"""Target specs: the grammar, canonical names, and errors that say what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from pricebot.targets import EXAMPLES, TargetSpecError, parse_target
+
+
+def test_ret24h_is_the_forward_return_over_a_day() -> None:
+    spec = parse_target("ret24h")
+
+    assert (spec.name, spec.kind, spec.horizon_minutes) == ("ret24h", "regression", 1440)
+    assert spec.threshold is None
+    assert spec.direction is None
+
+
+def test_up2pct24h_is_a_classifier_of_a_two_percent_rise_within_a_day() -> None:
+    spec = parse_target("up2pct24h")
+
+    assert (spec.kind, spec.horizon_minutes, spec.direction) == ("classification", 1440, "up")
+    assert spec.threshold == pytest.approx(0.02)
+
+
+def test_down_with_a_decimal_percent_parses_and_gets_a_dotless_name() -> None:
+    spec = parse_target("down1.5pct4h")
+
+    assert (spec.direction, spec.horizon_minutes) == ("down", 240)
+    assert spec.threshold == pytest.approx(0.015)
+    assert spec.name == "down1p5pct4h"
+    assert parse_target(spec.name) == spec
+
+
+@pytest.mark.parametrize("spelling", ["RET1440M", "ret24h", " Ret1d "])
+def test_spellings_of_the_same_target_share_one_canonical_name(spelling: str) -> None:
+    assert parse_target(spelling).name == "ret24h"
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("foo24h", "must start with 'ret', 'up' or 'down'"),
+        ("ret", "must end with a horizon"),
+        ("up24h", "needs a move in percent"),
+        ("ret0h", "at least one minute"),
+        ("ret90d", "longer than 30 days"),
+        ("up0pct1h", "more than 0%"),
+        ("", "empty"),
+    ],
+)
+def test_a_spec_that_does_not_parse_names_the_problem_and_shows_examples(
+    spec: str, problem: str
+) -> None:
+    with pytest.raises(TargetSpecError) as caught:
+        parse_target(spec)
+
+    message = str(caught.value)
+    assert problem in message
+    assert all(example in message for example in EXAMPLES)
