@@ -30,6 +30,7 @@ import re
 import threading
 import time
 import zipfile
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,7 +98,9 @@ class ExchangeConfig(BaseModel):
         default_factory=list, description="[start, end) ranges with no candles (outages)."
     )
     archives: list[Path] = Field(
-        default_factory=list, description="Binance Vision files to replay."
+        default_factory=list,
+        description="Binance Vision files (or directories) to replay instead of the synthetic "
+        "market: all their candles up to `now` are served; history_days and symbols do not apply.",
     )
 
     @field_validator("now")
@@ -331,11 +334,16 @@ class _Archive:
 
 def _archive_lines(path: Path) -> list[list[str]]:
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(".csv")]
-            if len(names) != 1:
-                raise ValueError(f"{path}: expected one .csv inside, found {names}")
-            text = archive.read(names[0]).decode()
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith(".csv")]
+                if len(names) != 1:
+                    raise ValueError(f"{path}: expected one .csv inside, found {names}")
+                text = archive.read(names[0]).decode()
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise ValueError(
+                f"{path}: not a readable zip archive ({exc}); download it again"
+            ) from None
     else:
         text = path.read_text()
     lines = list(csv.reader(io.StringIO(text)))

@@ -9,16 +9,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pricebot.archive import write_archive
-from pricebot.exchange import RESTRICTED_MESSAGE, ExchangeConfig, RunningExchange, synthetic_klines
+from pricebot.exchange import (
+    RESTRICTED_MESSAGE,
+    ExchangeConfig,
+    RunningExchange,
+    create_app,
+    running_exchange,
+    synthetic_klines,
+)
 from pricebot.klines import MalformedKlineError, parse_kline
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)  # 30 s into the 12:00 candle
@@ -197,6 +206,53 @@ def test_stats_count_requests_by_path_and_status(exchange: Exchange) -> None:
 def test_a_clock_outside_the_synthetic_span_is_refused_clearly() -> None:
     with pytest.raises(ValidationError, match=r"covers 2016-01-02\.\.2035-12-31"):
         ExchangeConfig(now=NOW, history_days=5000)
+
+
+@pytest.fixture(scope="module")
+def outage_exchange() -> Iterator[tuple[RunningExchange, list[list]]]:
+    """One exchange (with an outage) shared by the property test's examples, and its candles."""
+    outage = (NOW - timedelta(minutes=50), NOW - timedelta(minutes=20))
+    config = ExchangeConfig(now=NOW, history_days=1, missing=[outage])
+    with running_exchange(config) as ex:
+        yield ex, synthetic_klines(config, "BTCUSDT", 0, 2**62)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    start=st.one_of(st.none(), st.integers(-3000, 100).map(lambda m: CURRENT_MS + m * 30_000)),
+    span=st.one_of(st.none(), st.integers(-100, 3000).map(lambda m: m * 30_000)),
+    limit=st.one_of(st.none(), st.integers(1, 1000)),
+)
+def test_any_page_is_the_matching_slice_of_the_exchanges_candles(
+    outage_exchange: tuple[RunningExchange, list[list]],
+    start: int | None,
+    span: int | None,
+    limit: int | None,
+) -> None:
+    # Given an exchange with an outage, and every candle it has
+    ex, everything = outage_exchange
+    end = None if span is None else (start or CURRENT_MS - 1000 * MINUTE_MS) + span
+    # When any mix of startTime, endTime and limit is asked for
+    params = {"startTime": start, "endTime": end, "limit": limit}
+    page = klines(ex, **{k: v for k, v in params.items() if v is not None}).json()
+    # Then the page is Binance's slice: open times within the bounds, the oldest `limit` from a
+    # start, else the newest `limit`
+    if start is not None and end is not None and start > end:
+        assert page["code"] == -1023
+        return
+    wanted = [
+        r for r in everything if (start is None or r[0] >= start) and (end is None or r[0] <= end)
+    ]
+    n = limit or 500
+    assert page == (wanted[:n] if start is not None else wanted[-n:])
+
+
+def test_a_truncated_archive_is_refused_clearly(tmp_path: Path) -> None:
+    first_ms = int(datetime(2026, 2, 1, tzinfo=UTC).timestamp() * 1000)
+    path = write_archive(tmp_path, "AVAXUSDT", date(2026, 2, 1), archive_rows(first_ms, 500, 1))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable zip archive"):
+        create_app(ExchangeConfig(archives=[path]))
 
 
 # --- faults -----------------------------------------------------------------------------------
