@@ -1,0 +1,30 @@
+"""The bootstrap program: read its configuration, declare the OIDC provider and roles, export
+the role ARNs to paste into the GitHub environments (docs/ci.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this directory as a script: put the repository root on the path for ``infra``.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pulumi
+
+from infra.bootstrap_oidc.oidc import ADMINISTRATOR, OidcSettings, build
+
+config = pulumi.Config()
+outputs = build(
+    OidcSettings(
+        github_repository=config.require("githubRepository"),
+        deploy_environment=config.get("deployEnvironment") or "production",
+        retrain_environment=config.get("retrainEnvironment") or "retrain",
+        stack_prefix=config.get("stackPrefix") or "pricebot-production",
+        deploy_policy_arns=tuple(config.get_object("deployPolicyArns") or [ADMINISTRATOR]),
+        existing_provider_arn=config.get("existingProviderArn"),
+    )
+)
+pulumi.export("AWS_DEPLOY_ROLE_ARN", outputs.deploy_role_arn)
+pulumi.export("AWS_RETRAIN_ROLE_ARN", outputs.retrain_role_arn)
+pulumi.export("RETRAIN_TASK_PARAMETER", outputs.training_task_parameter)
+pulumi.export("oidc_provider_arn", outputs.provider_arn)
