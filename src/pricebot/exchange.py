@@ -9,10 +9,11 @@ Faults are switched on and off at runtime through the running exchange's ``.conf
 ``Retry-After``, a restricted location (451), and outages (minute ranges with no candles). Their
 randomness comes from a RNG seeded from ``config.seed`` so a test sees the same faults every run.
 
-Weight accounting is simplified in one way: a 429's ``Retry-After`` is the time until the weight
-frees up (the window restarts when it expires) rather than the rest of the wall-clock minute, so a
-well-behaved client waits seconds, not up to a minute, in tests. A client that sends again before
-``Retry-After`` has passed is banned with 418 and a longer ``Retry-After``, as Binance does.
+Weight is counted per wall-clock minute, as Binance does, with one simplification: a 429's
+``Retry-After`` is ``retry_after_seconds`` and the used weight is cleared when it expires (rather
+than at the end of the minute), so a well-behaved client waits seconds, not up to a minute, in
+tests. A client that sends again before ``Retry-After`` has passed is banned with 418 and a
+longer ``Retry-After``, as Binance does.
 
 The klines path is cheap on purpose (the ingestion benchmark wants 50+ pages of 1,000 candles a
 second): closed candles are formatted once per symbol and day into one JSON blob with row
@@ -444,7 +445,7 @@ class ExchangeState:
         self.rng = random.Random(config.seed)
         self.synthetic = _SYNTHETIC
         self.archive = ArchiveSource()
-        self.window_start = time.monotonic()
+        self.window = int(time.time() // 60)  # Binance counts weight per wall-clock minute
         self.used_weight = 0
         self.banned_until = 0.0
         self.window_reset_at: float | None = None
@@ -457,11 +458,11 @@ class ExchangeState:
 
     def charge(self, weight: int) -> None:
         """Count ``weight`` against the limit; raise 429 / 418 as Binance would."""
-        now = time.monotonic()
+        now = time.time()
         if self.window_reset_at is not None and now >= self.window_reset_at:
-            self.used_weight, self.window_start, self.window_reset_at = 0, now, None
-        elif now - self.window_start >= 60:
-            self.used_weight, self.window_start = 0, now
+            self.used_weight, self.window_reset_at = 0, None
+        if int(now // 60) != self.window:
+            self.used_weight, self.window = 0, int(now // 60)
         limit = self.config.weight_limit
         if limit is None:
             self.used_weight += weight

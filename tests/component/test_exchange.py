@@ -258,8 +258,16 @@ def test_a_truncated_archive_is_refused_clearly(tmp_path: Path) -> None:
 # --- faults -----------------------------------------------------------------------------------
 
 
+def clear_of_a_minute_boundary(seconds: float = 5.0) -> None:
+    """Weight is counted per wall-clock minute: start a weight test well inside one."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        time.sleep(left + 0.05)
+
+
 def test_every_answer_reports_the_used_weight(exchange: Exchange) -> None:
     ex = exchange(now=NOW)
+    clear_of_a_minute_boundary()
     first = klines(ex, limit=1)
     second = klines(ex, symbol="NOPEUSDT")
     assert (
@@ -273,6 +281,7 @@ def test_over_the_weight_limit_is_429_then_418_if_the_client_keeps_going(
 ) -> None:
     # Given a limit of three klines requests a minute
     ex = exchange(now=NOW, weight_limit=6, retry_after_seconds=2)
+    clear_of_a_minute_boundary()
     assert [klines(ex, limit=1).status_code for _ in range(3)] == [200, 200, 200]
     # When the client asks once more, it is told to wait
     limited = klines(ex, limit=1)
@@ -287,6 +296,7 @@ def test_over_the_weight_limit_is_429_then_418_if_the_client_keeps_going(
 
 def test_after_retry_after_the_client_is_served_again(exchange: Exchange) -> None:
     ex = exchange(now=NOW, weight_limit=2, retry_after_seconds=1)
+    clear_of_a_minute_boundary()
     assert klines(ex, limit=1).status_code == 200
     limited = klines(ex, limit=1)
     assert limited.status_code == 429
