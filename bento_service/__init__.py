@@ -1,0 +1,1 @@
+"""The BentoML prediction service (an adapter over pricebot.serving)."""

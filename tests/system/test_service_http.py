@@ -1,0 +1,479 @@
+"""The prediction service over HTTP: a real `bentoml serve`, PostgreSQL and MLflow server.
+
+One service is started for the module (about ten seconds); the tests that need their own
+lifecycle (a shutdown, a database outage) start a second one. Symbols are chosen per behaviour
+so tests do not disturb each other: BTCUSDT/ETHUSDT have stable champions, SWAPUSDT's alias is
+moved under load, GONEUSDT's alias is deleted, ADAUSDT has no champion at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from mlflow import MlflowClient
+
+from pricebot import db
+from pricebot.commands.serve import service_command, service_env
+from pricebot.localdb import LocalPostgres
+from pricebot.transform import latest_features
+from tests.conftest import TEMPLATE_DB, free_port
+from tests.fixtures.models import (
+    RegisteredModel,
+    minutes_back,
+    register_broken_version,
+    register_model,
+    write_feature_rows,
+)
+
+pytestmark = pytest.mark.system
+
+TARGET = "ret13m"  # only this module registers models for it: the MLflow server is shared
+SERVED = ["BTCUSDT", "ETHUSDT", "SWAPUSDT", "GONEUSDT", "ADAUSDT"]
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    database_url: str
+    models: dict[str, RegisteredModel] = field(default_factory=dict)
+
+    def post(self, path: str, body: object, timeout: float = 10) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=timeout)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(timeout=10)
+
+
+def start_service(
+    root: Path, database_url: str, tracking_uri: str, symbols: list[str], **env: str
+) -> Service:
+    port = free_port()
+    log = root / f"service-{port}.log"
+    environment = service_env(
+        {
+            "PRICEBOT_DATABASE_URL": database_url,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PRICEBOT_SYMBOLS": ",".join(symbols),
+            "PRICEBOT_TARGETS": TARGET,
+            "PRICEBOT_ALIAS_POLL_SECONDS": "1",
+            "PRICEBOT_PREDICTION_LOG_FLUSH_MS": "50",
+            "PRICEBOT_HOME": str(root / "home"),
+            "BENTOML_HOME": str(root / "bentoml"),
+            **env,
+        }
+    )
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            service_command(port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    service = Service(f"http://127.0.0.1:{port}", process, log, database_url)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            service.stop()
+            raise TimeoutError(f"service not ready: {log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+def create_database(postgres: LocalPostgres, name: str) -> str:
+    return postgres.create_database(name, template=TEMPLATE_DB)
+
+
+def drop_database(postgres: LocalPostgres, name: str) -> None:
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_recent_features(url: str, symbol: str, seed: int, *, age_minutes: int = 0) -> None:
+    now = datetime.now(UTC) - timedelta(minutes=age_minutes)
+    write_feature_rows(url, symbol, minutes_back(now, 5), seed=seed)
+
+
+@pytest.fixture(scope="module")
+def service(
+    postgres: LocalPostgres, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    name = f"svc_http_{os.getpid()}"
+    url = create_database(postgres, name)
+    models = {}
+    for seed, symbol in enumerate(SERVED[:4], start=1):
+        models[symbol] = register_model(mlflow_server, symbol, TARGET, seed=seed)
+        write_recent_features(url, symbol, seed, age_minutes=120 if symbol == "ETHUSDT" else 0)
+    write_recent_features(url, "ADAUSDT", 9)
+    running = start_service(tmp_path_factory.mktemp("service"), url, mlflow_server, SERVED)
+    running.models = models
+    try:
+        yield running
+    finally:
+        running.stop()
+        drop_database(postgres, name)
+
+
+def newest_row(url: str, symbol: str):
+    with db.connect(url) as conn:
+        return latest_features(conn, symbol, "v1")
+
+
+def logged_ids(url: str, ids: list[str]) -> set[str]:
+    with db.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT request_id FROM predictions WHERE request_id = ANY(%s)", (ids,)
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def logged(url: str, symbol: str) -> int:
+    with db.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM predictions WHERE symbol = %s", (symbol,)
+        ).fetchone()[0]
+
+
+def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+# -- predictions --------------------------------------------------------------------------------
+
+
+def test_prediction_is_the_registered_model_applied_to_the_stored_features(
+    service: Service, mlflow_server: str
+) -> None:
+    import mlflow.pyfunc
+
+    model = service.models["BTCUSDT"]
+    row = newest_row(service.database_url, "BTCUSDT")
+    expected = mlflow.pyfunc.load_model(model.uri).predict(row.as_frame())[0]
+
+    answer = service.post("/predict", {"symbol": "BTCUSDT", "target": TARGET})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["prediction"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert body["implied_price"] == pytest.approx(row.close * (1 + expected))
+    assert datetime.fromisoformat(body["feature_time"]) == row.open_time
+    assert (body["model_name"], body["model_version"]) == (model.name, model.version)
+    assert body["alias"] == "champion"
+    assert body["horizon_minutes"] == 13
+    assert body["stale"] is False
+
+
+def test_an_old_feature_row_is_flagged_stale(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "ETHUSDT", "target": TARGET})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stale"] is True
+    assert answer.json()["feature_age_seconds"] > 300
+
+
+def test_target_defaults_to_the_first_served_one(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "btcusdt"})
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["symbol"], answer.json()["target"]) == ("BTCUSDT", TARGET)
+
+
+def test_batch_predicts_each_symbol_and_lists_failures(service: Service) -> None:
+    answer = service.post(
+        "/predict_batch", {"symbols": ["BTCUSDT", "ETHUSDT", "ADAUSDT", "XRPUSDT"]}
+    )
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [p["symbol"] for p in body["predictions"]] == ["BTCUSDT", "ETHUSDT"]
+    assert {(e["symbol"], e["status"]) for e in body["errors"]} == {
+        ("ADAUSDT", 503),
+        ("XRPUSDT", 404),
+    }
+
+
+def test_every_prediction_made_is_in_the_log(service: Service) -> None:
+    answers = [service.post("/predict", {"symbol": "BTCUSDT"}) for _ in range(20)]
+    ids = [a.json()["request_id"] for a in answers if a.status_code == 200]
+
+    wait_for(lambda: len(logged_ids(service.database_url, ids)) == len(ids), what="all rows")
+    assert len(set(ids)) == 20
+
+
+# -- models, health, metrics --------------------------------------------------------------------
+
+
+def test_models_lists_what_is_loaded_with_metrics_and_importance(service: Service) -> None:
+    answer = service.post("/models", {})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["ready"] is True
+    by_symbol = {m["symbol"]: m for m in body["models"]}
+    btc = by_symbol["BTCUSDT"]
+    assert btc["state"] == "serving"
+    assert btc["served"]["version"] == service.models["BTCUSDT"].version
+    assert set(btc["served"]["metrics"]) == {"mae", "rmse"}
+    assert len(btc["served"]["feature_importance"]) == 17
+    assert by_symbol["ADAUSDT"]["state"] == "missing"
+    assert "pricebot train --symbol ADAUSDT" in by_symbol["ADAUSDT"]["message"]
+
+
+def test_health_and_readiness_answer(service: Service) -> None:
+    assert httpx.get(f"{service.url}/livez").status_code == 200
+    assert httpx.get(f"{service.url}/readyz").status_code == 200
+
+
+def test_metrics_include_predictions_swaps_and_feature_age(service: Service) -> None:
+    service.post("/predict", {"symbol": "BTCUSDT"})
+
+    text = httpx.get(f"{service.url}/metrics").text
+
+    assert 'pricebot_predictions_total{model_version="' in text
+    assert "pricebot_model_swaps_total" in text
+    assert 'pricebot_feature_age_seconds{symbol="BTCUSDT"}' in text
+    assert 'pricebot_stage_seconds_count{stage="features"}' in text
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def test_unknown_symbol_is_404_naming_what_is_served(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "DOGEUSDT", "target": TARGET})
+
+    assert answer.status_code == 404
+    assert "Unknown symbol 'DOGEUSDT'" in answer.json()["error"]
+    assert answer.json()["served"]["symbols"] == SERVED
+
+
+def test_unknown_target_is_404_naming_what_is_served(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "BTCUSDT", "target": "ret99d"})
+
+    assert answer.status_code == 404
+    assert "target 'ret99d'" in answer.json()["error"]
+    assert answer.json()["served"]["targets"] == [TARGET]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"target": TARGET}, "symbol"), ({"symbol": "BTC/USDT"}, "symbol"), ({"symbol": 7}, "symbol")],
+)
+def test_malformed_body_is_422_naming_the_field(service: Service, body: dict, field: str) -> None:
+    answer = service.post("/predict", body)
+
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith(f"Invalid request body: {field}:")
+
+
+def test_body_sent_as_a_form_is_415(service: Service) -> None:
+    answer = httpx.post(
+        f"{service.url}/predict",
+        content=b'{"symbol": "BTCUSDT"}',
+        headers={"content-type": "multipart/form-data"},
+    )
+
+    assert answer.status_code == 415
+    assert "application/json" in answer.json()["error"]
+
+
+def test_body_that_is_not_json_is_422(service: Service) -> None:
+    answer = httpx.post(
+        f"{service.url}/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+
+    assert answer.status_code == 422
+    assert "Invalid request body" in answer.json()["error"]
+
+
+def test_symbol_without_champion_is_503_with_the_fix_while_others_work(service: Service) -> None:
+    missing = service.post("/predict", {"symbol": "ADAUSDT"})
+    working = service.post("/predict", {"symbol": "BTCUSDT"})
+
+    assert missing.status_code == 503
+    assert missing.json()["fix"] == "pricebot train --symbol ADAUSDT"
+    assert "No champion for ADAUSDT" in missing.json()["error"]
+    assert working.status_code == 200
+
+
+# -- the alias ----------------------------------------------------------------------------------
+
+
+def test_moving_the_alias_under_load_swaps_with_no_failed_request(
+    service: Service, mlflow_server: str
+) -> None:
+    old = service.models["SWAPUSDT"]
+    statuses: list[int] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=10) as http:
+            while not stop.is_set():
+                answer = http.post(f"{service.url}/predict", json={"symbol": "SWAPUSDT"})
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    versions.append(answer.json()["model_version"])
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        wait_for(lambda: len(statuses) > 20, what="requests before the move")
+        new = register_model(mlflow_server, "SWAPUSDT", TARGET, seed=42)
+        wait_for(lambda: versions and versions[-1] == new.version, 60, "the new version")
+        served_after = len(statuses)
+        wait_for(lambda: len(statuses) > served_after + 20, what="requests after the swap")
+    finally:
+        stop.set()
+        thread.join(30)
+
+    assert set(statuses) == {200}
+    assert versions[0] == old.version
+    first_new = versions.index(new.version)
+    assert set(versions[first_new:]) == {new.version}
+
+
+def test_vanished_alias_keeps_the_old_model_and_models_says_so(
+    service: Service, mlflow_server: str
+) -> None:
+    model = service.models["GONEUSDT"]
+    MlflowClient(mlflow_server).delete_registered_model_alias(model.name, "champion")
+
+    def state() -> dict:
+        body = service.post("/models", {}).json()
+        return next(m for m in body["models"] if m["symbol"] == "GONEUSDT")
+
+    wait_for(lambda: state()["state"] == "kept", 30, "state kept")
+    answer = service.post("/predict", {"symbol": "GONEUSDT"})
+
+    assert answer.status_code == 200
+    assert answer.json()["model_version"] == model.version
+    assert "no longer exists" in state()["message"]
+
+
+def test_broken_artifact_behind_a_moved_alias_keeps_the_old_model(
+    service: Service, mlflow_server: str
+) -> None:
+    model = service.models["ETHUSDT"]
+    broken = register_broken_version(mlflow_server, model)
+
+    def state() -> dict:
+        body = service.post("/models", {}).json()
+        return next(m for m in body["models"] if m["symbol"] == "ETHUSDT")
+
+    wait_for(lambda: state()["alias_version"] == broken, 30, "the poller to see the move")
+    wait_for(lambda: state()["state"] == "kept", 30, "state kept")
+    answer = service.post("/predict", {"symbol": "ETHUSDT"})
+
+    assert answer.status_code == 200
+    assert answer.json()["model_version"] == model.version
+    assert f"version {broken} failed to load" in state()["message"]
+    assert "pricebot_model_swap_failures_total" in httpx.get(f"{service.url}/metrics").text
+
+
+# -- the OpenAPI schema -------------------------------------------------------------------------
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_error(service: Service) -> None:
+    result = subprocess.run(
+        [
+            str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "schemathesis"),
+            "run", f"{service.url}/docs.json",
+            "--checks", "not_a_server_error",
+            "--max-examples", "30",
+            "--seed", "7",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+# -- lifecycles of their own --------------------------------------------------------------------
+
+
+def test_every_prediction_is_logged_by_a_clean_shutdown(
+    postgres: LocalPostgres, mlflow_server: str, tmp_path: Path
+) -> None:
+    name = f"svc_shutdown_{os.getpid()}"
+    url = create_database(postgres, name)
+    try:
+        register_model(mlflow_server, "SHUTUSDT", TARGET, seed=1)
+        write_recent_features(url, "SHUTUSDT", 1)
+        service = start_service(
+            tmp_path,
+            url,
+            mlflow_server,
+            ["SHUTUSDT"],
+            PRICEBOT_PREDICTION_LOG_FLUSH_MS="600000",  # nothing is written before the stop
+            PRICEBOT_PREDICTION_LOG_BATCH_ROWS="100000",
+        )
+        made = sum(
+            service.post("/predict", {"symbol": "SHUTUSDT"}).status_code == 200 for _ in range(30)
+        )
+        assert logged(url, "SHUTUSDT") == 0
+
+        code = service.stop()
+
+        assert code == 0
+        assert made == 30
+        assert logged(url, "SHUTUSDT") == 30
+    finally:
+        drop_database(postgres, name)
+
+
+def test_database_outage_is_503_and_the_service_recovers(
+    postgres: LocalPostgres, mlflow_server: str, tmp_path: Path
+) -> None:
+    name = f"svc_outage_{os.getpid()}"
+    url = postgres.url(name)  # not created yet: the database is unreachable
+    register_model(mlflow_server, "DOWNUSDT", TARGET, seed=1)
+    service = start_service(tmp_path, url, mlflow_server, ["DOWNUSDT"])
+    try:
+        down = service.post("/predict", {"symbol": "DOWNUSDT"})
+        assert down.status_code == 503
+        assert "unreachable" in down.json()["error"]
+
+        create_database(postgres, name)
+        write_recent_features(url, "DOWNUSDT", 1)
+
+        wait_for(
+            lambda: service.post("/predict", {"symbol": "DOWNUSDT"}).status_code == 200,
+            60,
+            "recovery",
+        )
+    finally:
+        service.stop()
+        drop_database(postgres, name)
