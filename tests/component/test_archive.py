@@ -383,6 +383,8 @@ def test_unknown_file_name_is_refused_before_touching_the_database(tmp_path: Pat
         (8, {6: "{open}"}, r"line 8 .*: close time \d+ is not after the open time"),
         (9, {8: "-1"}, r"line 9 .*: negative trade count -1"),
         (10, {5: "NaN"}, r"line 10 .*: a price or volume is NaN or infinite"),
+        (11, {1: "Infinity"}, r"line 11 .*: a price or volume is NaN or infinite"),
+        (12, {2: "NaN"}, r"line 12 .*: a price or volume is NaN or infinite"),
         (2, {11: "0,extra"}, r"line 2: extra data after last expected column"),
     ],
 )
@@ -390,7 +392,7 @@ def test_bad_row_fails_the_file_naming_line_and_problem(
     database_url: str, tmp_path: Path, line: int, change: dict[int, str], expected: str
 ) -> None:
     # Given a futures file (header on line 1) with one bad row
-    rows = klines(JAN_2024, 12)
+    rows = klines(JAN_2024, 14)
     for index, value in change.items():
         rows[line - 2][index] = value.format(open=rows[line - 2][0])
     path = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), rows, header=True)
@@ -400,6 +402,18 @@ def test_bad_row_fails_the_file_naming_line_and_problem(
         import_archive(database_url, path)
 
     # Then nothing from the file is stored
+    assert count(database_url) == 0
+
+
+def test_a_minute_repeated_in_the_file_is_refused(database_url: str, tmp_path: Path) -> None:
+    rows = klines(JAN_2024, 5)
+    path = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), [*rows, rows[2]])
+
+    with pytest.raises(
+        MalformedArchiveError, match=r"2024-01-01T00:02:00\+00:00 .* more than once"
+    ):
+        import_archive(database_url, path)
+
     assert count(database_url) == 0
 
 
