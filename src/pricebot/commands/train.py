@@ -141,11 +141,11 @@ def register(app: typer.Typer) -> None:
         if not summaries:
             console.print("no registered pricebot models yet: run `pricebot train --symbol S`")
             return
-        table = Table(title="Registered models")
-        for column in ("model", "version", "aliases", "candidate", "created (UTC)",
-                       "newest pool net", "mean pool net", "dir. accuracy", "mae"):  # fmt: skip
-            table.add_column(column, justify="right" if " " in column else "left")
         for summary in summaries:
+            table = Table(title=summary.name, title_justify="left")
+            for column in ("version", "aliases", "candidate", "created (UTC)", "newest pool net",
+                           "mean pool net", "dir. accuracy", "mae"):  # fmt: skip
+                table.add_column(column, justify="right" if "n" in column[-2:] else "left")
             for v in summary.versions:
                 m = v.metrics
 
@@ -153,13 +153,12 @@ def register(app: typer.Typer) -> None:
                     return f"{m[key]:.4f}" if key in m else "–"
 
                 table.add_row(
-                    summary.name, v.version, ", ".join(v.aliases) or "–",
-                    v.tags.get("candidate", "–"),
+                    v.version, ", ".join(v.aliases) or "–", v.tags.get("candidate", "–"),
                     f"{v.created:%Y-%m-%d %H:%M}" if v.created else "–",
                     cell("newest_pool_value_net"), cell("pool_value_net"),
                     cell("directional_accuracy"), cell("mae"),
                 )  # fmt: skip
-        console.print(table)
+            console.print(table)
 
     @app.command("promote")
     def promote_command(
