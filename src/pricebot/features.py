@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -93,8 +94,6 @@ V1_NAMES: tuple[str, ...] = (
 #: Minutes of history a ``v1`` row needs before its own minute: the daily MA25 reaches back 24 days
 #: (34,560 minutes); the hourly EMAs settle within 400 hours (24,000 minutes), which fits inside.
 WARMUP_MINUTES = max((25 - 1) * DAY, EMA_SETTLE_SAMPLES * HOUR)
-
-REQUIRED_COLUMNS = ("close", "volume")
 
 
 class FeatureInputError(ValueError):
@@ -218,12 +217,23 @@ def _v1(close: np.ndarray, volume: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-_FEATURE_SETS: dict[str, tuple[tuple[str, ...], int, Callable[..., dict[str, np.ndarray]]]] = {
-    "v1": (V1_NAMES, WARMUP_MINUTES, _v1),
+@dataclass(frozen=True)
+class FeatureSet:
+    """A versioned feature definition: its columns, the history it needs, the candle columns it
+    reads and the function that builds it on the minute grid."""
+
+    names: tuple[str, ...]
+    warmup_minutes: int
+    inputs: tuple[str, ...]
+    build: Callable[..., dict[str, np.ndarray]]
+
+
+_FEATURE_SETS: dict[str, FeatureSet] = {
+    "v1": FeatureSet(V1_NAMES, WARMUP_MINUTES, ("close", "volume"), _v1),
 }
 
 
-def _feature_set(feature_set: str) -> tuple[tuple[str, ...], int, Callable]:
+def _feature_set(feature_set: str) -> FeatureSet:
     try:
         return _FEATURE_SETS[feature_set]
     except KeyError:
@@ -240,16 +250,21 @@ def feature_sets() -> list[str]:
 
 def feature_names(feature_set: str = "v1") -> list[str]:
     """The feature columns of ``feature_set``, in the order they are stored and served."""
-    return list(_feature_set(feature_set)[0])
+    return list(_feature_set(feature_set).names)
 
 
 def warmup_minutes(feature_set: str = "v1") -> int:
     """Minutes of history before a row that the row's features depend on."""
-    return _feature_set(feature_set)[1]
+    return _feature_set(feature_set).warmup_minutes
 
 
-def _check_candles(candles: pd.DataFrame) -> pd.DatetimeIndex:
-    missing = [c for c in REQUIRED_COLUMNS if c not in candles.columns]
+def input_columns(feature_set: str = "v1") -> list[str]:
+    """The candle columns the feature set reads (the transform loads only these)."""
+    return list(_feature_set(feature_set).inputs)
+
+
+def _check_candles(candles: pd.DataFrame, inputs: tuple[str, ...]) -> pd.DatetimeIndex:
+    missing = [c for c in inputs if c not in candles.columns]
     if missing:
         raise FeatureInputError(
             f"candles lack column(s) {missing}; expected a frame like pricebot.candles.load_candles"
@@ -283,12 +298,13 @@ def compute_features(candles: pd.DataFrame, feature_set: str = "v1") -> pd.DataF
     column ``close`` followed by :func:`feature_names` (float64); rows without a full window or
     with a non-finite feature are left out, never filled.
     """
-    names, warmup, build = _feature_set(feature_set)
+    definition = _feature_set(feature_set)
+    names, warmup = definition.names, definition.warmup_minutes
     columns = ["close", *names]
     if len(candles) == 0:
         empty = pd.DatetimeIndex([], tz="UTC", name="open_time")
         return pd.DataFrame({c: np.array([], dtype=float) for c in columns}, index=empty)
-    index = _check_candles(candles)
+    index = _check_candles(candles, definition.inputs)
 
     stamps = index.asi8
     positions = (stamps - stamps[0]) // MINUTE_NS
@@ -302,18 +318,21 @@ def compute_features(candles: pd.DataFrame, feature_set: str = "v1") -> pd.DataF
             "candle closes must be positive numbers (got zero, negative or NaN)."
         )
 
-    values = build(close, volume)
-    # Feature-major while filtering (contiguous rows are cheap to stack and to test).
-    stacked = np.stack([values[name] for name in names])
-    keep = np.isfinite(close) & np.isfinite(stacked).all(axis=0)
+    values = definition.build(close, volume)
+    keep = np.isfinite(close)
+    for name in names:
+        keep &= np.isfinite(values[name])
     keep[: min(warmup, size)] = False
     rows = np.flatnonzero(keep)
 
+    # One float64 block, column-major: close then the features. Callers that want the raw
+    # matrix (the binary COPY writer) get it from frame.to_numpy() without a copy.
+    block = np.empty((len(names) + 1, len(rows)))
+    block[0] = close[rows]
+    for i, name in enumerate(names, start=1):
+        block[i] = values[name][rows]
     open_time = pd.DatetimeIndex(
         (stamps[0] + rows.astype(np.int64) * MINUTE_NS).view("datetime64[ns]"), name="open_time"
     ).tz_localize("UTC")
-    frame = pd.DataFrame(
-        np.ascontiguousarray(stacked[:, rows].T), index=open_time, columns=list(names)
-    )
-    frame.insert(0, "close", close[rows])
+    frame = pd.DataFrame(block.T, index=open_time, columns=["close", *names], copy=False)
     return frame

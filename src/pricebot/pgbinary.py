@@ -89,6 +89,7 @@ def fill_lengths(rows: np.ndarray) -> None:
 
 
 def encode(rows: np.ndarray) -> bytes:
+    """The whole COPY stream as one bytes object (small payloads, tests)."""
     return HEADER + rows.tobytes() + TRAILER
 
 
@@ -141,13 +142,34 @@ def copy_out(conn: psycopg.Connection, query: str, params: object = None) -> byt
         return b"".join(bytes(block) for block in copy)
 
 
-def copy_in(conn: psycopg.Connection, table_columns: str, payload: bytes) -> None:
-    """``COPY table (columns) FROM STDIN (FORMAT binary)`` with an encoded payload."""
+def new_rows(count: int, dtype: np.dtype, **constants: bytes) -> np.ndarray:
+    """``count`` rows of ``dtype`` with every length word and the given constant fields set.
+
+    One row is filled field by field, then copied to all rows in a single pass (filling each
+    field across half a million rows would walk the whole buffer once per field).
+    """
+    template = np.zeros(1, dtype=dtype)
+    fill_lengths(template)
+    for name, value in constants.items():
+        if value:
+            template[name] = value
+    rows = np.empty(count, dtype=dtype)
+    rows[...] = template[0]
+    return rows
+
+
+def copy_in(conn: psycopg.Connection, table_columns: str, rows: np.ndarray) -> None:
+    """``COPY table (columns) FROM STDIN (FORMAT binary)`` of rows laid out by :func:`row_dtype`.
+
+    The rows' buffer is sent as it is (in chunks), without a copy into one bytes object.
+    """
     chunk = 1 << 22
-    view = memoryview(payload)
+    body = memoryview(np.ascontiguousarray(rows).view(np.uint8))
     with (
         conn.cursor() as cur,
         cur.copy(f"COPY {table_columns} FROM STDIN (FORMAT binary)") as copy,
     ):
-        for start in range(0, len(view), chunk):
-            copy.write(view[start : start + chunk])
+        copy.write(HEADER)
+        for start in range(0, len(body), chunk):
+            copy.write(body[start : start + chunk])
+        copy.write(TRAILER)

@@ -27,7 +27,7 @@ import psycopg
 from pricebot import pgbinary
 from pricebot.candles import empty_frame, load_candles, open_time_index, time_filter
 from pricebot.db import connect
-from pricebot.features import compute_features, feature_names, warmup_minutes
+from pricebot.features import compute_features, feature_names, input_columns, warmup_minutes
 
 
 @dataclass(frozen=True)
@@ -82,20 +82,28 @@ def _row_dtype(symbol: str, feature_set: str, width: int) -> np.dtype:
     )
 
 
-def encode_features(symbol: str, feature_set: str, frame: pd.DataFrame) -> bytes:
-    """A binary COPY payload for ``features(symbol, feature_set, open_time, close, values)``."""
+def feature_rows(symbol: str, feature_set: str, frame: pd.DataFrame) -> np.ndarray:
+    """Binary COPY rows for ``features(symbol, feature_set, open_time, close, values)``.
+
+    ``frame`` is what :func:`pricebot.features.compute_features` returns (close, then the
+    features in order).
+    """
     names = feature_names(feature_set)
-    rows = np.zeros(len(frame), dtype=_row_dtype(symbol, feature_set, len(names)))
-    pgbinary.fill_lengths(rows)
-    if symbol:
-        rows["symbol"] = symbol.encode()
-    if feature_set:
-        rows["feature_set"] = feature_set.encode()
-    stamps = frame.index.as_unit("ns").asi8
-    rows["open_time"] = pgbinary.to_pg_timestamps(stamps)
-    rows["close"] = frame["close"].to_numpy(dtype=np.float64)
-    rows["values"]["value"] = frame[names].to_numpy(dtype=np.float64)
-    return pgbinary.encode(rows)
+    if list(frame.columns) != ["close", *names]:
+        raise ValueError(
+            f"expected columns close + feature_names({feature_set!r}), got {list(frame.columns)}"
+        )
+    rows = pgbinary.new_rows(
+        len(frame),
+        _row_dtype(symbol, feature_set, len(names)),
+        symbol=symbol.encode(),
+        feature_set=feature_set.encode(),
+    )
+    matrix = frame.to_numpy(dtype=np.float64)  # no copy for compute_features' single block
+    rows["open_time"] = pgbinary.to_pg_timestamps(frame.index.as_unit("ns").asi8)
+    rows["close"] = matrix[:, 0]
+    rows["values"]["value"] = matrix[:, 1:]
+    return rows
 
 
 def write_features(
@@ -104,8 +112,8 @@ def write_features(
     """Append ``frame`` (close + feature columns) with one binary COPY; the caller commits."""
     if len(frame) == 0:
         return 0
-    payload = encode_features(symbol, feature_set, frame)
-    pgbinary.copy_in(conn, "features (symbol, feature_set, open_time, close, values)", payload)
+    rows = feature_rows(symbol, feature_set, frame)
+    pgbinary.copy_in(conn, "features (symbol, feature_set, open_time, close, values)", rows)
     return len(frame)
 
 
@@ -123,7 +131,7 @@ def update_symbol(
         last = None if full else last_feature_time(conn, symbol, feature_set)
         # One minute more than the windows need: cheap insurance against an off-by-one.
         start = None if last is None else last - warmup - timedelta(minutes=1)
-        candles = load_candles(conn, symbol, start=start)
+        candles = load_candles(conn, symbol, start=start, columns=input_columns(feature_set))
         frame = compute_features(candles, feature_set)
         if last is not None:
             frame = frame[frame.index > last]
