@@ -189,6 +189,13 @@ def find_uv() -> str:
     """The uv executable (installed by ``make python-deps``)."""
     uv = shutil.which("uv")
     if uv is None:
+        try:  # the `uv` package from PyPI, installed into this environment
+            from uv import find_uv_bin
+
+            uv = find_uv_bin()
+        except (ImportError, FileNotFoundError):
+            uv = None
+    if uv is None:
         raise DependencyInstallError(
             "uv is not on PATH; it exports the locked versions and installs the Lambda wheels. "
             "Install it with `python3 -m pip install uv` (or run `make python-deps`)."
