@@ -155,3 +155,27 @@ def test_market_drift_lets_the_past_day_say_a_little_about_the_next() -> None:
     market, walk = next_day_correlation("market"), next_day_correlation("random_walk")
     assert 0.05 < market < 0.4
     assert abs(walk) < 0.08
+
+
+@pytest.mark.parametrize("symbol", ["BTCUSDT", "DOGEUSDT", "SHIBUSDT"])
+def test_wire_rows_carry_exactly_the_generated_ticks(symbol: str) -> None:
+    # Given a day of candles and its formatted rows (DOGE and SHIB volumes have no decimals)
+    import json
+    from decimal import Decimal
+
+    market = SyntheticMarket(2, symbol)
+    block = market.day(FIRST)
+    blob, offsets = day_rows(market, block)
+    rows = json.loads(b"[" + blob[:-1] + b"]")
+    # Then every price and volume reads back as the generated integer ticks and lots
+    assert len(rows) == MINUTES_PER_DAY
+    assert offsets[-1] == len(blob)
+    price, lot = market.price_scale, market.volume_scale
+    for k in (0, 1, 777, MINUTES_PER_DAY - 1):
+        row = rows[k]
+        ticks = [int(block.open[k]), int(block.high[k]), int(block.low[k]), int(block.close[k])]
+        assert [Decimal(v) * price for v in row[1:5]] == ticks
+        assert Decimal(row[5]) * lot == int(block.volume[k])
+        assert Decimal(row[9]) * lot == int(block.taker_base[k])
+        assert row[8] == int(block.trades[k])
+        assert row[0] == (FIRST * MINUTES_PER_DAY + k) * 60_000
