@@ -12,15 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pulumi
 from pulumi.runtime.config import get_config_env
 
-from infra.config import load_settings
+from infra.config import config_keys, load_settings
 from infra.stack import build
 
-PREFIX = f"{pulumi.get_project()}:"
-
+config = pulumi.Config()  # the project's namespace, pricebot:
+values = {key: config.get(key) for key in config_keys() if config.get(key) is not None}
+# Keys set but unknown (a typo would otherwise deploy the default): load_settings refuses them.
+prefix = f"{pulumi.get_project()}:"
+values |= {k[len(prefix) :]: v for k, v in get_config_env().items() if k.startswith(prefix)}
 settings = load_settings(
-    {k[len(PREFIX) :]: v for k, v in get_config_env().items() if k.startswith(PREFIX)},
-    region=pulumi.Config("aws").get("region"),
-    stack=pulumi.get_stack(),
+    values, region=pulumi.Config("aws").get("region"), stack=pulumi.get_stack()
 )
 outputs = build(settings)
 

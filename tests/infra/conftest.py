@@ -2,16 +2,17 @@
 
 No Pulumi CLI, no AWS, no network: ``pulumi.runtime.set_mocks`` answers each resource
 registration with its inputs plus the computed attributes the program reads (ARNs, the RDS
-secret, the load balancer's DNS name, ...), and each answer is recorded. A module builds the
-stack once (module-scoped fixture ``stack``) and its tests assert on the recorded inputs, which
-are plain data by then, so an assertion cannot be lost inside an unawaited ``apply``.
+secret, the load balancer's DNS name, ...), and each answer is recorded. The run builds the
+default stack once (fixture ``stack``; two variants likewise) and the tests assert on the
+recorded inputs, which are plain data by then, so an assertion cannot be lost inside an
+unawaited ``apply``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, is_dataclass, replace
 from typing import Any
 
 import pulumi
@@ -22,6 +23,7 @@ from infra.policy.rules import Declared
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
+CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 # The default stack, as a user who sets only the region and the image tags would deploy it.
@@ -142,7 +144,7 @@ def run_program(program: Callable[[], Any]) -> Stack:
     @pulumi.runtime.test
     def run() -> pulumi.Output:
         result = program()
-        outputs = {k: v for k, v in vars(result).items()} if result is not None else {}
+        outputs = dict(vars(result)) if is_dataclass(result) else {}
         return pulumi.Output.from_input(outputs).apply(captured.update)
 
     run()
@@ -155,15 +157,40 @@ def build_stack(settings: StackSettings) -> Stack:
     return run_program(lambda: build(settings))
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    """The default stack, declared once per test module."""
+@pytest.fixture(scope="session")
+def stack() -> Stack:
+    """The default stack, declared once for the whole run (tests only read it)."""
     return build_stack(DEFAULT_SETTINGS)
 
 
-@pytest.fixture(scope="module")
-def settings() -> StackSettings:
-    return DEFAULT_SETTINGS
+@pytest.fixture(scope="session")
+def configured_stack() -> Stack:
+    """A stack with the optional knobs a user turns: office-only ingress, tags, e-mail, arm64."""
+    return build_stack(
+        variant(
+            ingress_cidrs=("203.0.113.0/24",),
+            extra_tags={"owner": "data-team"},
+            alarm_email="oncall@example.com",
+            ingest_schedule="rate(1 minute)",
+            lambda_architecture="arm64",
+            symbols=("BTCUSDT",),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def https_stack() -> Stack:
+    """A first deployment with a certificate: HTTPS, no images pushed yet, a NAT per zone and
+    no interface endpoints."""
+    return build_stack(
+        variant(
+            certificate_arn=CERTIFICATE_ARN,
+            service_image_tag=None,
+            monitoring_image_tag=None,
+            interface_endpoints=False,
+            nat_gateways=2,
+        )
+    )
 
 
 def variant(**changes: Any) -> StackSettings:

@@ -8,23 +8,11 @@ import pytest
 
 from infra.components.network import INTERFACE_ENDPOINTS, subnet_cidrs
 from infra.policy.rules import Declared, open_ingress_violations, ssh_violations
-from tests.infra.conftest import Stack, build_stack, variant
+from tests.infra.conftest import Stack
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 SUBNET = "aws:ec2/subnet:Subnet"
-
-
-@pytest.fixture(scope="module")
-def https_stack() -> Stack:
-    """The stack with a certificate configured (HTTPS on 443) and no interface endpoints."""
-    return build_stack(
-        variant(
-            certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/abc",
-            interface_endpoints=False,
-            nat_gateways=2,
-        )
-    )
 
 
 def open_rules(stack: Stack) -> list[Declared]:
@@ -46,14 +34,12 @@ def test_with_a_certificate_the_load_balancer_also_listens_on_443(https_stack: S
     assert open_ingress_violations(https_stack.resources) == []
 
 
-def test_ingress_cidrs_narrow_who_reaches_the_load_balancer() -> None:
-    # Given a stack restricted to an office range
-    stack = build_stack(variant(ingress_cidrs=("203.0.113.0/24",)))
-    # Then no rule is open to the world and the ALB admits the office range
-    assert open_rules(stack) == []
+def test_ingress_cidrs_narrow_who_reaches_the_load_balancer(configured_stack: Stack) -> None:
+    # Given a stack restricted to an office range, then nothing is open to the world
+    assert open_rules(configured_stack) == []
     alb_sources = {
         r.inputs.get("cidrIpv4")
-        for r in stack.of_type(INGRESS)
+        for r in configured_stack.of_type(INGRESS)
         if r.inputs["securityGroupId"] == "network-alb-id"
     }
     assert alb_sources == {"203.0.113.0/24"}

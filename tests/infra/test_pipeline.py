@@ -7,7 +7,7 @@ import json
 import pytest
 
 from infra.policy.rules import EVENT_TARGET, LAMBDA, Declared, dead_letter_violations
-from tests.infra.conftest import Stack, build_stack, variant
+from tests.infra.conftest import Stack
 
 RULE = "aws:cloudwatch/eventRule:EventRule"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -65,10 +65,8 @@ def test_eventbridge_may_invoke_each_function_only_from_its_rules(stack: Stack) 
     assert {p.inputs["principal"] for p in permissions} == {"events.amazonaws.com"}
 
 
-def test_schedules_follow_the_config() -> None:
-    stack = build_stack(
-        variant(ingest_schedule="rate(1 minute)", lambda_architecture="arm64", symbols=("BTCUSDT",))
-    )
+def test_schedules_follow_the_config(configured_stack: Stack) -> None:
+    stack = configured_stack
     assert stack.named(RULE, "pipeline-ingest-schedule").inputs["scheduleExpression"] == (
         "rate(1 minute)"
     )
@@ -158,6 +156,10 @@ def test_functions_know_where_the_database_and_bus_are(stack: Stack) -> None:
     assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "pricebot"
 
 
+def test_without_an_alarm_email_nobody_is_subscribed(stack: Stack) -> None:
+    assert stack.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+
+
 def test_errors_dead_letters_and_lag_raise_alarms(stack: Stack) -> None:
     alarms = {a.inputs["name"]: a.inputs for a in stack.of_type(ALARM)}
     for key in ("ingest", "transform"):
@@ -178,8 +180,7 @@ def test_errors_dead_letters_and_lag_raise_alarms(stack: Stack) -> None:
     assert all(a["alarmActions"] == [topic] for a in alarms.values())
 
 
-def test_an_alarm_email_subscribes_to_the_topic() -> None:
-    stack = build_stack(variant(alarm_email="oncall@example.com"))
-    [subscription] = stack.of_type("aws:sns/topicSubscription:TopicSubscription")
+def test_an_alarm_email_subscribes_to_the_topic(configured_stack: Stack) -> None:
+    [subscription] = configured_stack.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.inputs["protocol"] == "email"
     assert subscription.inputs["endpoint"] == "oncall@example.com"

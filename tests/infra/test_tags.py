@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from infra.policy.rules import Declared, accepts_tags, tag_violations
-from tests.infra.conftest import Stack, build_stack, variant
+from tests.infra.conftest import Stack
 
 
 def test_every_taggable_resource_carries_the_stack_tags(stack: Stack) -> None:
@@ -27,9 +27,8 @@ def test_a_resource_keeps_its_own_tags_next_to_the_stack_tags(stack: Stack) -> N
     assert vpc.inputs["tags"]["project"] == "pricebot"
 
 
-def test_extra_tags_from_config_reach_every_taggable_resource() -> None:
-    stack = build_stack(variant(extra_tags={"owner": "data-team"}))
-    assert tag_violations(stack.resources, required=("owner",)) == []
+def test_extra_tags_from_config_reach_every_taggable_resource(configured_stack: Stack) -> None:
+    assert tag_violations(configured_stack.resources, required=("owner",)) == []
 
 
 def test_the_tag_rule_catches_an_untagged_resource() -> None:
