@@ -108,7 +108,9 @@ class ExchangeConfig(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            raise ValueError("now must be timezone-aware (UTC), e.g. datetime(..., tzinfo=UTC)")
+            raise ValueError(
+                "now must carry a time zone, e.g. 2026-03-01T12:00:00Z or datetime(..., tzinfo=UTC)"
+            )
         return value
 
     @field_validator("symbols")

@@ -22,6 +22,13 @@ def serve_exchange(
         show_default=False,
     ),
     history_days: float = typer.Option(30, "--history-days", help="Days of history served."),
+    now: str = typer.Option(
+        None,
+        "--now",
+        help="Freeze the exchange's clock at this UTC time (e.g. 2026-03-01T12:00:00Z); "
+        "default: the wall clock.",
+        show_default=False,
+    ),
     from_archive: list[Path] = typer.Option(  # noqa: B008 - typer reads its defaults this way
         None,
         "--from-archive",
@@ -61,8 +68,9 @@ def serve_exchange(
     try:
         config = ExchangeConfig(
             seed=seed,
-            symbols=split_csv(symbols) if symbols else get_settings().symbols,
+            symbols=split_csv(symbols.upper()) if symbols else get_settings().symbols,
             history_days=history_days,
+            now=now,
             market=market,
             failure_rate=failure_rate,
             weight_limit=weight_limit,
@@ -74,7 +82,8 @@ def serve_exchange(
         )
     except ValidationError as exc:
         problems = "; ".join(
-            f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}"
+            (f"--{str(e['loc'][0]).replace('_', '-')}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
             for e in exc.errors()
         )
         raise fail(f"invalid exchange options: {problems}") from None
