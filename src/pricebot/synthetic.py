@@ -13,8 +13,9 @@ any day can be generated on its own, quickly, without replaying history from an 
   (heavy tails) scaled by a volatility that is the daily level plus a fast intraday log-volatility
   AR(1) (volatility clustering at the scale of tens of minutes; it runs over the previous day's
   innovations first, so it is continuous across midnight). The day's noise is then bridged to the
-  skeleton's daily total (variance-weighted, which leaves the returns' distribution as it was),
-  so the block ends where the next day's block starts.
+  skeleton's daily total (the difference spread over the minutes in proportion to their
+  variance, which keeps the returns uncorrelated), so the block ends where the next day's
+  block starts.
 
 Volume and trade count grow with volatility and with the size of the minute's move; high and low
 extend past open and close by an excursion proportional to volatility; prices are rounded to a
