@@ -135,19 +135,21 @@ def test_scheduled_ingest_writes_candles_and_announces_them(
     # and the metrics went out as EMF with the candle count
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
     written = [m["CandlesWritten"] for m in emf if "CandlesWritten" in m]
-    assert written == [sum(counts.values())]
+    assert written == [[float(sum(counts.values()))]]
     assert any("LagSeconds" in m for m in emf)
 
 
 def test_ingest_logs_json_with_the_event_id_as_correlation_id(
-    handlers: Any, capsys: pytest.CaptureFixture[str]
+    handlers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
 
-    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"level"' in line]
-    caught_up = [line for line in logs if line["message"] == "caught up"]
-    assert caught_up[0]["correlation_id"] == scheduled_event()["id"]
-    assert caught_up[0]["function_name"] == "pricebot-ingest"
+    # The record as the function's JSON formatter writes it to CloudWatch
+    [record] = [r for r in caplog.records if r.getMessage() == "caught up"]
+    line = json.loads(handlers.ingest.logger.registered_formatter.format(record))
+    assert line["correlation_id"] == scheduled_event()["id"]
+    assert line["function_name"] == "pricebot-ingest"
+    assert line["candles"] > 0
 
 
 def test_same_event_twice_writes_no_candle_twice(handlers: Any, database_url: str) -> None:
@@ -163,12 +165,12 @@ def test_same_event_twice_writes_no_candle_twice(handlers: Any, database_url: st
 def test_many_symbols_fan_out_in_batches_that_cover_them_all(
     handlers: Any, aws: dict, monkeypatch: pytest.MonkeyPatch, exchange, database_url: str
 ) -> None:
-    # Given 120 symbols and batches of 50
-    symbols = [f"C{i:03d}USDT" for i in range(120)]
+    # Given 60 symbols and batches of 25
+    symbols = [f"C{i:03d}USDT" for i in range(60)]
     market = exchange(history_days=2, symbols=symbols)
     monkeypatch.setenv("PRICEBOT_BINANCE_URL", market.url)
     monkeypatch.setenv("PRICEBOT_SYMBOLS", ",".join(symbols))
-    monkeypatch.setenv("PRICEBOT_BATCH_SIZE", "50")
+    monkeypatch.setenv("PRICEBOT_BATCH_SIZE", "25")
     handlers.ingest.settings.cache_clear()
     from pricebot.settings import get_settings
 
@@ -183,7 +185,7 @@ def test_many_symbols_fan_out_in_batches_that_cover_them_all(
 
     # Then three batches covered every symbol exactly once, and no candle was fetched up front
     assert result == {"fanned_out": 3}
-    assert sorted(len(b["detail"]["symbols"]) for b in batches) == [20, 50, 50]
+    assert sorted(len(b["detail"]["symbols"]) for b in batches) == [10, 25, 25]
     assert set(candle_counts(database_url)) == set(symbols)
 
 
@@ -214,13 +216,19 @@ def test_missing_secret_is_named(handlers: Any, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_failing_exchange_fails_the_invocation_and_the_next_catches_up(
-    handlers: Any, database_url: str
+    handlers: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given an exchange that answers every request with a 5xx
+    from pricebot.binance import RetriesExhaustedError
+    from pricebot.settings import get_settings
+
+    # Given an exchange that answers every request with a 5xx, and a client that retries briefly
     handlers.market.config.failure_rate = 1.0
+    monkeypatch.setenv("PRICEBOT_MAX_RETRIES", "1")
+    monkeypatch.setenv("PRICEBOT_BACKOFF_CAP_SECONDS", "0.1")
+    get_settings.cache_clear()
 
     # When the schedule fires, the invocation fails (so Lambda retries it, then the DLQ)
-    with pytest.raises(Exception):  # noqa: B017 - the client's own error type is the ingest's
+    with pytest.raises(RetriesExhaustedError):
         handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
     assert candle_counts(database_url) == {}
 
