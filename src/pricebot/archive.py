@@ -358,7 +358,10 @@ def import_archives(
         conn.commit()
         for path in paths:
             try:
-                result = _import_file(conn, url, Path(path), on_bytes)
+                try:
+                    result = _import_file(conn, url, Path(path), on_bytes)
+                except OSError as exc:
+                    raise ArchiveError(path, f"cannot read the file: {exc}") from exc
             except ArchiveError as exc:
                 if stop_on_error:
                     raise
@@ -539,11 +542,7 @@ def _first_bad_row(
     open_us, close_us = open_raw * scale, close_raw * scale
     opened = _from_epoch_us(open_us)
     where = f"line {line} (open time {opened.isoformat()})"
-    if not name.start <= opened < name.end or open_us % _US_PER_MINUTE:
-        if open_us % _US_PER_MINUTE:
-            return MalformedArchiveError(
-                path, f"{where}: the open time is not on a minute (raw value {open_raw})"
-            )
+    if not name.start <= opened < name.end:
         named = name.stem.split("-1m-", 1)[1]
         return MislabelledArchiveError(
             path,
@@ -551,18 +550,24 @@ def _first_bad_row(
             f"name gives ({name.start:%Y-%m-%d %H:%M} to {name.end - MINUTE:%Y-%m-%d %H:%M}); "
             "the file is mislabelled: rename it after its contents or download the right one",
         )
-    span_us = close_us - open_us + scale
-    if span_us > _US_PER_MINUTE:
-        label = _interval_label(span_us // 1000)
+    span_us = close_us - open_us + scale  # close times end 1 ms (or µs) before the next open
+    label = _interval_label(span_us)
+    if label is not None and label != "1m":
         return MislabelledArchiveError(
             path,
-            f"{where}: close time {_from_epoch_us(close_us).isoformat()} is {label} after the "
-            f"open, so these are {label} candles, but the file name says 1m: the file is "
-            "mislabelled; import only 1m kline files",
+            f"{where}: close time {_from_epoch_us(close_us).isoformat()} ends a {label} candle, "
+            f"so these are {label} klines, but the file name says 1m: the file is mislabelled; "
+            "import only 1m kline files",
         )
-    if close_us <= open_us:
+    if open_us % _US_PER_MINUTE:
         return MalformedArchiveError(
-            path, f"{where}: close time {close_raw} is not after the open time {open_raw}"
+            path, f"{where}: the open time is not on a minute (raw value {open_raw})"
+        )
+    if not open_us < close_us < open_us + _US_PER_MINUTE:
+        return MalformedArchiveError(
+            path,
+            f"{where}: close time {close_raw} does not end the 1m candle opened at {open_raw} "
+            "(it must come after the open and before the next minute)",
         )
     if not finite:
         return MalformedArchiveError(path, f"{where}: a price or volume is NaN or infinite")
@@ -575,11 +580,19 @@ def _first_bad_row(
     )
 
 
-def _interval_label(span_ms: int) -> str:
-    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)):
-        if span_ms % size == 0 and span_ms >= size:
-            return f"{span_ms // size}{unit}"
-    return f"{span_ms / 60_000:g} minutes"
+def _interval_label(span_us: int) -> str | None:
+    """Binance's name for a candle of this length ("1s", "15m", "1h", ...), None if none."""
+    return _BINANCE_INTERVALS.get(span_us)
+
+
+_BINANCE_INTERVALS = {
+    seconds * 1_000_000: label
+    for label, seconds in {
+        "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
+        "2h": 7200, "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400,
+        "3d": 259200, "1w": 604800,
+    }.items()
+}  # fmt: skip
 
 
 def _copy_error(path: Path, exc: psycopg.Error, sniffed: _Sniffed) -> ArchiveError:

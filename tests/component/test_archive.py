@@ -313,7 +313,19 @@ def test_hourly_candles_in_a_1m_file_are_refused_as_mislabelled(
     assert message.startswith(
         "ETHUSDT-1m-2024-01.zip: line 1 (open time 2024-01-01T00:00:00+00:00)"
     )
-    assert "these are 1h candles, but the file name says 1m" in message
+    assert "so these are 1h klines, but the file name says 1m" in message
+    assert count(database_url) == 0
+
+
+def test_one_second_candles_in_a_1m_file_are_refused_as_mislabelled(
+    database_url: str, tmp_path: Path
+) -> None:
+    rows = klines(JAN_2024, 120, span=timedelta(seconds=1))
+    path = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), rows)
+
+    with pytest.raises(MislabelledArchiveError, match=r"^BTCUSDT-1m-2024-01\.zip: line 2 .* 1s"):
+        import_archive(database_url, path)
+
     assert count(database_url) == 0
 
 
@@ -380,7 +392,7 @@ def test_unknown_file_name_is_refused_before_touching_the_database(tmp_path: Pat
         (5, {2: "1.00"}, r"line 5 \(open time 2024-01-01T00:03:00\+00:00\): prices out of order"),
         (6, {3: "999.0"}, r"line 6 .*: prices out of order \(open 104.01000000, high 104.05"),
         (7, {0: "1704067230000"}, r"line 7 .*: the open time is not on a minute"),
-        (8, {6: "{open}"}, r"line 8 .*: close time \d+ is not after the open time"),
+        (8, {6: "{open}"}, r"line 8 .*: close time \d+ does not end the 1m candle opened at"),
         (9, {8: "-1"}, r"line 9 .*: negative trade count -1"),
         (10, {5: "NaN"}, r"line 10 .*: a price or volume is NaN or infinite"),
         (11, {1: "Infinity"}, r"line 11 .*: a price or volume is NaN or infinite"),
@@ -483,6 +495,35 @@ def test_each_file_is_audited_as_an_archive_run(database_url: str, tmp_path: Pat
     ]
     assert audit[0][4:6] == (JAN_2024, JAN_2024 + 29 * MINUTE)
     assert "line 4" in audit[1][6]
+
+
+def test_database_gone_mid_file_keeps_finished_files_and_writes_nothing_of_the_current_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given two files, and a database connection that is killed while the second is read
+    first = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), klines(JAN_2024, 30))
+    second = write_archive(tmp_path, "ETHUSDT", JAN_2024.date(), klines(JAN_2024, 30))
+    seen: list[int] = []
+
+    def kill_the_import_connection(size: int) -> None:
+        seen.append(size)
+        if len(seen) == 2:
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+    # When they are imported
+    with pytest.raises(psycopg.OperationalError):
+        import_archives(database_url, [first, second], on_bytes=kill_the_import_connection)
+
+    # Then the first file is stored, nothing of the second, and its run is audited as failed
+    assert (count(database_url, "BTCUSDT"), count(database_url, "ETHUSDT")) == (30, 0)
+    assert [row[:3] for row in runs(database_url)] == [
+        ("BTCUSDT", "archive", "success"),
+        ("ETHUSDT", "archive", "failed"),
+    ]
 
 
 def test_stop_on_error_raises_the_first_failure(database_url: str, tmp_path: Path) -> None:

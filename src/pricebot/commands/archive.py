@@ -31,6 +31,7 @@ def import_archives(
     One transaction per file: a bad file writes nothing and is reported, the others load.
     Importing a file again writes nothing new.
     """
+    import psycopg
     from rich import box
     from rich.markup import escape
     from rich.progress import (
@@ -91,6 +92,12 @@ def import_archives(
         progress.update(task, completed=total_bytes)  # failed files stop short of their size
     except DatabaseUnavailableError as exc:
         raise fail(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        raise fail(
+            f"the database connection broke during the import ({str(exc).strip()}); the files "
+            "finished before are stored, the one in progress wrote nothing: re-run the same "
+            "command to continue (stored files are skipped)"
+        ) from None
     except archive.ArchiveError as exc:
         raise fail(f"{exc}") from None
 
