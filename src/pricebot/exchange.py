@@ -321,7 +321,7 @@ class SyntheticSource:
         return parts, count
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)  # the current day of each symbol, for its still-open candle
 def _day_block(seed: int, symbol: str, mode: MarketMode, day: int) -> DayBlock:
     return market_for(seed, symbol, mode).day(day)
 

@@ -412,7 +412,7 @@ def partial_row(market: SyntheticMarket, block: DayBlock, minute: int, elapsed: 
     ]
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=64)  # a skeleton is about 1.6 MB
 def market_for(seed: int, symbol: str, mode: MarketMode) -> SyntheticMarket:
     """The (cached) market of one symbol: its skeleton is built once per process."""
     return SyntheticMarket(seed, symbol, mode)
