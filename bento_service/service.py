@@ -208,7 +208,8 @@ class _Metrics:
         )
         self.stage = prom.Histogram(
             "pricebot_stage_seconds",
-            "Time per request stage: features (lookup), model (predict), log (enqueue).",
+            "Time per request stage: features (lookup), model (output, memoised per model "
+            "version and feature row), log (enqueue); model_call: actual model invocations.",
             ["stage"],
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
         )

@@ -161,6 +161,7 @@ class Predictor:
         self.predictions = predictions
         self._db_pool = db_pool
         self._observe = observe or (lambda stage, seconds: None)
+        self._memo: dict[str, tuple[tuple, float]] = {}
 
     @classmethod
     def from_settings(
@@ -225,7 +226,7 @@ class Predictor:
         started = time.perf_counter()
         row = self.features.latest(symbol, model.feature_set)
         fetched = time.perf_counter()
-        value = model.predict(row.values)
+        value = self._model_output(model, row)
         predicted = time.perf_counter()
         result = self._result(model, row, value)
         self.predictions.record(
@@ -248,6 +249,24 @@ class Predictor:
         self._observe("model", predicted - fetched)
         self._observe("log", logged - predicted)
         return result
+
+    def _model_output(self, model: ServedModel, row: Any) -> float:
+        """The model's output for the row, computed once per (model version, feature row).
+
+        A model version is a pure function of its input row, and a symbol's newest row changes
+        about once a minute, so every request in between would recompute the same number. The
+        memo keeps one entry per slot, replaced when the version or the row changes: a swap or a
+        new row is reflected on the very next request.
+        """
+        key = (model.name, model.version, row.open_time)
+        memo = self._memo.get(model.name)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        started = time.perf_counter()
+        value = model.predict(row.values)
+        self._observe("model_call", time.perf_counter() - started)
+        self._memo[model.name] = (key, value)
+        return value
 
     def _result(self, model: ServedModel, row: Any, value: float) -> Prediction:
         feature_time = _utc(row.open_time)
