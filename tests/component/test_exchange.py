@@ -405,6 +405,13 @@ def test_replays_an_archive_with_millisecond_timestamps(
     assert klines(ex, symbol="BTCUSDT").json()["code"] == -1121
 
 
+def test_running_exchange_stops_serving_when_the_block_ends() -> None:
+    with running_exchange(ExchangeConfig(now=NOW)) as ex:
+        assert get(f"{ex.url}/api/v3/ping").status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{ex.url}/api/v3/ping", timeout=2)
+
+
 # --- the command ------------------------------------------------------------------------------
 
 
