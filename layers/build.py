@@ -365,6 +365,7 @@ def install_wheels(
 def prune(directory: Path) -> None:
     """Drop what Lambda never runs: caches, test suites, scripts, type stubs, install records."""
     shutil.rmtree(directory / "bin", ignore_errors=True)  # console scripts
+    (directory / ".lock").unlink(missing_ok=True)  # uv's install lock; layers would collide on it
     for path in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if path.is_dir() and path.name in _PRUNED_DIRS:
             shutil.rmtree(path)

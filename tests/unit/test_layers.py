@@ -90,6 +90,55 @@ def test_ingest_and_its_layer_carry_no_numpy_or_pandas(built: BuildResult) -> No
     assert any(n.startswith("python/pandas/") for n in data)
 
 
+def test_the_two_layers_never_ship_the_same_file(built: BuildResult) -> None:
+    # Lambda unpacks both layers into /opt: a shared path would be overwritten by the later one
+    core = set(_names(built.artifacts["layer-core.zip"].path))
+    data = set(_names(built.artifacts["layer-data.zip"].path))
+    assert core & data == set()
+
+
+def test_handlers_import_from_the_artifacts_on_the_runtime_python(
+    built: BuildResult, tmp_path: Path
+) -> None:
+    # Given a CPython 3.12 (the Lambda runtime's version) and the artifacts unpacked as Lambda
+    # does: the function in /var/task, its layers in /opt, boto3 from the runtime
+    python = find_bytecode_python(BuildConfig(python="3.12"))
+    if python is None:
+        pytest.skip("no Python 3.12 on this machine to import the artifacts with")
+    locked = {r.name: r for r in export_requirements(ROOT)}
+    runtime = tmp_path / "runtime"
+    boto = ("boto3", "botocore", "s3transfer", "urllib3", "jmespath", "python-dateutil", "six")
+    install_wheels([locked[name] for name in boto], runtime, BuildConfig())
+    for function in FUNCTION_LAYERS:
+        task, opt = tmp_path / function / "task", tmp_path / function / "opt"
+        with zipfile.ZipFile(built.artifacts[f"{function}.zip"].path) as archive:
+            archive.extractall(task)
+        for layer in built.artifacts[f"{function}.zip"].layers:
+            with zipfile.ZipFile(built.artifacts[layer].path) as archive:
+                archive.extractall(opt)
+
+        # When the handler module is imported there, with no other site-packages
+        probe = (
+            f"import sys, lambdas.{function}.handler as h; "
+            "print(callable(h.lambda_handler), sorted({'numpy', 'pandas'} & set(sys.modules)))"
+        )
+        done = subprocess.run(
+            [python, "-S", "-c", probe],
+            env={"PYTHONPATH": f"{task}:{opt / 'python'}:{runtime}", "PATH": os.environ["PATH"]},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+        # Then it imports, and the ingest handler loads neither numpy nor pandas
+        assert done.returncode == 0, done.stderr[-2000:]
+        expected = "[]" if function == "ingest" else None
+        handler_ok, heavy = done.stdout.strip().split(" ", 1)
+        assert handler_ok == "True"
+        if expected is not None:
+            assert heavy == expected
+
+
 def test_layers_hold_exactly_the_locked_versions(built: BuildResult) -> None:
     # Given the versions uv.lock pins for the core and the lambda extra
     locked = {r.name: r.version for r in export_requirements(ROOT)}
