@@ -317,23 +317,26 @@ def _stream_chunks(
             ) from None
         if not chunk:
             break
-        if first:
-            first = False
-            _sniff(chunk, path, sniffed)
-        last = chunk
         if on_bytes is not None:
             on_bytes(len(chunk))
+        last = chunk
+        if first:
+            first = False
+            chunk = _sniff(chunk, sniffed)
         yield chunk
     sniffed.ends_with_newline = last.endswith(b"\n")
 
 
-def _sniff(chunk: bytes, path: Path, sniffed: _Sniffed) -> None:
-    lines = chunk.lstrip(b"\xef\xbb\xbf").split(b"\n", 2)
-    sniffed.header = not lines[0][:1].isdigit()
-    data = lines[1] if sniffed.header and len(lines) > 1 else lines[0]
-    first_field = data.split(b",", 1)[0].strip()
+def _sniff(chunk: bytes, sniffed: _Sniffed) -> bytes:
+    """Note the header row and timestamp unit; return the chunk without the header row."""
+    chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+    sniffed.header = not chunk[:1].isdigit()
+    if sniffed.header:
+        chunk = chunk.partition(b"\n")[2]
+    first_field = chunk[:40].split(b",", 1)[0].strip()
     if first_field.isdigit():
         sniffed.microseconds = int(first_field) >= _MICROSECOND_THRESHOLD
+    return chunk
 
 
 def import_archives(
@@ -412,20 +415,20 @@ def _load(
     result: ImportResult,
     on_bytes: ProgressCallback | None,
 ) -> None:
-    columns = ", ".join(f"{column} {kind}" for column, kind in _STAGING_COLUMNS)
+    columns = ", ".join(f"{column} {kind} NOT NULL" for column, kind in _STAGING_COLUMNS)
     conn.execute(f"CREATE TEMP TABLE archive_staging ({columns}) ON COMMIT DROP")
     sniffed = _Sniffed(header=False, microseconds=False)
     with _open_csv(path, name) as stream, conn.cursor() as cur:
         chunks = _stream_chunks(stream, path, sniffed, on_bytes)
         try:
             first = next(chunks, b"")
-            header = ", HEADER true" if sniffed.header else ""
-            with cur.copy(f"COPY archive_staging FROM STDIN (FORMAT csv{header})") as copy:
+            # Text format: ~20% quicker to parse than csv, and Binance never quotes a field.
+            with cur.copy("COPY archive_staging FROM STDIN (FORMAT text, DELIMITER ',')") as copy:
                 if first:
                     copy.write(first)
                 for chunk in chunks:
                     copy.write(chunk)
-        except psycopg.DataError as exc:
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise _copy_error(path, exc, sniffed) from None
         result.rows = cur.rowcount
     result.header = sniffed.header
@@ -599,9 +602,12 @@ def _copy_error(path: Path, exc: psycopg.Error, sniffed: _Sniffed) -> ArchiveErr
     """Turn a COPY parse error into one naming the line and column, and what it means."""
     context = exc.diag.context or ""
     line_match, column_match = _COPY_LINE.search(context), _COPY_COLUMN.search(context)
-    line = f"line {line_match[1]}" if line_match else "a line"
+    # The header row never reaches COPY, so COPY's line numbers start one late in futures files.
+    line = f"line {int(line_match[1]) + sniffed.header}" if line_match else "a line"
     column = f" (column {column_match[1]})" if column_match else ""
     problem = exc.diag.message_primary or str(exc)
+    if isinstance(exc, psycopg.errors.NotNullViolation):
+        problem = f"{exc.diag.column_name} is \\N (no value)"
     if (
         isinstance(exc, psycopg.errors.BadCopyFileFormat)
         and "missing data" in problem

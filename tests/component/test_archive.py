@@ -398,6 +398,9 @@ def test_unknown_file_name_is_refused_before_touching_the_database(tmp_path: Pat
         (11, {1: "Infinity"}, r"line 11 .*: a price or volume is NaN or infinite"),
         (12, {2: "NaN"}, r"line 12 .*: a price or volume is NaN or infinite"),
         (2, {11: "0,extra"}, r"line 2: extra data after last expected column"),
+        (3, {4: ""}, r"line 3 \(column close\): invalid input syntax for type numeric: \"\""),
+        (4, {5: "\\N"}, r"line 4: volume is \\N \(no value\)"),
+        (5, {4: '"1.0"'}, r"line 5 \(column close\): invalid input syntax for type numeric"),
     ],
 )
 def test_bad_row_fails_the_file_naming_line_and_problem(
