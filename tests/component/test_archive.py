@@ -130,6 +130,22 @@ def test_each_layout_imports_every_row_at_the_right_time(
     assert {r[-1] for r in kept} == {"archive"}
 
 
+def test_csv_saved_with_windows_line_endings_imports(database_url: str, tmp_path: Path) -> None:
+    # Given a futures CSV re-saved with CRLF line endings
+    path = write_archive(
+        tmp_path, "BTCUSDT", JAN_2024.date(), klines(JAN_2024, 20), header=True, compress=False,
+        checksum=False,
+    )  # fmt: skip
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+
+    # When it is imported
+    result = import_archive(database_url, path)
+
+    # Then every row is stored with its values intact (no stray carriage return)
+    assert (result.rows_new, result.header) == (20, True)
+    assert {row[11] for row in stored(database_url, "BTCUSDT")} == {"0"}
+
+
 def test_prices_and_volumes_round_trip_exactly_as_written(
     database_url: str, tmp_path: Path
 ) -> None:
