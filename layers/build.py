@@ -426,20 +426,15 @@ def stage_function(config: BuildConfig, function: str, stage: Path) -> None:
 
 
 def find_bytecode_python(config: BuildConfig) -> str | None:
-    """A working CPython of the target version, to precompile with (None: there is none)."""
-    if config.bytecode_python == "":
-        return None
-    candidates = [config.bytecode_python] if config.bytecode_python else []
-    candidates += [shutil.which(f"python{config.python}")]
-    uv = shutil.which("uv")
-    if uv and not config.bytecode_python:
-        found = subprocess.run(
-            [uv, "python", "find", "--no-project", config.python],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        candidates.append(found.stdout.strip() if found.returncode == 0 else None)
+    """A working CPython of the target version, to precompile with (None: there is none).
+
+    Looked for: the one given, ``python3.N`` on PATH, what ``uv python find`` knows, and pyenv's
+    installed versions.
+    """
+    if config.bytecode_python is not None:
+        candidates = [config.bytecode_python] if config.bytecode_python else []
+    else:
+        candidates = _interpreters(config.python)
     for candidate in candidates:
         if not candidate:
             continue
@@ -456,6 +451,24 @@ def find_bytecode_python(config: BuildConfig) -> str | None:
             f"--bytecode-python {config.bytecode_python} is not a working Python {config.python}"
         )
     return None
+
+
+def _interpreters(version: str) -> list[str | None]:
+    """Where a CPython ``version`` may be: PATH, uv's discovery, pyenv's versions directory."""
+    candidates = [shutil.which(f"python{version}")]
+    uv = shutil.which("uv")
+    if uv:
+        found = subprocess.run(
+            [uv, "python", "find", "--no-project", version],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        candidates.append(found.stdout.strip() if found.returncode == 0 else None)
+    # pyenv keeps versions it has not put on PATH under $PYENV_ROOT/versions.
+    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    installed = sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
+    return candidates + [str(path) for path in reversed(installed)]
 
 
 def compile_bytecode(python: str, directory: Path) -> None:
