@@ -82,6 +82,14 @@ class StackSettings:
     monitoring_cpu: int = 512
     monitoring_memory_mb: int = 1024
 
+    # Training (an ECS task the retrain workflow starts).
+    training_image_tag: str | None = None
+    training_cpu: int = 2048
+    training_memory_mb: int = 8192
+
+    # Teardown.
+    force_destroy: bool = False
+
     def __post_init__(self) -> None:
         self.validate()
 

@@ -21,6 +21,8 @@ from infra.components import (
     ServingArgs,
     Storage,
     StorageArgs,
+    Training,
+    TrainingArgs,
 )
 from infra.config import REPO_ROOT, StackSettings
 from infra.tags import register_stack_tags
@@ -36,6 +38,7 @@ class StackOutputs:
     mlflow_instance_id: pulumi.Output[str]
     bucket_name: pulumi.Output[str]
     repository_urls: dict[str, pulumi.Output[str]]
+    training_task_parameter: pulumi.Output[str]
 
 
 def build(settings: StackSettings) -> StackOutputs:
@@ -57,7 +60,7 @@ def build(settings: StackSettings) -> StackOutputs:
         ),
     )
     sg = network.security_group_ids
-    storage = Storage("storage", StorageArgs(name=name))
+    storage = Storage("storage", StorageArgs(name=name, force_destroy=s.force_destroy))
     database = Database(
         "database",
         DatabaseArgs(
@@ -181,6 +184,27 @@ def build(settings: StackSettings) -> StackOutputs:
             log_retention_days=s.log_retention_days,
         ),
     )
+    training = Training(
+        "training",
+        TrainingArgs(
+            name=name,
+            region=s.region,
+            vpc_id=network.vpc_id,
+            app_subnet_ids=network.app_subnet_ids,
+            security_group_id=sg["training"],
+            cluster_arn=serving.cluster_arn,
+            cluster_name=serving.cluster_name,
+            repository_url=storage.repository_urls["training"],
+            repository_arn=storage.repository_arns["training"],
+            image_tag=s.training_image_tag,
+            db_secret_arn=database.secret_arn,
+            symbols=s.symbols,
+            environment=app_environment,
+            cpu=s.training_cpu,
+            memory_mb=s.training_memory_mb,
+            log_retention_days=s.log_retention_days,
+        ),
+    )
     return StackOutputs(
         api_url=serving.url,
         monitoring_url=monitoring.url,
@@ -190,4 +214,5 @@ def build(settings: StackSettings) -> StackOutputs:
         mlflow_instance_id=mlflow.instance_id,
         bucket_name=storage.bucket_name,
         repository_urls=storage.repository_urls,
+        training_task_parameter=training.parameter_name,
     )

@@ -1,6 +1,7 @@
 """The stack's building blocks, each a ``pulumi.ComponentResource`` taking a frozen args dataclass.
 
-Composed by :func:`infra.stack.build`; ``fargate`` is the helper serving and monitoring share.
+Composed by :func:`infra.stack.build`; ``fargate`` is the helper serving, monitoring and
+training share.
 """
 
 from infra.components.database import Database, DatabaseArgs
@@ -10,6 +11,7 @@ from infra.components.network import Network, NetworkArgs
 from infra.components.pipeline import Pipeline, PipelineArgs
 from infra.components.serving import Serving, ServingArgs
 from infra.components.storage import Storage, StorageArgs
+from infra.components.training import Training, TrainingArgs
 
 __all__ = [
     "Database",
@@ -26,4 +28,6 @@ __all__ = [
     "ServingArgs",
     "Storage",
     "StorageArgs",
+    "Training",
+    "TrainingArgs",
 ]

@@ -1,4 +1,4 @@
-"""One container on Fargate behind the shared load balancer: shared by serving and monitoring.
+"""One container on Fargate: serving and monitoring behind the load balancer, training on demand.
 
 The task gets the database password the way ECS offers it: the task definition names the
 secret's ``password`` key and ECS injects it as ``PGPASSWORD`` when the task starts, so it is in
@@ -33,8 +33,8 @@ class FargateAppSpec:
     repository_url: pulumi.Input[str]
     repository_arn: pulumi.Input[str]
     image_tag: str | None
-    port: int
-    health_check_path: str
+    port: int | None  # None: a task run on demand (training), no load balancer
+    health_check_path: str | None
     cpu: int
     memory_mb: int
     db_secret_arn: pulumi.Input[str]
@@ -73,7 +73,7 @@ def container_definitions(
     *,
     key: str,
     image: str,
-    port: int,
+    port: int | None,
     environment: Mapping[str, str],
     secret_arn: str,
     log_group: str,
@@ -87,7 +87,7 @@ def container_definitions(
                 "name": key,
                 "image": image,
                 "essential": True,
-                "portMappings": [{"containerPort": port, "protocol": "tcp"}],
+                "portMappings": [{"containerPort": port, "protocol": "tcp"}] if port else [],
                 "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
                 "secrets": [
                     {"name": "PGUSER", "valueFrom": f"{secret_arn}:username::"},
@@ -170,6 +170,16 @@ class FargateApp:
             container_definitions=definitions,
             opts=child,
         )
+        self.task_definition = task
+        self.log_group = log_group
+        self.name = name
+        self.container_name = key
+        self._spec = spec
+        self._child = child
+        self.target_group: aws.lb.TargetGroup | None = None
+        self.desired_count = 0
+        if spec.port is None:
+            return
         self.target_group = aws.lb.TargetGroup(
             f"{key}-tg",
             name=f"{name}"[:32],
@@ -195,15 +205,12 @@ class FargateApp:
         )
         # Until an image tag is configured there is nothing to run: keep the service at zero.
         self.desired_count = spec.desired_count if spec.image_tag else 0
-        self.task_definition = task
-        self.log_group = log_group
-        self.name = name
-        self._spec = spec
-        self._child = child
 
     def service(self, depends_on: Sequence[pulumi.Resource]) -> aws.ecs.Service:
         """The ECS service, once the listener that routes to the target group exists."""
         spec = self._spec
+        if self.target_group is None:
+            raise ValueError(f"{spec.key} has no port, so it runs as a task, not a service")
         return aws.ecs.Service(
             f"{spec.key}-service",
             name=self.name,

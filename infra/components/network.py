@@ -34,10 +34,12 @@ TRAFFIC = (
     ("mlflow", "database", POSTGRES_PORT),
     ("service", "database", POSTGRES_PORT),
     ("monitoring", "database", POSTGRES_PORT),
+    ("training", "database", POSTGRES_PORT),
+    ("training", "mlflow", MLFLOW_PORT),
 )
 # Tiers that call out over HTTPS: Binance through the NAT, AWS APIs, package indexes at boot.
-HTTPS_OUT = ("lambda", "mlflow", "service", "monitoring")
-SECURITY_GROUPS = ("alb", "lambda", "mlflow", "service", "monitoring", "database")
+HTTPS_OUT = ("lambda", "mlflow", "service", "monitoring", "training")
+SECURITY_GROUPS = ("alb", "lambda", "mlflow", "service", "monitoring", "training", "database")
 
 # Interface endpoints: what the Lambdas, MLflow and the tasks call without the NAT.
 INTERFACE_ENDPOINTS = (

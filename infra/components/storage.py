@@ -16,7 +16,7 @@ from pulumi import ResourceOptions
 
 MLFLOW_PREFIX = "mlflow"
 LAMBDA_PREFIX = "lambda"
-IMAGES = ("service", "monitoring")
+IMAGES = ("service", "monitoring", "training")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,20 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker for a secret value
+
+
+def reveal(value: Any) -> Any:
+    """Inputs with Pulumi's secret wrappers replaced by the values they wrap."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return reveal(value.get("value"))
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers registrations and provider calls, recording every resource declared."""
 
@@ -78,7 +92,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Declared] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
-        inputs = dict(args.inputs)
+        inputs = reveal(dict(args.inputs))
         self.resources.append(
             Declared(type=args.typ, name=args.name, inputs=inputs, id=f"{args.name}-id")
         )

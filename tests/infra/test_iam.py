@@ -127,14 +127,14 @@ def test_each_function_may_write_only_its_own_logs_and_dead_letter_queue(stack: 
 
 
 def test_task_execution_roles_pull_only_their_own_repository(stack: Stack) -> None:
-    for key in ("service", "monitoring"):
+    for key in ("service", "monitoring", "training"):
         actions = granted(stack, f"{key}-execution")
         assert actions["ecr:BatchGetImage"] == [f"arn:aws:ecr:eu-west-1:123456789012:storage-{key}"]
         assert actions["ecr:GetAuthorizationToken"] == ["*"]
 
 
 def test_the_apps_task_roles_have_no_permissions_at_all(stack: Stack) -> None:
-    role_ids = {"service-task-id", "monitoring-task-id"}
+    role_ids = {"service-task-id", "monitoring-task-id", "training-task-id"}
     assert not [p for p in stack.of_type(ROLE_POLICY) if p.inputs["role"] in role_ids]
     assert not stack.of_type(ROLE_POLICY_ATTACHMENT)
 
@@ -152,4 +152,11 @@ def test_roles_trust_only_their_own_service(stack: Stack) -> None:
         "service-task": {"Service": "ecs-tasks.amazonaws.com"},
         "monitoring-execution": {"Service": "ecs-tasks.amazonaws.com"},
         "monitoring-task": {"Service": "ecs-tasks.amazonaws.com"},
+        "training-execution": {"Service": "ecs-tasks.amazonaws.com"},
+        "training-task": {"Service": "ecs-tasks.amazonaws.com"},
     }
+
+
+def test_role_names_share_the_stack_prefix_the_retrain_role_may_pass(stack: Stack) -> None:
+    names = [role.inputs["name"] for role in stack.of_type("aws:iam/role:Role")]
+    assert all(name.startswith("pricebot-test-") for name in names)

@@ -88,8 +88,13 @@ def test_internal_tiers_admit_only_their_callers(stack: Stack) -> None:
             "network-mlflow-id",
             "network-service-id",
             "network-monitoring-id",
+            "network-training-id",
         },
-        "network-mlflow-id": {"network-service-id", "network-monitoring-id"},
+        "network-mlflow-id": {
+            "network-service-id",
+            "network-monitoring-id",
+            "network-training-id",
+        },
         "network-service-id": {"network-alb-id"},
         "network-monitoring-id": {"network-alb-id"},
     }

@@ -72,7 +72,15 @@ def test_images_are_scanned_on_push_with_immutable_tags(stack: Stack) -> None:
     assert sorted(r.inputs["name"] for r in repositories) == [
         "pricebot-test-monitoring",
         "pricebot-test-service",
+        "pricebot-test-training",
     ]
     for repository in repositories:
         assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
         assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
+
+
+def test_destroy_keeps_data_unless_force_destroy_is_configured(stack: Stack) -> None:
+    [bucket] = stack.of_type("aws:s3/bucket:Bucket")
+    assert bucket.inputs["forceDestroy"] is False
+    for repository in stack.of_type("aws:ecr/repository:Repository"):
+        assert repository.inputs["forceDelete"] is False
