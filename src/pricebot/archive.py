@@ -3,9 +3,10 @@
 A file is loaded in one transaction: its CSV is streamed with COPY into a typed staging table
 (PostgreSQL parses the numbers, so a non-number fails with the line and column), checked in one
 SQL pass with the rules of :func:`pricebot.klines.parse_kline` plus the file's own label (interval
-and date), and moved into ``klines`` by a single ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
-Python touches bytes in megabyte chunks, never rows: that is what makes the import run near the
-speed of a bare COPY. Re-importing a file writes nothing; a bad file writes nothing.
+and date), and moved into ``klines`` by one ``INSERT ... SELECT`` that converts the timestamps
+(``ON CONFLICT DO NOTHING`` where the range already holds candles, e.g. from REST). Python
+touches bytes in megabyte chunks, never rows: that is what keeps the import near the speed of a
+bare COPY. Re-importing a file writes nothing; a bad file writes nothing.
 
 Binance's layouts differ: spot files have no header row, USDT-M futures files have one; spot
 timestamps are microseconds from 2025-01-01 on, milliseconds before (and in futures files). Both
@@ -94,7 +95,7 @@ class TruncatedArchiveError(ArchiveError):
 class MalformedArchiveError(ArchiveError):
     """A row breaks the kline rules (not a number, prices out of order, ...)."""
 
-    label = "bad-row"
+    label = "malformed"
 
 
 class MislabelledArchiveError(ArchiveError):
@@ -386,10 +387,10 @@ def _import_file(
 ) -> ImportResult:
     name = parse_archive_name(path)
     result = ImportResult(path=path, symbol=name.symbol)
-    result.checksum = verify_checksum(path)
-    stats = start_run(url, name.symbol, SOURCE)
+    stats = start_run(url, name.symbol, SOURCE)  # every attempt is audited, failed ones too
     result.run_id = stats.run_id
     try:
+        result.checksum = verify_checksum(path)
         with conn.transaction():
             _load(conn, path, name, result, on_bytes)
             # From the minute before the period to the first minute after it: a stored

@@ -216,8 +216,9 @@ def test_checksum_mismatch_writes_nothing(database_url: str, tmp_path: Path) -> 
     with pytest.raises(ChecksumMismatchError, match=r"does not match BTCUSDT-1m-2024-01\.zip"):
         import_archive(database_url, path)
 
-    # Then nothing is written
+    # Then no candle is written, and the attempt is audited as a failed run
     assert count(database_url) == 0
+    assert [row[:3] for row in runs(database_url)] == [("BTCUSDT", "archive", "failed")]
 
 
 # --- Idempotence and overlap with REST -----------------------------------------------------------
