@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime
 from typing import Any
 
@@ -245,6 +246,10 @@ class PriceBot:
         from pricebot.settings import get_settings
 
         logging.getLogger("pricebot").setLevel(logging.INFO)
+        # MLflow retries an unreachable server for minutes by default; the poller retries by
+        # itself every poll, so fail a look-up fast and report the model missing meanwhile.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.metrics = _Metrics()
         self.settings = get_settings()
         self.predictor = Predictor.from_settings(
@@ -302,7 +307,7 @@ class PriceBot:
         return PredictionOut(**asdict(result))
 
     def _fault(self, exc: Exception, symbol: str) -> tuple[int, dict[str, Any]]:
-        from pricebot.champion import NoChampionError, UnknownModelError, fix_command
+        from pricebot.champion import NoChampionError, UnknownModelError
         from pricebot.serving import DatabaseUnavailableError, NoFeaturesError
 
         if isinstance(exc, UnknownModelError):
@@ -310,7 +315,7 @@ class PriceBot:
             served["targets"] = self.predictor.models.targets
             return 404, {"message": str(exc), "served": served}
         if isinstance(exc, NoChampionError):
-            return 503, {"message": str(exc), "fix": fix_command(symbol.strip().upper())}
+            return 503, {"message": str(exc), "fix": exc.fix}
         if isinstance(exc, NoFeaturesError):
             return 503, {"message": str(exc), "fix": "pricebot transform"}
         if isinstance(exc, DatabaseUnavailableError):

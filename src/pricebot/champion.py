@@ -47,7 +47,12 @@ class UnknownModelError(LookupError):
 
 
 class NoChampionError(LookupError):
-    """A configured symbol and target with nothing loaded yet; the message says how to fix it."""
+    """A configured symbol and target with nothing loaded yet; the message says why and
+    ``fix`` holds the command (or check) that fixes it."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Slot:
     alias_version: str | None = None
     checked_at: datetime | None = None
     swaps: int = 0
+    fix: str | None = None
     failed_version: str | None = None
     retry_at: float = 0.0
     failures: int = 0
@@ -173,14 +179,15 @@ class ModelPool:
             raise UnknownModelError(self.unknown_message(symbol, target))
         with self._lock:
             served = slot.served
-            state, message = slot.state, slot.message
+            state, message, fix = slot.state, slot.message, slot.fix
         if served is None:
             if state == PENDING:
                 raise NoChampionError(
                     f"The model for {key[0]} {target} is still loading; retry in a few seconds."
                 )
             raise NoChampionError(
-                message or f"No champion for {key[0]} {target}: run `{fix_command(key[0])}`."
+                message or f"No champion for {key[0]} {target}: run `{fix_command(key[0])}`.",
+                fix or fix_command(key[0]),
             )
         return served
 
@@ -293,10 +300,10 @@ class ModelPool:
                     event = None
                 slot.state, slot.message = KEPT, message
             else:
-                slot.state = MISSING
+                slot.state, slot.fix = MISSING, fix_command(slot.symbol)
                 slot.message = (
                     f"No champion for {slot.symbol} {slot.target} yet ({slot.name}@{self.alias} "
-                    f"is not registered): run `{fix_command(slot.symbol)}`."
+                    f"is not registered): run `{slot.fix}`."
                 )
                 event = None
         if event:
@@ -311,6 +318,7 @@ class ModelPool:
                 slot.message = f"{reason}; still serving version {slot.served.version}"
             else:
                 slot.state = MISSING
+                slot.fix = "check that the MLflow server at MLFLOW_TRACKING_URI is up"
                 slot.message = (
                     f"No model loaded for {slot.symbol} {slot.target}: {reason}. Check "
                     f"MLFLOW_TRACKING_URI; the service retries every {self.poll_seconds:g}s."
@@ -333,7 +341,7 @@ class ModelPool:
                     slot.state = KEPT
                     slot.message = f"{reason}; still serving version {slot.served.version}"
                 else:
-                    slot.state = MISSING
+                    slot.state, slot.fix = MISSING, fix_command(slot.symbol)
                     slot.message = (
                         f"No model for {slot.symbol} {slot.target}: {reason}. Register a working "
                         f"version (`{fix_command(slot.symbol)}`); retrying in {delay:.0f}s."
@@ -453,4 +461,4 @@ def _is_not_found(exc: Exception) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    return text[0][:200] if text else type(exc).__name__

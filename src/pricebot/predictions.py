@@ -18,8 +18,9 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import astuple, dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import psycopg
 
@@ -44,9 +45,10 @@ COLUMNS = (
 _COPY_SQL = f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN"
 
 
-@dataclass(frozen=True)
-class PredictionRecord:
-    """One row of the ``predictions`` table, as the service made it (field order = COLUMNS)."""
+class PredictionRecord(NamedTuple):
+    """One row of the ``predictions`` table, as the service made it (field order = COLUMNS).
+
+    A tuple, so the request path queues it as it is (no per-request conversion)."""
 
     made_at: datetime
     symbol: str
@@ -104,7 +106,7 @@ class PredictionLog:
         """Queue one prediction for writing; never blocks and never touches the database."""
         if self._closed:
             raise RuntimeError("the prediction log is closed")
-        self._queue.put(astuple(record))
+        self._queue.put(record)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
