@@ -36,6 +36,8 @@ from pricebot.klines import MINUTE_MS, MalformedKlineError, insert_klines, parse
 from pricebot.runs import RunStats, finish_run, start_run
 from pricebot.settings import Settings, get_settings
 
+MINUTE = timedelta(minutes=1)
+
 log = logging.getLogger(__name__)
 
 SOURCE = "rest"
@@ -236,7 +238,8 @@ class _SymbolJob:
         if start_ms > self.last_closed_ms:
             return
         with closing(self._pages((start_ms, self.last_closed_ms), following)) as pages:
-            for (lo, _), raw, rows in pages:
+            for (lo, hi), raw in pages:
+                rows = self._parse(raw, lo, hi)
                 if not rows:
                     continue
                 self._write(conn, rows, previous or rows[0][1], rows[-1][1])
@@ -263,7 +266,8 @@ class _SymbolJob:
         upper = first  # the oldest stored candle above the window being written
         following = lambda request, raw: window(request[0] - MINUTE_MS)  # noqa: E731
         with closing(self._pages(first_window, following)) as pages:
-            for (lo, hi), raw, rows in pages:
+            for (lo, hi), raw in pages:
+                rows = self._parse(raw, lo, hi)
                 if rows:
                     self._write(conn, rows, rows[0][1], upper)
                     upper = rows[0][1]
@@ -271,32 +275,30 @@ class _SymbolJob:
 
     def _pages(
         self, first: _Request, following: Callable[[_Request, list[list]], _Request | None]
-    ) -> Iterator[tuple[_Request, list[list], list[tuple]]]:
-        """Fetched and validated pages, the next one requested while the caller writes this one.
+    ) -> Iterator[tuple[_Request, list[list]]]:
+        """Pages as received, the next one requested while the caller validates and writes this.
 
-        Fetching (HTTP, JSON, validation) runs in a worker thread so that it overlaps the
-        database's work on the previous page; the requests made are exactly those a sequential
-        loop would make. An error fetching page k is raised here only after pages before k
-        have been handed out (and so written).
+        Only the HTTP request and JSON decoding run in the worker thread, so the exchange
+        prepares the next page while this one is written; the requests made are exactly those
+        a sequential loop would make. Validation stays in the caller's thread, in page order:
+        parsing there too would make every database round trip wait for the interpreter lock.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="klines-fetch") as pool:
             request: _Request | None = first
             future: Future | None = pool.submit(self._fetch, first)
             try:
                 while future is not None and request is not None:
-                    raw, rows = future.result()
-                    upcoming = following(request, raw)
+                    raw = future.result()
+                    upcoming = _next_or_none(following, request, raw)
                     future = pool.submit(self._fetch, upcoming) if upcoming else None
-                    yield request, raw, rows
+                    yield request, raw
                     request = upcoming
             finally:
                 if future is not None:
                     future.cancel()
 
-    def _fetch(self, request: _Request) -> tuple[list[list], list[tuple]]:
-        lo, hi = request
-        raw = self.client.klines(self.symbol, lo, hi)
-        return raw, self._parse(raw, lo, hi)
+    def _fetch(self, request: _Request) -> list[list]:
+        return self.client.klines(self.symbol, *request)
 
     def _parse(self, raw: list[list], start_ms: int, end_ms: int) -> list[tuple]:
         """Validate a whole page before any of it is written; keep only closed candles."""
@@ -328,10 +330,19 @@ class _SymbolJob:
     def _write(
         self, conn: psycopg.Connection, rows: list[tuple], gap_from: datetime, gap_to: datetime
     ) -> None:
-        """One page, one transaction: the candles and the gaps they reveal."""
+        """One page, one transaction: the candles and the gaps they reveal.
+
+        Pages never overlap stored candles (the stored block only grows at its ends), so a page
+        without a missing minute can hold no recorded gap either: the gap bookkeeping runs only
+        for pages with a hole, which saves two round trips on almost every page.
+        """
         with conn.transaction():
             written = insert_klines(conn, rows)
-            gaps = record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
+            gaps = (
+                record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
+                if _has_hole(rows, gap_from, gap_to)
+                else []
+            )
         self.stats.rows_written += written
         self.stats.pages += 1
         self.stats.gaps += len(gaps)
@@ -359,6 +370,24 @@ class _SymbolJob:
                 pages=self.stats.pages,
             )
         )
+
+
+def _has_hole(rows: list[tuple], gap_from: datetime, gap_to: datetime) -> bool:
+    """Whether minutes are missing in [gap_from, gap_to], given the page's sorted rows and that
+    a stored candle sits at whichever end of the range the page does not reach."""
+    minutes = (gap_to - gap_from) // MINUTE + 1
+    present = len(rows) + int(rows[0][1] > gap_from) + int(rows[-1][1] < gap_to)
+    return present < minutes
+
+
+def _next_or_none(
+    following: Callable[[_Request, list[list]], _Request | None], request: _Request, raw: list
+) -> _Request | None:
+    """The next request; None when the page is too broken to say (its parse will raise)."""
+    try:
+        return following(request, raw)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
 
 
 def _row_time(item: object) -> str:

@@ -33,7 +33,12 @@ KLINE_COLUMNS = (
     "ignore",
     "source",
 )
-_DECIMAL = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+_DECIMAL = re.compile(rf"^{_NUMBER}$")
+_DECIMALS = re.compile(rf"{_NUMBER}(?:\t{_NUMBER}){{7}}")
+_DECIMAL_FIELDS = ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"),
+                   (7, "quote_volume"), (9, "taker_buy_base_volume"),
+                   (10, "taker_buy_quote_volume"))  # fmt: skip
 # Binance's archives switched spot timestamps to microseconds on 2025-01-01; anything above this
 # (year 2286 in milliseconds) must be microseconds.
 _MICROSECOND_THRESHOLD = 10**13
@@ -46,8 +51,8 @@ class MalformedKlineError(ValueError):
 def to_datetime(stamp: int) -> datetime:
     """A Binance timestamp (milliseconds, or microseconds in newer spot archives) in UTC."""
     if stamp >= _MICROSECOND_THRESHOLD:
-        return datetime.fromtimestamp(stamp / 1_000_000, tz=UTC)
-    return datetime.fromtimestamp(stamp / 1000, tz=UTC)
+        return datetime.fromtimestamp(stamp / 1_000_000, UTC)
+    return datetime.fromtimestamp(stamp / 1000, UTC)  # tz positional: measurably faster
 
 
 def to_millis(moment: datetime) -> int:
@@ -76,16 +81,15 @@ def parse_kline(row: Sequence[object], symbol: str, source: str) -> tuple:
             f"{symbol}: close time {close_time.isoformat()} does not end the 1m candle opened at "
             f"{open_time.isoformat()} (is this a 1m kline?)"
         )
-    decimals = []
-    for index, name in ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"),
-                        (7, "quote_volume"), (9, "taker_buy_base_volume"),
-                        (10, "taker_buy_quote_volume")):  # fmt: skip
-        text = str(row[index]).strip()
-        if not _DECIMAL.match(text):
-            raise MalformedKlineError(
-                f"{symbol} {open_time.isoformat()}: {name}={row[index]!r} is not a number"
-            )
-        decimals.append(text)
+    decimals = [str(row[index]).strip() for index, _ in _DECIMAL_FIELDS]
+    # One match for all eight (a tab cannot occur inside a number, so each must match alone);
+    # only a failure pays for finding the field at fault. It runs for every candle ingested.
+    if not _DECIMALS.fullmatch("\t".join(decimals)):
+        for (index, name), text in zip(_DECIMAL_FIELDS, decimals, strict=True):
+            if not _DECIMAL.match(text):
+                raise MalformedKlineError(
+                    f"{symbol} {open_time.isoformat()}: {name}={row[index]!r} is not a number"
+                )
     open_, high, low, close, volume, quote, taker_base, taker_quote = decimals
     try:
         lo, hi = Decimal(low), Decimal(high)
@@ -130,13 +134,13 @@ def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
         with cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
+        # One round trip moves the rows and empties the stage (a caller may write several
+        # pages in one transaction); the first statement's count is the number of new rows.
         cur.execute(
-            f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} ON CONFLICT DO NOTHING"
+            f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} "
+            f"ON CONFLICT DO NOTHING; DELETE FROM {_STAGE}"
         )
-        written = cur.rowcount
-        # Emptied now, not only at commit: a caller may write several pages in one transaction.
-        cur.execute(f"DELETE FROM {_STAGE}")
-        return written
+        return cur.rowcount
 
 
 def last_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:
