@@ -61,3 +61,6 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+if __name__ == "__main__":  # `python -m pricebot.cli ...`, as the one-machine stack starts children
+    app()
