@@ -7,9 +7,10 @@ zipped or plain CSV.
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from pricebot.archive import (
 from pricebot.cli import app
 from pricebot.gaps import list_gaps
 from pricebot.klines import count_klines, insert_klines, parse_kline, to_millis
+from pricebot.localdb import LocalPostgres
+from tests.conftest import TEMPLATE_DB
 
 MINUTE = timedelta(minutes=1)
 JAN_2024 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -83,6 +86,16 @@ def runs(url: str) -> list[tuple]:
             "SELECT symbol, source, outcome, rows_written, range_start, range_end, error "
             "FROM ingestion_runs ORDER BY id"
         ).fetchall()
+
+
+@pytest.fixture(scope="module")
+def refusing_database_url(postgres: LocalPostgres) -> Iterator[str]:
+    """One database shared by the tests of refused files: they write no candle, so a fresh
+    database each (half a second apiece on a busy machine) buys nothing."""
+    name = f"archive_refusals_{os.getpid()}"
+    yield postgres.create_database(name, template=TEMPLATE_DB)
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- Every layout Binance publishes --------------------------------------------------------------
@@ -421,8 +434,9 @@ def test_unknown_file_name_is_refused_before_touching_the_database(tmp_path: Pat
     ],
 )
 def test_bad_row_fails_the_file_naming_line_and_problem(
-    database_url: str, tmp_path: Path, line: int, change: dict[int, str], expected: str
+    refusing_database_url: str, tmp_path: Path, line: int, change: dict[int, str], expected: str
 ) -> None:
+    database_url = refusing_database_url
     # Given a futures file (header on line 1) with one bad row
     rows = klines(JAN_2024, 14)
     for index, value in change.items():
