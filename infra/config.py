@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 MIN_BACKUP_RETENTION_DAYS = 7
 LAMBDA_RUNTIME = "python3.12"
+# <project>-<stack>-monitoring is a target-group name: 32 characters at most.
+MAX_NAME = 32 - len("-monitoring")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,6 +113,12 @@ class StackSettings:
     def validate(self) -> None:
         """Refuse settings that would deploy something unsafe or impossible, naming the key."""
         problems: list[str] = []
+        if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", self.name) or len(self.name) > MAX_NAME:
+            problems.append(
+                f"the name prefix {self.name!r} (project-stack) must be lower-case letters, "
+                f"digits and hyphens, at most {MAX_NAME} characters (AWS limits target-group "
+                "and load-balancer names to 32): rename the stack or set project"
+            )
         if self.db_backup_retention_days < MIN_BACKUP_RETENTION_DAYS:
             problems.append(
                 f"dbBackupRetentionDays is {self.db_backup_retention_days}; keep at least "

@@ -121,6 +121,8 @@ def build(settings: StackSettings) -> StackOutputs:
             mlflow_version=s.mlflow_version,
             ami_parameter=s.mlflow_ami_parameter,
         ),
+        # The boot script installs MLflow from PyPI: the NAT route must exist before it runs.
+        opts=pulumi.ResourceOptions(depends_on=[network]),
     )
     # What both apps read: the database without credentials (libpq takes PGUSER/PGPASSWORD,
     # which ECS injects from the secret), the tracking server, and what to serve.

@@ -96,6 +96,12 @@ def test_bad_values_name_the_key(built: Path, key: str, value: str, message: str
         load_settings({key: value}, region="eu-west-1", stack="dev", root=built)
 
 
+@pytest.mark.parametrize("stack", ["Dev", "my_stack", "a-very-long-production-stack"])
+def test_a_name_aws_would_refuse_is_refused_up_front(built: Path, stack: str) -> None:
+    with pytest.raises(StackSettingsError, match="must be lower-case letters, digits and hyphens"):
+        load_settings({}, region="eu-west-1", stack=stack, root=built)
+
+
 def test_missing_lambda_zips_say_to_run_make_layers(tmp_path: Path) -> None:
     with pytest.raises(StackSettingsError, match=r"Run `make layers` first") as error:
         load_settings({}, region="eu-west-1", stack="dev", root=tmp_path)
