@@ -244,6 +244,7 @@ class SyntheticSource:
     MAX_DAYS = 500
 
     def __init__(self) -> None:
+        self.max_days = self.MAX_DAYS
         self._days: OrderedDict[tuple, tuple[bytes, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -261,7 +262,7 @@ class SyntheticSource:
         blob, offsets = day_rows(market, _day_block(config.seed, symbol, config.market, day))
         with self._lock:
             self._days[key] = (blob, offsets)
-            while len(self._days) > self.MAX_DAYS:
+            while len(self._days) > self.max_days:
                 self._days.popitem(last=False)
         return blob, offsets
 
@@ -274,6 +275,8 @@ class SyntheticSource:
         current = _now_ms(config) // MINUTE_MS
         first = current - int(config.history_days * MINUTES_PER_DAY)
         days = range(first // MINUTES_PER_DAY, current // MINUTES_PER_DAY + 1)
+        # Room for all of it (about 200 kB a day), or warming would evict what it just made.
+        self.max_days = max(self.max_days, len(days) * len(config.symbols) + self.MAX_DAYS // 4)
         for symbol in config.symbols:
             for day in days:
                 self._day(config, symbol, day)

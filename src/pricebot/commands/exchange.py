@@ -49,6 +49,12 @@ def serve_exchange(
     ),
     latency_ms: float = typer.Option(0.0, "--latency-ms", help="Added to every answer."),
     restricted: bool = typer.Option(False, "--restricted", help="Answer everything with 451."),
+    prewarm: bool = typer.Option(
+        False,
+        "--prewarm",
+        help="Generate and format the whole synthetic history before serving (about 10 ms per "
+        "symbol and day), so that first requests are as fast as later ones (benchmarks).",
+    ),
 ) -> None:
     """Serve a Binance-compatible /api/v3 (klines, ping, time, exchangeInfo) until Ctrl-C.
 
@@ -56,6 +62,7 @@ def serve_exchange(
     minute) or from replayed archives; faults can be injected for testing clients.
     """
     import socket
+    import time
 
     import uvicorn
     from pydantic import ValidationError
@@ -91,11 +98,15 @@ def serve_exchange(
         app = create_app(config)
     except (ArchiveError, ValueError, OSError) as exc:
         raise fail(f"cannot replay the archives: {exc}") from None
+    state = app.state.exchange
+    if prewarm and not config.archives:
+        started = time.perf_counter()
+        days = state.synthetic.warm(config)
+        console.print(f"prewarmed {days} symbol-days in {time.perf_counter() - started:.1f} s")
     if port == 0:
         with socket.socket() as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-    state = app.state.exchange
     source = (
         f"replaying {len(config.archives)} archive path(s)"
         if config.archives
