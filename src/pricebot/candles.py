@@ -79,20 +79,46 @@ def load_candles(
     :data:`CANDLE_COLUMNS`; asking for fewer saves the numeric-to-float casts). Missing minutes
     are simply absent (no row is invented); an unknown symbol gives an empty frame.
     """
+    where, params = time_filter(start, end)
+    return _load(conn, symbol, where, params, columns)
+
+
+def load_candles_at(
+    conn: psycopg.Connection,
+    symbol: str,
+    since: datetime,
+    moments: list[datetime],
+    columns: list[str] | tuple[str, ...] = CANDLE_COLUMNS,
+) -> pd.DataFrame:
+    """Candles from ``since`` on, plus the candles at the given earlier open times.
+
+    The incremental transform uses it to read the thin history one new minute needs (see
+    :attr:`pricebot.features.FeatureSet.dense_minutes`) instead of every minute of the warm-up.
+    """
+    _check_moment("since", since)
+    where = " AND (open_time >= %s OR open_time = ANY(%s))"
+    return _load(conn, symbol, where, [since, moments], columns)
+
+
+def _load(
+    conn: psycopg.Connection,
+    symbol: str,
+    where: str,
+    params: list,
+    columns: list[str] | tuple[str, ...],
+) -> pd.DataFrame:
     unknown = [c for c in columns if c not in CANDLE_COLUMNS]
     if unknown or not columns:
         raise ValueError(
             f"candle columns {unknown or columns} unknown; choose from {CANDLE_COLUMNS}"
         )
     columns = tuple(columns)
-    where, params = time_filter(start, end)
     casts = ", ".join(f"{c}::float8" for c in columns)
     query = f"SELECT open_time, {casts} FROM klines WHERE symbol = %s{where} ORDER BY open_time"
     rows = pgbinary.decode(pgbinary.copy_out(conn, query, [symbol, *params]), _dtype(columns))
     if len(rows) == 0:
         return empty_frame(columns)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {c: rows[c].astype(np.float64) for c in columns},
         index=open_time_index(rows["open_time"]),
     )
-    return frame

@@ -219,18 +219,38 @@ def _v1(close: np.ndarray, volume: np.ndarray) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """A versioned feature definition: its columns, the history it needs, the candle columns it
-    reads and the function that builds it on the minute grid."""
+    """A versioned feature definition.
+
+    ``names``: its columns; ``warmup_minutes``: the history a row depends on; ``inputs``: the
+    candle columns it reads; ``build``: the function on the minute grid.
+
+    ``dense_minutes`` and ``sample_step`` state which candles a row at ``t`` reads: every minute
+    in ``[t - dense_minutes, t]``, and before that only the minutes ``t - k * sample_step``
+    (back to ``t - warmup_minutes``). The incremental transform relies on it to read a few
+    hundred candles instead of the whole warm-up when a few minutes are new; the unit tests
+    check the claim by computing from exactly that thin history.
+    """
 
     names: tuple[str, ...]
     warmup_minutes: int
     inputs: tuple[str, ...]
     build: Callable[..., dict[str, np.ndarray]]
+    dense_minutes: int
+    sample_step: int
 
 
 _FEATURE_SETS: dict[str, FeatureSet] = {
-    "v1": FeatureSet(V1_NAMES, WARMUP_MINUTES, ("close", "volume"), _v1),
+    # Dense: the 24 h windows and the minute return at their oldest end (t - 1440 m). Sampled:
+    # hourly MAs and EMAs, daily MAs (1440 is a multiple of 60), hourly and 4 h log returns.
+    "v1": FeatureSet(
+        V1_NAMES, WARMUP_MINUTES, ("close", "volume"), _v1, dense_minutes=DAY, sample_step=HOUR
+    ),
 }
+
+
+def feature_set_definition(feature_set: str = "v1") -> FeatureSet:
+    """The definition of ``feature_set`` (raises :class:`UnknownFeatureSetError`)."""
+    return _feature_set(feature_set)
 
 
 def _feature_set(feature_set: str) -> FeatureSet:

@@ -139,7 +139,7 @@ def copy_out(conn: psycopg.Connection, query: str, params: object = None) -> byt
         conn.cursor() as cur,
         cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)", params) as copy,
     ):
-        return b"".join(bytes(block) for block in copy)
+        return b"".join(copy)
 
 
 def new_rows(count: int, dtype: np.dtype, **constants: bytes) -> np.ndarray:

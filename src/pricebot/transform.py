@@ -25,9 +25,23 @@ import pandas as pd
 import psycopg
 
 from pricebot import pgbinary
-from pricebot.candles import empty_frame, load_candles, open_time_index, time_filter
+from pricebot.candles import (
+    empty_frame,
+    load_candles,
+    load_candles_at,
+    open_time_index,
+    time_filter,
+)
 from pricebot.db import connect
-from pricebot.features import compute_features, feature_names, input_columns, warmup_minutes
+from pricebot.features import (
+    FeatureSet,
+    compute_features,
+    feature_names,
+    feature_set_definition,
+)
+from pricebot.klines import last_open_time
+
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -117,21 +131,58 @@ def write_features(
     return len(frame)
 
 
+def thin_history(
+    definition: FeatureSet, last: datetime, newest: datetime
+) -> tuple[datetime, list[datetime]] | None:
+    """What to read when only the minutes in ``(last, newest]`` are new, if less than the warm-up.
+
+    Returns ``(since, moments)``: every candle from ``since`` on (the dense windows of the new
+    rows) plus the candles at ``moments`` (their sampled windows), or None when the new minutes
+    cover every sampling phase and a plain range read is as small.
+    """
+    new = round((newest - last) / MINUTE)
+    step = definition.sample_step
+    if new <= 0 or new >= step:
+        return None
+    # +1 for the minute return at the oldest end of a dense window, +1 to spare.
+    since = last + MINUTE - (definition.dense_minutes + 2) * MINUTE
+    samples = definition.warmup_minutes // step + 2
+    moments = {
+        last + (i - k * step) * MINUTE for i in range(1, new + 1) for k in range(1, samples + 1)
+    }
+    return since, sorted(m for m in moments if m < since)
+
+
+def _candles_for_update(
+    conn: psycopg.Connection, symbol: str, definition: FeatureSet, last: datetime | None
+) -> pd.DataFrame:
+    columns = definition.inputs
+    if last is None:
+        return load_candles(conn, symbol, columns=columns)
+    newest = last_open_time(conn, symbol)
+    if newest is None or newest <= last:
+        return empty_frame(columns)
+    thin = thin_history(definition, last, newest)
+    if thin is not None:
+        return load_candles_at(conn, symbol, thin[0], thin[1], columns=columns)
+    # One minute more than the windows need: cheap insurance against an off-by-one.
+    start = last - (definition.warmup_minutes + 1) * MINUTE
+    return load_candles(conn, symbol, start=start, columns=columns)
+
+
 def update_symbol(
     conn: psycopg.Connection, symbol: str, feature_set: str = "v1", full: bool = False
 ) -> TransformResult:
     """Bring one symbol's feature rows up to its newest candle, in one transaction."""
     started = time.perf_counter()
-    warmup = timedelta(minutes=warmup_minutes(feature_set))
+    definition = feature_set_definition(feature_set)
     with conn.transaction():
         conn.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
             (f"features:{symbol}:{feature_set}",),
         )
         last = None if full else last_feature_time(conn, symbol, feature_set)
-        # One minute more than the windows need: cheap insurance against an off-by-one.
-        start = None if last is None else last - warmup - timedelta(minutes=1)
-        candles = load_candles(conn, symbol, start=start, columns=input_columns(feature_set))
+        candles = _candles_for_update(conn, symbol, definition, last)
         frame = compute_features(candles, feature_set)
         if last is not None:
             frame = frame[frame.index > last]

@@ -86,7 +86,11 @@ def test_incremental_steps_of_random_sizes_across_a_gap_equal_a_full_recompute(
     rows = list(kline_rows("ETHUSDT", WARMUP_MINUTES + 9 * DAY, seed=1))
     outage = range(WARMUP_MINUTES + 2 * DAY, WARMUP_MINUTES + 2 * DAY + 180)
     rows = [row for i, row in enumerate(rows) if i not in outage]
-    sizes = np.random.default_rng(42).integers(1, 2 * DAY, size=60)
+    # small steps (under an hour: the thin read) mixed with large ones (the warm-up read)
+    rng = np.random.default_rng(42)
+    sizes = rng.permutation(
+        np.concatenate([rng.integers(1, 60, 40), rng.integers(60, DAY // 2, 15), [1, 59, 60]])
+    )
     first = WARMUP_MINUTES + 100
     steps = [rows[:first]]
     position = first
@@ -108,7 +112,7 @@ def test_incremental_steps_of_random_sizes_across_a_gap_equal_a_full_recompute(
     full = stored_features(database_url, "ETHUSDT")
 
     # Then the rows written step by step equal the full recompute to 1e-9, none twice
-    assert len(steps) > 10
+    assert len(steps) == len(sizes) + 2  # every planned step ran, then the rest in one go
     assert written == len(incremental) == len(full) > 4 * DAY
     assert_same_features(incremental, full)
 

@@ -16,8 +16,10 @@ from pricebot.features import (
     UnknownFeatureSetError,
     compute_features,
     feature_names,
+    feature_set_definition,
     warmup_minutes,
 )
+from pricebot.transform import thin_history
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -224,6 +226,36 @@ def test_the_warmup_is_all_the_history_a_row_needs(cut: int, gap: tuple[int, int
     # Then both give the same rows after the cut, to far better than 1e-9
     expected = whole[whole.index >= cut_time]
     got = tail[tail.index >= cut_time]
+    assert got.index.equals(expected.index)
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    last=st.integers(WARMUP_MINUTES + 2 * DAY, SERIES_MINUTES - 60),
+    new=st.integers(1, HOUR - 1),
+    hole=st.integers(0, SERIES_MINUTES - 1),
+)
+def test_new_minutes_need_only_the_thin_history_the_definition_states(
+    last: int, new: int, hole: int
+) -> None:
+    # Given candles up to last + new minutes (one minute missing somewhere), and only the thin
+    # history the v1 definition says those new rows read (dense day + hourly samples)
+    definition = feature_set_definition("v1")
+    candles = SERIES.iloc[: last + new + 1].drop(index=SERIES.index[hole], errors="ignore")
+    last_time = START + pd.Timedelta(minutes=last)
+    newest = START + pd.Timedelta(minutes=last + new)
+    since, moments = thin_history(definition, last_time.to_pydatetime(), newest.to_pydatetime())
+    thin = candles[(candles.index >= since) | candles.index.isin(pd.DatetimeIndex(moments))]
+
+    # When both are computed
+    whole = compute_features(candles)
+    partial = compute_features(thin)
+
+    # Then the new rows agree to far better than 1e-9
+    expected = whole[whole.index > last_time]
+    got = partial[partial.index > last_time]
+    assert len(thin) < len(candles)
     assert got.index.equals(expected.index)
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-12)
 
