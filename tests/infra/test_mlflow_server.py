@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import pathlib
+import subprocess
 
 import pytest
 
@@ -71,3 +73,15 @@ def test_user_data_fits_ec2s_limit(script: str) -> None:
 
 def test_tracking_uri_is_private(stack: Stack) -> None:
     assert stack.outputs["mlflow_url"] == "http://10.40.16.10:5000"
+
+
+def test_the_boot_script_and_the_service_script_are_valid_bash(
+    script: str, tmp_path: pathlib.Path
+) -> None:
+    serve = script.split("<<'SCRIPT'\n", 1)[1].split("\nSCRIPT\n", 1)[0]
+    for name, text in (("user-data.sh", script), ("mlflow-serve", serve)):
+        path = tmp_path / name
+        path.write_text(text)
+        checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
+    assert serve.startswith("#!/bin/bash")
