@@ -7,6 +7,7 @@ permissions are few and each one says why.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,8 +49,6 @@ def document(*statements: dict[str, Any]) -> pulumi.Output[str]:
 
 def assume_role_policy(service: str) -> str:
     """Trust policy letting one AWS service principal assume the role."""
-    import json
-
     return json.dumps(
         {
             "Version": "2012-10-17",

@@ -173,7 +173,6 @@ def build(settings: StackSettings) -> StackOutputs:
             app_subnet_ids=network.app_subnet_ids,
             security_group_id=sg["monitoring"],
             cluster_arn=serving.cluster_arn,
-            cluster_name=serving.cluster_name,
             listener=serving.listener,
             base_url=serving.base_url,
             repository_url=storage.repository_urls["monitoring"],

@@ -8,6 +8,7 @@ environment, so ``PRICEBOT_DATABASE_URL`` carries host, port and database only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,6 @@ class FargateAppSpec:
     name: str  # physical name prefix, e.g. pricebot-dev
     region: str
     cluster_arn: pulumi.Input[str]
-    cluster_name: pulumi.Input[str]
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
@@ -79,8 +79,7 @@ def container_definitions(
     log_group: str,
     region: str,
 ) -> str:
-    import json
-
+    """The one container of the task, as ECS's JSON wants it."""
     return json.dumps(
         [
             {

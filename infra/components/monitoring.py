@@ -27,7 +27,6 @@ class MonitoringArgs:
     app_subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
-    cluster_name: pulumi.Input[str]
     listener: aws.lb.Listener
     base_url: pulumi.Input[str]
     repository_url: pulumi.Input[str]
@@ -61,7 +60,6 @@ class Monitoring(pulumi.ComponentResource):
                 name=args.name,
                 region=args.region,
                 cluster_arn=args.cluster_arn,
-                cluster_name=args.cluster_name,
                 vpc_id=args.vpc_id,
                 subnet_ids=args.app_subnet_ids,
                 security_group_id=args.security_group_id,

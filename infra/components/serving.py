@@ -74,7 +74,6 @@ class Serving(pulumi.ComponentResource):
                 name=args.name,
                 region=args.region,
                 cluster_arn=cluster.arn,
-                cluster_name=cluster.name,
                 vpc_id=args.vpc_id,
                 subnet_ids=args.app_subnet_ids,
                 security_group_id=args.service_security_group_id,

@@ -55,7 +55,6 @@ class Training(pulumi.ComponentResource):
                 name=args.name,
                 region=args.region,
                 cluster_arn=args.cluster_arn,
-                cluster_name=args.cluster_name,
                 vpc_id=args.vpc_id,
                 subnet_ids=args.app_subnet_ids,
                 security_group_id=args.security_group_id,
