@@ -61,7 +61,8 @@ ALL = sorted(p.name for p in WORKFLOWS.glob("*.yml"))
 
 
 def test_the_three_workflows_exist() -> None:
-    assert ALL == ["ci.yml", "deploy.yml", "retrain.yml"]
+    # Any other workflow added later goes through the parametrised checks below as well.
+    assert {"ci.yml", "deploy.yml", "retrain.yml"} <= set(ALL)
 
 
 def test_ci_runs_on_pull_requests_pushes_and_when_called() -> None:
