@@ -9,6 +9,7 @@ COPY into staging, validation, INSERT ... ON CONFLICT, gap detection and the run
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -29,6 +30,7 @@ REPEATS = 3
 
 
 def run() -> dict:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-import-") as scratch:
         root = Path(scratch)
         server = LocalPostgres(root / "pg", port=_free_port(), durable=False)
@@ -49,6 +51,10 @@ def run() -> dict:
             figures["month"]["source"] = month_source
             figures["year"]["source"] = "generated: ETHUSDT 2025, 12 monthly spot zips (µs)"
             figures["aim"] = ">= 250k rows/s and >= 0.5 of bare COPY"
+            # Absolute rates follow how busy the machine is; the ratio, measured interleaved
+            # in the same run, is the figure to compare across runs.
+            figures["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            figures["cpus"] = os.cpu_count()
             figures["meets_aim"] = all(
                 f["import_rows_per_s"] >= 250_000 and f["ratio_to_bare_copy"] >= 0.5
                 for f in (figures["month"], figures["year"])
