@@ -3,7 +3,8 @@
 * ``generate_year_seconds``: one year of one symbol's synthetic candles (numbers only).
 * Serving 30 days of 10 symbols (432k candles) in pages of 1,000 over real HTTP with one
   persistent client, as the ingestion does: ``cold`` (each day generated and formatted on first
-  request), ``prewarmed`` (``running_exchange(prewarm=True)``, as the ingestion benchmark should
+  request), ``cold_separate_process`` (the same with ``pricebot exchange`` in its own process),
+  ``prewarmed`` (``running_exchange(prewarm=True)``, as the ingestion benchmark should
   start it) and ``parallel_prewarmed`` (four clients in threads). The client parses every page's
   JSON, so this is the ceiling an ingestion run sees from the exchange side.
 * ``static_page``: the same loop against a server returning one fixed 1,000-candle page: the
@@ -13,6 +14,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from benchmarks.util import free_port
 from pricebot.exchange import ExchangeConfig, running_exchange
 from pricebot.synthetic import ANCHOR_DAY, MINUTES_PER_DAY, SyntheticMarket
 
@@ -83,6 +89,7 @@ def _serve(url: str, workers: int) -> dict[str, float]:
 
 
 def run() -> dict:
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     market = SyntheticMarket(99, "BTCUSDT")
     skeleton = time.perf_counter() - started
@@ -103,6 +110,13 @@ def run() -> dict:
         with running_exchange(config) as ex:
             cold.append(_serve(ex.url, 1))
     figures["cold"] = _best(cold)
+    # The same, with the exchange in its own process (`pricebot exchange`): it then formats on
+    # the other core while the client parses, as when ingestion and exchange run side by side.
+    cold_process = []
+    for round_ in range(ROUNDS):
+        with _exchange_process(seed=200 + round_) as url:
+            cold_process.append(_serve(url, 1))
+    figures["cold_separate_process"] = _best(cold_process)
     config = ExchangeConfig(seed=2, symbols=SYMBOLS, history_days=DAYS, now=NOW)
     started = time.perf_counter()
     with running_exchange(config, prewarm=True) as ex:
@@ -127,7 +141,35 @@ def run() -> dict:
         figures["cold"]["candles_per_second"] / figures["static_page"]["candles_per_second"], 2
     )
     figures["target_candles_per_second"] = 50_000
+    # Other work on a shared machine slows everything here alike; the load says how much.
+    figures["load_average_1m"] = {"before": load_before, "after": os.getloadavg()[0]}
     return figures
+
+
+@contextmanager
+def _exchange_process(seed: int) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "pricebot.cli", "exchange", "--port", str(port),
+               "--seed", str(seed), "--symbols", ",".join(SYMBOLS), "--history-days", str(DAYS),
+               "--now", NOW.isoformat()]  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/api/v3/ping", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("pricebot exchange did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def _best(runs: list[dict[str, float]]) -> dict[str, float]:
