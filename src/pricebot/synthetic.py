@@ -354,22 +354,22 @@ def day_rows(market: SyntheticMarket, block: DayBlock) -> tuple[bytes, np.ndarra
         (block.taker_base, prof.volume_decimals),
         (taker_quote, 8),
     ]
-    # One str.format per row over integer columns (fixed point as whole.fraction): about twice
-    # as fast as formatting each value on its own, which matters on a cold cache.
+    # One %-format per row over integer columns (fixed point as whole.fraction): about twice as
+    # fast as formatting each value on its own, which is what a cold day cache costs.
     parts, columns = [], []
     for values, decimals in fields:
         if decimals is None:
-            parts.append("{}")
+            parts.append("%d")
             columns.append(values.tolist())
         elif decimals == 0:
-            parts.append('"{}"')
+            parts.append('"%d"')
             columns.append(values.tolist())
         else:
             whole, fraction = np.divmod(values, 10**decimals)
-            parts.append(f'"{{}}.{{:0{decimals}d}}"')
+            parts.append(f'"%d.%0{decimals}d"')
             columns += [whole.tolist(), fraction.tolist()]
-    template = ("[" + ",".join(parts) + ',"0"],').format
-    rows = list(map(template, *columns))
+    template = "[" + ",".join(parts) + ',"0"],'
+    rows = list(map(template.__mod__, zip(*columns, strict=True)))
     lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return "".join(rows).encode(), offsets
