@@ -63,7 +63,7 @@ STUDENT_NU = 5.0  # degrees of freedom of the minute innovations: finite varianc
 class SymbolProfile:
     """What makes one symbol look like itself: price level, tick, lot, activity."""
 
-    price: float  # log-price level at ANCHOR_DAY
+    price: float  # price level on ANCHOR_DAY (2026-01-01)
     price_decimals: int
     volume_decimals: int
     sigma: float  # typical per-minute volatility of log returns
@@ -146,6 +146,8 @@ def ar1(innovations: np.ndarray, phi: float, start: float = 0.0) -> np.ndarray:
     enough that phi**-s stays small (no overflow, no lost precision), so the loop runs over
     chunks only.
     """
+    if not 0.0 <= phi < 1.0:
+        raise ValueError(f"ar1 needs a stationary coefficient 0 <= phi < 1, got {phi}")
     n = len(innovations)
     if phi == 0.0 or n == 0:
         return innovations.astype(float, copy=True)
