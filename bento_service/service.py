@@ -137,6 +137,7 @@ class UnprocessableBody:
             )
             return
         start: dict | None = None
+        chunks: list[bytes] = []
 
         async def reply(message: dict) -> None:
             nonlocal start
@@ -144,7 +145,10 @@ class UnprocessableBody:
                 start = message  # hold it until the body is known
                 return
             if start is not None and message["type"] == "http.response.body":
-                body = _validation_body(message.get("body", b""))
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _validation_body(b"".join(chunks))
                 headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
                 headers.append((b"content-length", str(len(body)).encode()))
                 await send({**start, "status": 422, "headers": headers})
