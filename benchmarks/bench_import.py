@@ -64,24 +64,20 @@ def run() -> dict:
             server.stop()
 
 
-def _measure(url: str, paths: list[Path], repeats: int = REPEATS) -> dict:
-    """Best of ``repeats`` for the import and for a bare COPY, each into an empty table."""
-    imports, copies, reimports = [], [], []
+def _measure(url: str, paths: list[Path], repeats: int = REPEATS, jobs: int = 2) -> dict:
+    """Best of ``repeats`` for the import (one file at a time, and ``jobs`` at once) and for a
+    bare COPY, each into an empty table, interleaved so that all see the same machine."""
+    imports, parallel, copies, reimports = [], [], [], []
     rows = 0
     for _ in range(repeats):
-        _empty(url)
-        started = time.perf_counter()
-        results = import_archives(url, paths)
-        imports.append(time.perf_counter() - started)
-        if failed := [r.error for r in results if r.error]:
-            raise RuntimeError(f"import failed: {failed[0]}")
-        rows = sum(r.rows_new for r in results)
-        started = time.perf_counter()
-        import_archives(url, paths)
-        reimports.append(time.perf_counter() - started)
+        seconds, rows = _timed_import(url, paths, jobs=1)
+        imports.append(seconds)
+        reimports.append(_timed_import(url, paths, jobs=1, empty=False)[0])
         copies.append(_bare_copy(url))
+        if len(paths) > 1:
+            parallel.append(_timed_import(url, paths, jobs=jobs)[0])
     best_import, best_copy = min(imports), min(copies)
-    return {
+    figures = {
         "files": len(paths),
         "rows": rows,
         "import_seconds": round(best_import, 3),
@@ -93,6 +89,21 @@ def _measure(url: str, paths: list[Path], repeats: int = REPEATS) -> dict:
         "ratio_to_bare_copy": round(best_copy / best_import, 3),
         "reimport_rows_per_s": round(rows / statistics.median(reimports)),
     }
+    if parallel:
+        figures[f"import_jobs{jobs}_rows_per_s"] = round(rows / min(parallel))
+        figures[f"import_jobs{jobs}_ratio_to_bare_copy"] = round(best_copy / min(parallel), 3)
+    return figures
+
+
+def _timed_import(url: str, paths: list[Path], jobs: int, empty: bool = True) -> tuple[float, int]:
+    if empty:
+        _empty(url)
+    started = time.perf_counter()
+    results = import_archives(url, paths, jobs=jobs)
+    seconds = time.perf_counter() - started
+    if failed := [r.error for r in results if r.error]:
+        raise RuntimeError(f"import failed: {failed[0]}")
+    return seconds, sum(r.rows_new for r in results)
 
 
 def _bare_copy(url: str) -> float:

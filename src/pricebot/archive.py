@@ -19,9 +19,11 @@ from __future__ import annotations
 import calendar
 import hashlib
 import re
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +38,7 @@ from pricebot.klines import _MICROSECOND_THRESHOLD, MINUTE
 from pricebot.runs import finish_run, start_run
 
 SOURCE = "archive"
+_ATTEMPTS = 3
 CHUNK_BYTES = 1 << 20
 ARCHIVE_SUFFIXES = (".zip", ".csv")
 _NAME = re.compile(
@@ -344,37 +347,82 @@ def import_archives(
     url: str,
     paths: Sequence[Path],
     *,
+    jobs: int = 1,
     on_bytes: ProgressCallback | None = None,
     on_result: Callable[[ImportResult], None] | None = None,
     stop_on_error: bool = False,
 ) -> list[ImportResult]:
     """Import each file in its own transaction; a bad file is reported and skipped.
 
-    Failed files carry their :class:`ArchiveError` in ``ImportResult.error`` (or the first one
-    is raised with ``stop_on_error``). A database that cannot be reached raises at once.
+    Results come back in the order of ``paths``. Failed files carry their
+    :class:`ArchiveError` in ``ImportResult.error`` (or the first one is raised with
+    ``stop_on_error``). A database that cannot be reached raises at once. With ``jobs > 1``
+    files load concurrently on that many connections: the server parses and indexes one file
+    per core. Callbacks are serialised, so they need no locking of their own.
     """
+    paths = [Path(path) for path in paths]
     for path in paths:
         parse_archive_name(path)  # a usage error: refuse the whole list before loading any
-    results: list[ImportResult] = []
-    with connect(url) as conn:
-        # Staging rows stay in memory: a month is ~10 MB of temp table.
-        conn.execute("SET temp_buffers = '256MB'")
-        conn.commit()
-        for path in paths:
-            try:
-                try:
-                    result = _import_file(conn, url, Path(path), on_bytes)
-                except OSError as exc:
-                    raise ArchiveError(path, f"cannot read the file: {exc}") from exc
-            except ArchiveError as exc:
-                if stop_on_error:
-                    raise
-                name = _NAME.match(Path(path).name)
-                result = ImportResult(Path(path), name["symbol"] if name else "?", error=exc)
-            results.append(result)
-            if on_result is not None:
+    lock = threading.Lock()
+
+    def report(result: ImportResult) -> ImportResult:
+        if on_result is not None:
+            with lock:
                 on_result(result)
-    return results
+        return result
+
+    def count_bytes(size: int) -> None:
+        if on_bytes is not None:
+            with lock:
+                on_bytes(size)
+
+    if jobs <= 1 or len(paths) <= 1:
+        with _session(url) as conn:
+            return [report(_attempt(conn, url, path, count_bytes, stop_on_error)) for path in paths]
+    local = threading.local()
+    sessions: list[psycopg.Connection] = []
+
+    def work(path: Path) -> ImportResult:
+        if not hasattr(local, "conn"):
+            local.conn = _session(url)
+            with lock:
+                sessions.append(local.conn)
+        return report(_attempt(local.conn, url, path, count_bytes, stop_on_error))
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="archive-import")
+    try:
+        return list(pool.map(work, paths))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for conn in sessions:
+            conn.close()
+
+
+def _session(url: str) -> psycopg.Connection:
+    conn = connect(url)
+    # Staging rows stay in memory: a month is ~10 MB of temp table.
+    conn.execute("SET temp_buffers = '256MB'")
+    conn.commit()
+    return conn
+
+
+def _attempt(
+    conn: psycopg.Connection,
+    url: str,
+    path: Path,
+    on_bytes: ProgressCallback,
+    stop_on_error: bool,
+) -> ImportResult:
+    """Import one file; an archive's own fault becomes the result's error (or is raised)."""
+    try:
+        try:
+            return _import_file(conn, url, path, on_bytes)
+        except OSError as exc:
+            raise ArchiveError(path, f"cannot read the file: {exc}") from exc
+    except ArchiveError as exc:
+        if stop_on_error:
+            raise
+        return ImportResult(path, parse_archive_name(path).symbol, error=exc)
 
 
 def import_archive(url: str, path: Path | str) -> ImportResult:
@@ -391,12 +439,20 @@ def _import_file(
     result.run_id = stats.run_id
     try:
         result.checksum = verify_checksum(path)
-        with conn.transaction():
-            _load(conn, path, name, result, on_bytes)
-            # From the minute before the period to the first minute after it: a stored
-            # neighbour there shows minutes missing at the file's edges as gaps too.
-            gaps = record_gaps(conn, name.symbol, name.start - MINUTE, name.end,
-                               run_id=stats.run_id)  # fmt: skip
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with conn.transaction():
+                    _load(conn, path, name, result, on_bytes)
+                    # From the minute before the period to the first minute after it: a
+                    # stored neighbour there shows minutes missing at the file's edges too.
+                    gaps = record_gaps(conn, name.symbol, name.start - MINUTE, name.end,
+                                       run_id=stats.run_id)  # fmt: skip
+                break
+            except psycopg.errors.DeadlockDetected:
+                # Two files with the same minutes, loaded at once and not both in time
+                # order: PostgreSQL aborted one of them; loading it again resolves it.
+                if attempt == _ATTEMPTS:
+                    raise
         result.gaps = len(gaps)
         result.gap_minutes = sum(g.minutes for g in gaps)
     except BaseException as exc:

@@ -200,6 +200,43 @@ def test_consecutive_files_across_the_microsecond_switch_join_without_a_gap(
     assert list_gaps(psycopg.connect(database_url), "BTCUSDT") == []
 
 
+def test_parallel_import_of_overlapping_files_stores_each_minute_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given January as a monthly file and three of its days as daily files (same candles)
+    month = klines(JAN_2024, 3 * 1440)
+    paths = [write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), month)]
+    for day in range(3):
+        rows = month[day * 1440 : (day + 1) * 1440]
+        first = date(2024, 1, day + 1)
+        paths.append(write_archive(tmp_path, "BTCUSDT", first, rows, period="daily"))
+
+    # When they are imported four at a time
+    results = import_archives(database_url, paths, jobs=4)
+
+    # Then every minute is stored once, the new rows add up, and results keep the input order
+    assert [r.path for r in results] == paths
+    assert [r.error for r in results] == [None] * 4
+    assert sum(r.rows_new for r in results) == count(database_url, "BTCUSDT") == 3 * 1440
+
+
+def test_parallel_import_of_the_same_minutes_in_opposite_orders_stores_each_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Given one day twice: a daily file in time order, and a monthly file holding the same
+    # minutes newest first (two concurrent loads then wait on each other's rows)
+    day = klines(JAN_2024, 1440)
+    daily = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), day, period="daily")
+    monthly = write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), day[::-1])
+
+    # When both load at once
+    results = import_archives(database_url, [daily, monthly], jobs=2)
+
+    # Then both succeed and the day is stored once
+    assert [r.error for r in results] == [None, None]
+    assert sum(r.rows_new for r in results) == count(database_url, "BTCUSDT") == 1440
+
+
 # --- Checksums -----------------------------------------------------------------------------------
 
 

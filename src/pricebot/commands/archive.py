@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -21,6 +22,13 @@ def import_archives(
     ),
     database_url: str = typer.Option(
         None, "--database-url", help="Overrides PRICEBOT_DATABASE_URL.", show_default=False
+    ),
+    jobs: int = typer.Option(
+        min(4, os.cpu_count() or 1),
+        "--jobs",
+        "-j",
+        min=1,
+        help="Files loaded at once, each on its own connection.",
     ),
     stop_on_error: bool = typer.Option(
         False, "--stop-on-error", help="Stop at the first bad file instead of skipping it."
@@ -88,6 +96,7 @@ def import_archives(
                 on_bytes=lambda n: progress.advance(task, n),
                 on_result=on_result,
                 stop_on_error=stop_on_error,
+                jobs=jobs,
             )
         progress.update(task, completed=total_bytes)  # failed files stop short of their size
     except DatabaseUnavailableError as exc:
