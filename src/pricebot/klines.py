@@ -110,37 +110,59 @@ def parse_kline(row: Sequence[object], symbol: str, source: str) -> tuple:
 
 
 _STAGE = "klines_incoming"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE klines INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
 
 
 def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
     """Insert parsed rows, skipping candles already stored; returns how many were new.
 
     The caller owns the transaction (a page is written whole or not at all); on an autocommit
-    connection outside a transaction the call makes its own. The rows are streamed with COPY
-    into a session-local staging table and moved with one ``INSERT ... SELECT ... ON CONFLICT
-    DO NOTHING``: several times faster than a multi-row VALUES statement (whose 14 parameters
-    per row the server must parse), and with no limit on how many rows one call takes.
+    connection outside a transaction the call makes its own.
+
+    Rows go in with COPY, which is several times faster than a multi-row VALUES statement
+    (whose 14 parameters per row the server must parse) and takes any number of rows. New
+    candles, the usual case, are copied straight into ``klines`` under a savepoint; only if
+    that meets a candle already stored are they copied into a session-local staging table
+    and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (which costs the server
+    about twice as much, so it is not the first try).
     """
     rows = list(rows)
     if not rows:
         return 0
-    columns = ", ".join(KLINE_COLUMNS)
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    with conn.transaction() if conn.autocommit and idle else nullcontext(), conn.cursor() as cur:
-        cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE klines INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        with cur.copy(f"COPY {_STAGE} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        # One round trip moves the rows and empties the stage (a caller may write several
-        # pages in one transaction); the first statement's count is the number of new rows.
-        cur.execute(
-            f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} "
-            f"ON CONFLICT DO NOTHING; DELETE FROM {_STAGE}"
-        )
-        return cur.rowcount
+    if idle and not conn.autocommit:
+        # Open the caller's implicit transaction, or the savepoint below would commit.
+        conn.execute(_CREATE_STAGE)
+    with conn.transaction() if conn.autocommit and idle else nullcontext():
+        try:
+            with conn.transaction():
+                _copy(conn, "klines", rows)
+            return len(rows)
+        except psycopg.errors.UniqueViolation:
+            pass  # rolled back to the savepoint: some are stored already
+        with conn.cursor() as cur:
+            cur.execute(_CREATE_STAGE)
+            _copy(conn, _STAGE, rows)
+            # One round trip moves the rows and empties the stage (a caller may write several
+            # pages in one transaction); the first statement's count is the number of new rows.
+            columns = ", ".join(KLINE_COLUMNS)
+            cur.execute(
+                f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} "
+                f"ON CONFLICT DO NOTHING; DELETE FROM {_STAGE}"
+            )
+            return cur.rowcount
+
+
+def _copy(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY {table} ({', '.join(KLINE_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
 
 
 def last_open_time(conn: psycopg.Connection, symbol: str) -> datetime | None:

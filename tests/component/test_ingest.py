@@ -28,6 +28,7 @@ from pricebot.cli import app
 from pricebot.exchange import ExchangeConfig, RunningExchange, synthetic_klines
 from pricebot.gaps import list_gaps
 from pricebot.ingest import PageEvent, catch_up
+from pricebot.klines import insert_klines, parse_kline
 from pricebot.settings import Settings, get_settings
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)  # mid-minute: the 12:00 candle is still open
@@ -532,3 +533,42 @@ def _property_exchange(exchange: Callable[..., RunningExchange]) -> RunningExcha
         # Five days of history: every --since (up to two days back) stays served as the clock moves.
         _PROPERTY_EXCHANGE[key] = exchange(now=NOW, history_days=5, symbols=["BTCUSDT"])
     return _PROPERTY_EXCHANGE[key]
+
+
+# --- the page write ---------------------------------------------------------------------------
+
+
+def _parsed(config: ExchangeConfig, start: datetime, minutes: int) -> list[tuple]:
+    raw = expected(config, "BTCUSDT", start, start + (minutes - 1) * MINUTE)
+    return [parse_kline(row, "BTCUSDT", "rest") for row in raw]
+
+
+def test_insert_klines_skips_stored_candles_and_counts_only_new_ones(database_url: str) -> None:
+    # Given 10 stored candles
+    rows = _parsed(
+        ExchangeConfig(now=NOW, symbols=["BTCUSDT"]), LAST_CLOSED - timedelta(hours=2), 30
+    )
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        assert insert_klines(conn, rows[:10]) == 10
+    # When a page overlapping them (and repeating a row) is inserted
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        written = insert_klines(conn, [*rows[5:], rows[20]])
+    # Then only the 20 new candles were written, each once
+    assert written == 20
+    assert [row[0] for row in stored(database_url, "BTCUSDT")] == [ms(r[1]) for r in rows]
+
+
+def test_insert_klines_takes_several_pages_in_one_transaction(database_url: str) -> None:
+    # Given pages that overlap each other, written in one transaction that is then rolled back
+    rows = _parsed(
+        ExchangeConfig(now=NOW, symbols=["BTCUSDT"]), LAST_CLOSED - timedelta(hours=2), 30
+    )
+    with psycopg.connect(database_url) as conn:
+        counts = [insert_klines(conn, rows[:20]), insert_klines(conn, rows[10:30])]
+        conn.rollback()
+        # When the same pages are written again and committed
+        again = [insert_klines(conn, rows[:20]), insert_klines(conn, rows[10:30])]
+        conn.commit()
+    # Then each call counted only its new candles, and the rollback left nothing behind
+    assert counts == again == [20, 10]
+    assert len(stored(database_url, "BTCUSDT")) == 30
