@@ -1,0 +1,1 @@
+"""The Streamlit monitoring page: widgets and charts over :mod:`pricebot.monitoring`."""

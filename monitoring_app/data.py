@@ -1,0 +1,91 @@
+"""Cached reads for the page: each a thin wrapper around :mod:`pricebot.monitoring`.
+
+Arguments are plain values (URLs, strings, datetimes) so Streamlit can key the cache on them;
+a database or tracking URI is an argument too, so two pages on two databases never mix.
+Time-to-live: a minute for what grows with every new candle, longer for what rarely changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pricebot import monitoring
+from pricebot.db import connect
+from pricebot.targets import parse_target
+
+LIVE_TTL = 60  # seconds: new candles arrive every minute
+REGISTRY_TTL = 30  # an alias move shows within half a minute
+MODEL_TTL = 3600  # a registered version never changes
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def symbols(url: str, configured: tuple[str, ...]) -> list[str]:
+    with connect(url) as conn:
+        return monitoring.symbol_choices(conn, configured)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def targets(url: str, symbol: str, configured: tuple[str, ...]) -> list[str]:
+    with connect(url) as conn:
+        return monitoring.target_choices(conn, symbol, configured)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def candle_span(url: str, symbol: str) -> tuple[datetime, datetime] | None:
+    with connect(url) as conn:
+        return monitoring.candle_span(conn, symbol)
+
+
+@st.cache_data(ttl=REGISTRY_TTL, show_spinner=False)
+def model_choices(uri: str | None, symbol: str, target: str) -> monitoring.ModelChoices:
+    return monitoring.model_choices(uri, symbol, target)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner="Reading prices…")
+def prices(url: str, symbol: str, start: datetime, end: datetime) -> pd.DataFrame:
+    with connect(url) as conn:
+        return monitoring.price_series(conn, symbol, start, end)
+
+
+@st.cache_resource(ttl=MODEL_TTL, max_entries=8, show_spinner="Loading the model…")
+def _model(uri: str | None, symbol: str, target: str, version: str) -> Any:
+    return monitoring.load_version(uri, symbol, target, version)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner="Reading predictions…")
+def points(
+    url: str,
+    uri: str | None,
+    symbol: str,
+    target: str,
+    start: datetime,
+    end: datetime,
+    model: str,
+    _choices: monitoring.ModelChoices | None,
+    choices_key: tuple,
+) -> monitoring.Points:
+    """``choices_key`` stands for ``_choices`` (not hashed) in the cache key."""
+    with connect(url) as conn:
+        return monitoring.prediction_points(
+            conn, symbol, parse_target(target), start, end, model,
+            uri=uri, choices=_choices, loader=_model,
+        )  # fmt: skip
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def timeline(url: str, symbol: str, target: str, start: datetime, end: datetime) -> pd.DataFrame:
+    with connect(url) as conn:
+        return monitoring.champion_timeline(conn, symbol, target, start, end)
+
+
+@st.cache_data(ttl=LIVE_TTL, show_spinner=False)
+def health(
+    url: str, symbol: str, start: datetime, end: datetime, feature_set: str, stale_minutes: float
+) -> monitoring.Health:
+    return monitoring.data_health(
+        url, symbol, start, end, feature_set=feature_set, stale_after_minutes=stale_minutes
+    )

@@ -1,0 +1,705 @@
+"""What the monitoring page shows, computed in the core: the page only draws it.
+
+Every query here answers a chart, and every chart gets a bounded number of points whatever the
+range: a year of minute candles is 525,600 rows, the browser gets at most ``max_points`` per
+series (2,000 by default). The step between points is chosen from the range's length
+(:func:`step_minutes`) among steps that divide a day, so points fall on the same clock grid
+whatever the range and a 24 h horizon ends exactly on a later point (the pool value needs that).
+
+- Prices are aggregated in SQL (``date_bin``: low, high and the last close of each step).
+- Predictions are *sampled*, not averaged: one real prediction per step (the first of the step),
+  so the error of a point is the error of a prediction the model made, and metrics over the
+  points are unbiased estimates of the metrics over every minute.
+- Baselines are evaluated on the same points with :func:`pricebot.evaluation.baseline_predictions`,
+  from past closes only; the pool value is :func:`pricebot.evaluation.pool_value`, after fees,
+  against buy-and-hold over the same periods.
+- A *replay* is what a registered version would have predicted: the version loaded from MLflow by
+  number, applied to the stored feature rows (the one feature definition). It is labelled as a
+  replay: it is not what was served.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from pricebot.evaluation import (
+    DEFAULT_FEE,
+    RECENT_MEAN_HORIZONS,
+    baseline_predictions,
+    long_position,
+    pool_value,
+    positive_call,
+    positive_truth,
+)
+from pricebot.registry import CHAMPION, alias_version, model_name
+from pricebot.targets import TargetSpec
+
+MAX_POINTS = 2000
+#: Steps (minutes) that divide a day, then whole days: points share one clock grid.
+STEPS_MINUTES = (
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 40, 60, 72, 80, 90, 120, 144, 160, 180, 240, 288,
+    360, 480, 720, 1440, 2880, 4320, 10080, 20160, 40320,
+)  # fmt: skip
+ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # date_bin's origin: midnight, so steps align to days
+AS_LOGGED = "as logged"
+LOGGED = "logged"
+REPLAY = "replay"
+MODEL_SERIES = "model"
+
+POINT_COLUMNS = (
+    "time",  # the feature row's open time: when the prediction was made for
+    "version",
+    "prediction",  # the model's output: the predicted return (or probability of the event)
+    "actual",  # the realised target (NaN until the horizon has passed)
+    "base_close",  # the close the prediction was made from
+    "end_time",  # time + horizon
+    "end_close",  # the close at end_time: what happened
+    "predicted_price",  # base_close * (1 + prediction) for return targets
+    "forward_return",
+    "past_return",
+    "recent_mean",
+)
+
+
+class RangeError(ValueError):
+    """A start/end pair the page cannot show; the message says what to change."""
+
+
+class NoModelError(LookupError):
+    """No registered model (or no champion) for a symbol and target; says how to get one."""
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server cannot be reached; the message names it."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges and steps
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """Refuse naive moments and empty or inverted ranges with a message saying what to fix."""
+    for name, moment in (("start", start), ("end", end)):
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            raise RangeError(f"The {name} must be a date and time in UTC, got {moment!r}.")
+    if end <= start:
+        raise RangeError(
+            f"The range is empty: the end ({end:%Y-%m-%d %H:%M} UTC) must be after the start "
+            f"({start:%Y-%m-%d %H:%M} UTC). Move the end date or time later."
+        )
+
+
+def step_minutes(start: datetime, end: datetime, max_points: int = MAX_POINTS) -> int:
+    """The smallest step of :data:`STEPS_MINUTES` giving at most ``max_points`` over the range."""
+    span = max(1.0, (end - start) / timedelta(minutes=1) + 1)
+    for step in STEPS_MINUTES:
+        if span / step <= max_points:
+            return step
+    return int(np.ceil(span / max_points / 1440)) * 1440
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbols, targets, prices
+
+
+def symbol_choices(conn: psycopg.Connection, configured: Iterable[str]) -> list[str]:
+    """The configured symbols, then any other symbol with candles (a loose index scan: one
+    index probe per symbol, not a pass over the table)."""
+    rows = conn.execute(
+        """WITH RECURSIVE s AS (
+               (SELECT symbol FROM klines ORDER BY symbol LIMIT 1)
+               UNION ALL
+               SELECT (SELECT k.symbol FROM klines k WHERE k.symbol > s.symbol
+                       ORDER BY k.symbol LIMIT 1)
+               FROM s WHERE s.symbol IS NOT NULL)
+           SELECT symbol FROM s WHERE symbol IS NOT NULL"""
+    ).fetchall()
+    return list(dict.fromkeys([*configured, *(row[0] for row in rows)]))
+
+
+def target_choices(conn: psycopg.Connection, symbol: str, configured: Iterable[str]) -> list[str]:
+    """The configured targets, then any other target the prediction log holds for ``symbol``."""
+    rows = conn.execute(
+        "SELECT DISTINCT target FROM predictions WHERE symbol = %s ORDER BY 1", (symbol,)
+    ).fetchall()
+    return list(dict.fromkeys([*configured, *(row[0] for row in rows)]))
+
+
+def candle_span(conn: psycopg.Connection, symbol: str) -> tuple[datetime, datetime] | None:
+    """The first and last stored open time of ``symbol`` (two index probes), or None."""
+    row = conn.execute(
+        """SELECT (SELECT open_time FROM klines WHERE symbol = %(s)s ORDER BY open_time LIMIT 1),
+                  (SELECT open_time FROM klines WHERE symbol = %(s)s
+                   ORDER BY open_time DESC LIMIT 1)""",
+        {"s": symbol},
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
+def price_series(
+    conn: psycopg.Connection,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """Candles of ``symbol`` in [start, end] aggregated per step in SQL: columns ``time`` (the
+    step's start), ``low``, ``high``, ``close`` (the step's last close), ``candles``."""
+    check_range(start, end)
+    step = timedelta(minutes=step_minutes(start, end, max_points))
+    rows = conn.execute(
+        """SELECT date_bin(%(step)s, open_time, %(origin)s) AS time,
+                  min(low)::float8, max(high)::float8,
+                  (array_agg(close ORDER BY open_time DESC))[1]::float8, count(*)
+           FROM klines
+           WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time <= %(end)s
+           GROUP BY 1 ORDER BY 1""",
+        {"step": step, "origin": ORIGIN, "symbol": symbol, "start": start, "end": end},
+    ).fetchall()
+    frame = pd.DataFrame(rows, columns=["time", "low", "high", "close", "candles"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame.astype({"low": "float64", "high": "float64", "close": "float64"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction points: logged or replayed, with what happened
+
+
+def logged_points(
+    conn: psycopg.Connection,
+    symbol: str,
+    spec: TargetSpec,
+    start: datetime,
+    end: datetime,
+    version: str | None = None,
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """Served predictions from the log, one per step (the first of the step), with outcomes.
+
+    ``version`` None: whatever was served ("as logged"); otherwise only that version's rows.
+    """
+    check_range(start, end)
+    step = step_minutes(start, end, max_points)
+    rows = conn.execute(
+        """SELECT DISTINCT ON (bucket)
+                  date_bin(%(step)s, feature_time, %(origin)s) AS bucket,
+                  feature_time, model_version, prediction, actual, base_close
+           FROM predictions
+           WHERE symbol = %(symbol)s AND target = %(target)s
+             AND feature_time >= %(start)s AND feature_time <= %(end)s
+             AND (%(version)s::text IS NULL OR model_version = %(version)s)
+           ORDER BY bucket, feature_time, made_at DESC""",
+        {"step": timedelta(minutes=step), "origin": ORIGIN, "symbol": symbol,
+         "target": spec.name, "start": start, "end": end, "version": version},
+    ).fetchall()  # fmt: skip
+    frame = pd.DataFrame(
+        [row[1:] for row in rows],
+        columns=["time", "version", "prediction", "actual", "base_close"],
+    )
+    return with_outcomes(conn, symbol, spec, frame)
+
+
+def replay_points(
+    conn: psycopg.Connection,
+    symbol: str,
+    spec: TargetSpec,
+    model: Any,
+    version: str,
+    start: datetime,
+    end: datetime,
+    *,
+    feature_set: str = "v1",
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """What ``model`` (a loaded pyfunc) would have predicted at each step from the stored
+    features: the same rows and the same columns the service feeds it."""
+    from pricebot.features import feature_names
+    from pricebot.transform import load_features
+
+    check_range(start, end)
+    step = step_minutes(start, end, max_points)
+    features = load_features(conn, symbol, start, end, feature_set)
+    minutes = features.index.asi8 // 60_000_000_000
+    features = features[minutes % step == 0]
+    if features.empty:
+        frame = pd.DataFrame(columns=["time", "version", "prediction", "actual", "base_close"])
+        return with_outcomes(conn, symbol, spec, frame)
+    names = feature_names(feature_set)
+    predicted = np.asarray(model.predict(features[names].astype("float64")), dtype="float64")
+    frame = pd.DataFrame(
+        {
+            "time": features.index,
+            "version": str(version),
+            "prediction": predicted.ravel(),
+            "actual": np.nan,
+            "base_close": features["close"].to_numpy(),
+        }
+    )
+    frame = with_outcomes(conn, symbol, spec, frame)
+    if spec.is_classification:
+        frame["actual"] = _event_outcomes(conn, symbol, spec, frame)
+    else:
+        frame["actual"] = frame["forward_return"]
+    return frame
+
+
+def _closes_at(conn: psycopg.Connection, symbol: str, times: Sequence[datetime]) -> pd.Series:
+    """Stored closes at exactly ``times`` (primary-key look-ups), indexed by open time."""
+    if len(times) == 0:
+        return pd.Series(dtype="float64")
+    rows = conn.execute(
+        "SELECT open_time, close::float8 FROM klines WHERE symbol = %s AND open_time = ANY(%s)",
+        (symbol, list(times)),
+    ).fetchall()
+    if not rows:
+        return pd.Series(dtype="float64")
+    index = pd.to_datetime([r[0] for r in rows], utc=True)
+    return pd.Series([r[1] for r in rows], index=index, dtype="float64").sort_index()
+
+
+def with_outcomes(
+    conn: psycopg.Connection, symbol: str, spec: TargetSpec, frame: pd.DataFrame
+) -> pd.DataFrame:
+    """Add what happened (the close at the end of the horizon, the forward return) and the
+    causal inputs of the baselines (past returns, as :mod:`pricebot.labels` defines them) from
+    the closes at ``time + k * H`` for k in -7..1; columns :data:`POINT_COLUMNS`."""
+    frame = frame.copy()
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    for column in ("prediction", "actual", "base_close"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    frame["version"] = frame["version"].astype("string")
+    horizon = pd.Timedelta(minutes=spec.horizon_minutes)
+    times = pd.DatetimeIndex(frame["time"])
+    lags = range(-1, RECENT_MEAN_HORIZONS + 1)  # -1: the end of the horizon
+    wanted = sorted({t for k in lags for t in (times - k * horizon).to_pydatetime()})
+    closes = _closes_at(conn, symbol, wanted)
+
+    def close_at(k: int) -> np.ndarray:
+        return closes.reindex(times - k * horizon).to_numpy(dtype="float64")
+
+    now = close_at(0)
+    base = frame["base_close"].to_numpy(dtype="float64")
+    base = np.where(np.isfinite(base), base, now)
+    frame["base_close"] = base
+    frame["end_time"] = times + horizon
+    frame["end_close"] = close_at(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["forward_return"] = frame["end_close"].to_numpy() / now - 1.0
+        past = [close_at(k) / close_at(k + 1) - 1.0 for k in range(RECENT_MEAN_HORIZONS)]
+    frame["past_return"] = past[0]
+    stacked = np.vstack(past) if len(frame) else np.empty((RECENT_MEAN_HORIZONS, 0))
+    counts = np.isfinite(stacked).sum(axis=0)
+    sums = np.nansum(stacked, axis=0)
+    frame["recent_mean"] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    if spec.is_classification:
+        frame["predicted_price"] = np.nan  # a probability of an event is not a price
+    else:
+        frame["predicted_price"] = base * (1.0 + frame["prediction"].to_numpy())
+    return frame.loc[:, list(POINT_COLUMNS)].sort_values("time").reset_index(drop=True)
+
+
+def _event_outcomes(
+    conn: psycopg.Connection, symbol: str, spec: TargetSpec, frame: pd.DataFrame
+) -> np.ndarray:
+    """For ``up/down<X>pct<H>`` replays: did a close in (t, t + H] reach the move? (NaN while the
+    candle at t + H is not stored, as :func:`pricebot.labels.compute_labels` does.)"""
+    if frame.empty:
+        return np.array([], dtype="float64")
+    rows = conn.execute(
+        """SELECT t, w.hi, w.lo FROM unnest(%(times)s::timestamptz[]) AS t
+           CROSS JOIN LATERAL (
+               SELECT max(close)::float8 AS hi, min(close)::float8 AS lo FROM klines
+               WHERE symbol = %(symbol)s AND open_time > t AND open_time <= t + %(h)s) w""",
+        {"times": list(frame["time"].dt.to_pydatetime()), "symbol": symbol,
+         "h": timedelta(minutes=spec.horizon_minutes)},
+    ).fetchall()  # fmt: skip
+    extremes = pd.DataFrame(rows, columns=["t", "hi", "lo"])
+    extremes["t"] = pd.to_datetime(extremes["t"], utc=True)
+    extremes = extremes.set_index("t").reindex(frame["time"])
+    base = frame["base_close"].to_numpy(dtype="float64")
+    assert spec.threshold is not None
+    if spec.direction == "up":
+        hit = extremes["hi"].to_numpy(dtype="float64") >= base * (1.0 + spec.threshold)
+    else:
+        hit = extremes["lo"].to_numpy(dtype="float64") <= base * (1.0 - spec.threshold)
+    known = np.isfinite(frame["end_close"].to_numpy(dtype="float64"))
+    return np.where(known, hit.astype("float64"), np.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Models in the registry
+
+
+@dataclass(frozen=True)
+class ModelChoices:
+    """What the registry holds for one symbol and target."""
+
+    name: str
+    champion: str | None
+    versions: list[str] = field(default_factory=list)  # newest first
+    feature_sets: dict[str, str] = field(default_factory=dict)  # version -> feature set
+    champion_moved_at: str | None = None
+
+
+def tracking_uri() -> str | None:
+    """The tracking server the page reads (MLflow's own MLFLOW_TRACKING_URI)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def check_tracking(uri: str | None, timeout: float = 3.0) -> None:
+    """Fail fast (seconds, not MLflow's minutes of retries) if an HTTP tracking server is down."""
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    import httpx
+
+    try:
+        answer = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise TrackingUnavailableError(
+            f"The MLflow tracking server at {uri} is unreachable ({type(exc).__name__}). Is it "
+            "running, and is MLFLOW_TRACKING_URI right? Prices and logged predictions are still "
+            "shown; models and replays need the registry."
+        ) from None
+    if answer.status_code >= 500:
+        raise TrackingUnavailableError(
+            f"The MLflow tracking server at {uri} answers HTTP {answer.status_code}; models and "
+            "replays need it."
+        )
+
+
+def _client(uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri) if uri else MlflowClient()
+
+
+def model_choices(uri: str | None, symbol: str, target: str) -> ModelChoices:
+    """The champion and the registered versions of ``pricebot-<symbol>-<target>``."""
+    check_tracking(uri)
+    client = _client(uri)
+    name = model_name(symbol, target)
+    try:
+        found = client.search_model_versions(filter_string=f"name = '{name}'")
+        champion = alias_version(client, name, CHAMPION)
+    except Exception as exc:
+        if type(exc).__name__ == "MlflowException" and "not found" in str(exc).lower():
+            return ModelChoices(name, None)
+        raise TrackingUnavailableError(
+            f"The MLflow registry at {uri or 'the default tracking URI'} failed to answer: "
+            f"{str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        ) from None
+    ordered = sorted(found, key=lambda mv: int(mv.version), reverse=True)
+    tags = {str(mv.version): dict(mv.tags or {}) for mv in ordered}
+    moved_at = tags.get(champion or "", {}).get(f"{CHAMPION}.moved_at")
+    return ModelChoices(
+        name,
+        champion,
+        [str(mv.version) for mv in ordered],
+        {v: t.get("feature_set", "v1") for v, t in tags.items()},
+        moved_at,
+    )
+
+
+def load_version(uri: str | None, symbol: str, target: str, version: str) -> Any:
+    """The registered version as a pyfunc, loaded by number (never by a moving alias)."""
+    import mlflow
+    import mlflow.pyfunc
+
+    check_tracking(uri)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return mlflow.pyfunc.load_model(f"models:/{model_name(symbol, target)}/{version}")
+
+
+@dataclass
+class Points:
+    """The predictions a page shows, and where they came from."""
+
+    frame: pd.DataFrame
+    source: str  # LOGGED or REPLAY
+    version: str | None  # None: as logged (any version)
+    step_minutes: int
+
+    @property
+    def label(self) -> str:
+        if self.source == REPLAY:
+            return f"replay of version {self.version} (computed now from stored features)"
+        if self.version is None:
+            return "served predictions, as logged"
+        return f"served predictions of version {self.version}, as logged"
+
+
+def prediction_points(
+    conn: psycopg.Connection,
+    symbol: str,
+    spec: TargetSpec,
+    start: datetime,
+    end: datetime,
+    model: str,
+    *,
+    uri: str | None = None,
+    choices: ModelChoices | None = None,
+    loader: Callable[[str | None, str, str, str], Any] = load_version,
+    max_points: int = MAX_POINTS,
+) -> Points:
+    """The points for the page's model choice: ``"as logged"``, ``"champion"`` or a version.
+
+    For the champion or a version, served rows of that version are shown when the log holds
+    some in the range; otherwise the version is replayed over the stored features.
+    """
+    step = step_minutes(start, end, max_points)
+    if model == AS_LOGGED:
+        frame = logged_points(conn, symbol, spec, start, end, None, max_points)
+        return Points(frame, LOGGED, None, step)
+    if choices is None:
+        choices = model_choices(uri, symbol, spec.name)
+    if not choices.versions:
+        raise NoModelError(
+            f"No model is registered for {symbol} {spec.name} yet ({choices.name}): run "
+            f"`pricebot train --symbol {symbol} --target {spec.name}`."
+        )
+    version = choices.champion if model == CHAMPION else model
+    if version is None:
+        raise NoModelError(
+            f"{choices.name} has no champion yet (versions {', '.join(choices.versions)}): "
+            "promote one with `pricebot promote`, or pick a version."
+        )
+    if version not in choices.versions:
+        raise NoModelError(f"{choices.name} has no version {version}.")
+    frame = logged_points(conn, symbol, spec, start, end, version, max_points)
+    if not frame.empty:
+        return Points(frame, LOGGED, version, step)
+    loaded = loader(uri, symbol, spec.name, version)
+    frame = replay_points(
+        conn, symbol, spec, loaded, version, start, end,
+        feature_set=choices.feature_sets.get(version, "v1"), max_points=max_points,
+    )  # fmt: skip
+    return Points(frame, REPLAY, version, step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors over time and the pool value
+
+
+def default_window_minutes(start: datetime, end: datetime, horizon_minutes: int) -> int:
+    """A rolling window of a twentieth of the range, never shorter than one horizon."""
+    return max(horizon_minutes, int((end - start) / timedelta(minutes=1)) // 20)
+
+
+def candidate_predictions(points: pd.DataFrame, spec: TargetSpec) -> dict[str, np.ndarray]:
+    """The model's and the baselines' predictions on the same points."""
+    baselines = baseline_predictions(
+        points["past_return"].to_numpy(), points["recent_mean"].to_numpy(), spec
+    )
+    return {MODEL_SERIES: points["prediction"].to_numpy(dtype="float64"), **baselines}
+
+
+def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int) -> pd.DataFrame:
+    """Rolling MAE and directional accuracy over the last ``window_minutes`` of scored points,
+    for the model and each baseline on the same points.
+
+    Long format for charting: columns ``time``, ``metric`` (``mae`` or
+    ``directional_accuracy``), ``series`` and ``value``. Only points whose outcome is known
+    count; buy-and-hold has no MAE of its own (it predicts no return) and is left out of it.
+    """
+    columns = ["time", "metric", "series", "value"]
+    scored = points[np.isfinite(points["actual"].to_numpy(dtype="float64"))]
+    if scored.empty:
+        return pd.DataFrame(columns=columns)
+    actual = scored["actual"].to_numpy(dtype="float64")
+    truth = positive_truth(actual, spec)
+    index = pd.DatetimeIndex(scored["time"])
+    window = f"{int(window_minutes)}min"
+    parts = []
+    for series, pred in candidate_predictions(scored, spec).items():
+        hits = pd.Series((positive_call(pred, spec) == truth).astype("float64"), index=index)
+        metrics = {"directional_accuracy": hits.rolling(window, min_periods=1).mean()}
+        if series != "buy_and_hold":
+            error = pd.Series(np.abs(pred - actual), index=index)
+            metrics["mae"] = error.rolling(window, min_periods=1).mean()
+        for metric, values in metrics.items():
+            parts.append(
+                pd.DataFrame(
+                    {"time": index, "metric": metric, "series": series, "value": values.to_numpy()}
+                )
+            )
+    return pd.concat(parts, ignore_index=True)
+
+
+@dataclass
+class PoolCurves:
+    """The model's pool value after fees and buy-and-hold's, over the same periods."""
+
+    curve: pd.DataFrame  # columns time, series ("model (after fees)", "buy and hold"), value
+    model_value: float
+    buy_hold_value: float
+    trades: int
+    pools: int
+
+
+def pool_curves(
+    points: pd.DataFrame, spec: TargetSpec, step: int, *, fee: float = DEFAULT_FEE
+) -> PoolCurves:
+    """:func:`pricebot.evaluation.pool_value` on the points whose forward return is known.
+
+    Points are ``step`` minutes apart, so at most ``H / step`` staggered pools are distinct
+    (up to the 24 that evaluation uses on every minute).
+    """
+    known = points[np.isfinite(points["forward_return"].to_numpy(dtype="float64"))]
+    pools = max(1, min(24, spec.horizon_minutes // max(1, step)))
+    columns = ["time", "series", "value"]
+    if known.empty:
+        return PoolCurves(pd.DataFrame(columns=columns), 1.0, 1.0, 0, pools)
+    times = pd.DatetimeIndex(known["time"])
+    forward = known["forward_return"].to_numpy(dtype="float64")
+    pred = known["prediction"].to_numpy(dtype="float64")
+    model = pool_value(
+        times, long_position(pred, spec), forward, spec.horizon_minutes, fee=fee, pools=pools
+    )
+    hold = pool_value(
+        times, np.ones(len(known), bool), forward, spec.horizon_minutes, fee=fee, pools=pools
+    )
+    start = times[0]
+    frames = []
+    for series, result in (("model (after fees)", model), ("buy and hold (after fees)", hold)):
+        curve = pd.concat([pd.Series([1.0], index=[start]), result.curve])
+        frames.append(
+            pd.DataFrame({"time": curve.index, "series": series, "value": curve.to_numpy()})
+        )
+    return PoolCurves(pd.concat(frames, ignore_index=True), model.value, hold.value,
+                      model.trades, pools)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Which version was champion when
+
+
+def champion_timeline(
+    conn: psycopg.Connection,
+    symbol: str,
+    target: str,
+    start: datetime,
+    end: datetime,
+    *,
+    max_points: int = MAX_POINTS,
+) -> pd.DataFrame:
+    """Segments ``version``, ``start``, ``end``, ``source`` clipped to [start, end]:
+
+    - ``alias history``: from table ``model_alias_events`` (each move of ``champion`` starts a
+      segment that lasts until the next move);
+    - ``served (prediction log)``: runs of steps in which the log holds predictions of one
+      version (counted per step in SQL, merged here), so a rollback shows as a new segment.
+    """
+    check_range(start, end)
+    name = model_name(symbol, target)
+    segments: list[tuple[str, datetime, datetime, str]] = []
+    events = conn.execute(
+        """SELECT version, moved_at FROM model_alias_events
+           WHERE model_name = %s AND alias = %s AND moved_at <= %s ORDER BY moved_at, id""",
+        (name, CHAMPION, end),
+    ).fetchall()
+    for i, (version, moved_at) in enumerate(events):
+        until = events[i + 1][1] if i + 1 < len(events) else end
+        if version is None or until < start:
+            continue
+        segments.append((str(version), max(moved_at, start), min(until, end), "alias history"))
+    step = timedelta(minutes=step_minutes(start, end, max_points))
+    rows = conn.execute(
+        """SELECT date_bin(%(step)s, made_at, %(origin)s) AS bucket, model_version, count(*)
+           FROM predictions
+           WHERE symbol = %(symbol)s AND target = %(target)s
+             AND made_at >= %(start)s AND made_at <= %(end)s
+           GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+        {"step": step, "origin": ORIGIN, "symbol": symbol, "target": target,
+         "start": start, "end": end},
+    ).fetchall()  # fmt: skip
+    current: list[Any] | None = None
+    seen: set[datetime] = set()
+    for bucket, version, _count in rows:
+        if bucket in seen:  # the busiest version of a step stands for it
+            continue
+        seen.add(bucket)
+        if current and current[0] == version and bucket <= current[2] + step:
+            current[2] = bucket
+            continue
+        if current:
+            segments.append((current[0], current[1], min(current[2] + step, end), "served"))
+        current = [version, max(bucket, start), bucket]
+    if current:
+        segments.append((current[0], current[1], min(current[2] + step, end), "served"))
+    frame = pd.DataFrame(segments, columns=["version", "start", "end", "source"])
+    frame["source"] = frame["source"].replace({"served": "served (prediction log)"})
+    for column in ("start", "end"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Data health
+
+
+@dataclass
+class Health:
+    """Newest candle per symbol and its age, the gaps in the range, recent ingestion runs."""
+
+    symbols: pd.DataFrame  # symbol, newest, age_minutes, candles, gaps, feature_rows, stale
+    gaps: pd.DataFrame  # symbol, start, end, minutes
+    runs: pd.DataFrame  # started_at, symbol, source, rows_written, outcome, error
+
+
+def data_health(
+    url: str,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    *,
+    feature_set: str = "v1",
+    stale_after_minutes: float = 5.0,
+    now: datetime | None = None,
+    runs: int = 30,
+) -> Health:
+    """From :func:`pricebot.summary.data_summary`, :func:`pricebot.gaps.list_gaps` and
+    :func:`pricebot.runs.recent_runs` (the same reads the CLI uses)."""
+    from pricebot.db import connect
+    from pricebot.gaps import list_gaps
+    from pricebot.runs import recent_runs
+    from pricebot.summary import data_summary
+
+    now = now or datetime.now(UTC)
+    summary = data_summary(url, feature_set)
+    symbols = pd.DataFrame(
+        [(s.symbol, s.last, s.candles, s.gaps, s.feature_rows) for s in summary],
+        columns=["symbol", "newest", "candles", "gaps", "feature_rows"],
+    )
+    symbols["newest"] = pd.to_datetime(symbols["newest"], utc=True)
+    # A candle opened at t is complete at t + 1 min: its age counts from then.
+    age = (pd.Timestamp(now) - symbols["newest"] - pd.Timedelta(minutes=1)) / pd.Timedelta(
+        minutes=1
+    )
+    symbols["age_minutes"] = age.clip(lower=0).astype("float64")
+    symbols["stale"] = symbols["age_minutes"] > stale_after_minutes
+    with connect(url) as conn:
+        gaps = list_gaps(conn, symbol, start, end)
+        recent = recent_runs(conn, runs)
+    gap_frame = pd.DataFrame(
+        [(g.symbol, g.start, g.end + timedelta(minutes=1), g.minutes) for g in gaps],
+        columns=["symbol", "start", "end", "minutes"],
+    )
+    run_frame = pd.DataFrame(
+        [(r[3], r[1], r[2], r[6], r[10], r[11]) for r in recent],
+        columns=["started_at", "symbol", "source", "rows_written", "outcome", "error"],
+    )
+    for frame, columns in ((gap_frame, ("start", "end")), (run_frame, ("started_at",))):
+        for column in columns:
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return Health(symbols, gap_frame, run_frame)
