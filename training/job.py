@@ -160,6 +160,8 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
     name = model_name(dataset.symbol, spec.name)
     client = MlflowClient()
     experiment_id = tracking.ensure_experiment(name)
+    # Nested runs go to the *active* experiment, not their parent's: make it this one.
+    mlflow.set_experiment(experiment_id=experiment_id)
     x, y = dataset.features, dataset.label
     times, fwd = dataset.times, dataset.forward_return.to_numpy()
     y_np = y.to_numpy()
@@ -256,15 +258,8 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
             "xgboost", folds, times, y_np, fwd, spec,
             _fitted_predict(xgb, dataset, kept["xgboost"]), fee=config.fee, params=xgb.params,
         )  # fmt: skip
-        newest_xgb = kept["xgboost"]["last_model"]
-        train_rows = x.iloc[folds[-1].train]
         with mlflow.start_run(run_name="xgboost", nested=True) as run:
             tracking.log_candidate(result)
-            tracking.log_importance(
-                feature_importance(newest_xgb, train_rows),
-                f"XGBoost mean |SHAP| ({dataset.symbol} {spec.name}, newest fold)",
-                prefix="xgboost_",
-            )
         results.append(result)
         run_ids["xgboost"] = run.info.run_id
         progress.advance(work)
@@ -281,6 +276,13 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
         )
         final_model = fit(chosen, x.iloc[all_rows], y.iloc[all_rows], spec)
         progress.advance(final_task)
+        if winner.name != "xgboost":
+            # XGBoost's own view of the features, from its newest-fold model, for comparison.
+            tracking.log_importance(
+                feature_importance(kept["xgboost"]["last_model"], x.iloc[folds[-1].train]),
+                f"XGBoost mean |SHAP| ({dataset.symbol} {spec.name}, newest fold)",
+                prefix="xgboost_",
+            )
 
         table = evaluation_table(results)
         newest = folds[-1]
