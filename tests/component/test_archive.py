@@ -88,6 +88,12 @@ def runs(url: str) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich fits tables to $COLUMNS; a wide one keeps each summary row on one line."""
+    monkeypatch.setenv("COLUMNS", "160")
+
+
 @pytest.fixture(scope="module")
 def refusing_database_url(postgres: LocalPostgres) -> Iterator[str]:
     """One database shared by the tests of refused files: they write no candle, so a fresh
@@ -197,7 +203,8 @@ def test_consecutive_files_across_the_microsecond_switch_join_without_a_gap(
     assert [r.timestamps for r in results] == ["ms", "us"]
     times = [r[0] for r in stored(database_url, "BTCUSDT")]
     assert times == [december + i * MINUTE for i in range(180)]
-    assert list_gaps(psycopg.connect(database_url), "BTCUSDT") == []
+    with psycopg.connect(database_url) as conn:
+        assert list_gaps(conn, "BTCUSDT") == []
 
 
 def test_parallel_import_of_overlapping_files_stores_each_minute_once(
@@ -610,12 +617,6 @@ def test_stop_on_error_raises_the_first_failure(database_url: str, tmp_path: Pat
 
 
 # --- The command line ----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich fits tables to $COLUMNS; a wide one keeps each summary row on one line."""
-    monkeypatch.setenv("COLUMNS", "160")
 
 
 def _summary_row(output: str, filename: str) -> list[str]:
