@@ -674,7 +674,7 @@ def test_cli_imports_good_files_and_fails_naming_the_bad_one(
     # Then the good one is stored, the bad one is named, and the exit code is 1
     assert result.exit_code == 1
     assert "failed: ETHUSDT-1m-2024-01.zip: SHA-256" in result.output
-    assert "1 of 2 files were not imported" in result.output
+    assert "1 of 2 files not imported" in result.output
     assert _summary_row(result.output, "ETHUSDT-1m-2024-01.zip")[2:] == [
         "-", "-", "-", "-", "-", "bad-checksum",
     ]  # fmt: skip

@@ -79,7 +79,7 @@ def import_archives(
         console=console,
         transient=False,
     )
-    task = progress.add_task(f"importing {len(files)} files", total=total_bytes, rows=0)
+    task = progress.add_task(f"importing {_files(len(files))}", total=total_bytes, rows=0)
 
     def on_result(result: archive.ImportResult) -> None:
         nonlocal rows_done
@@ -142,11 +142,15 @@ def import_archives(
         str(sum(r.gaps for r in ok)),
         "",
     ]
-    table.add_row(f"{len(ok)} of {len(results)} files", "", *totals, *([""] if bad else []))
+    table.add_row(f"{len(ok)} of {_files(len(results))}", "", *totals, *([""] if bad else []))
     console.print(table)
     if bad:
         raise fail(
-            f"{len(bad)} of {len(results)} files were not imported (nothing was written from "
+            f"{len(bad)} of {_files(len(results))} not imported (nothing was written from "
             f"them: {', '.join(r.path.name for r in bad)}); fix or download them again and "
             "re-run: the files already imported are skipped"
         )
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
