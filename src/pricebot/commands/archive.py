@@ -98,7 +98,7 @@ def import_archives(
                 stop_on_error=stop_on_error,
                 jobs=jobs,
             )
-        progress.update(task, completed=total_bytes)  # failed files stop short of their size
+            progress.update(task, completed=total_bytes)  # failed files stop short of their size
     except DatabaseUnavailableError as exc:
         raise fail(str(exc)) from None
     except psycopg.OperationalError as exc:
