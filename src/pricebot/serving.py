@@ -86,19 +86,24 @@ class FeatureCache:
         self.queries = 0
 
     def latest(self, symbol: str, feature_set: str) -> Any:
+        """The newest row, or the error the last look-up met (also kept for ``ttl``: during an
+        outage a burst waits for one connection timeout, not one per request in turn)."""
         key = (symbol, feature_set)
         entry = self._entries.get(key)
-        if entry is not None and time.monotonic() - entry[0] < self.ttl:
-            return entry[1]
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:  # one query per key at a time; the waiters reuse its answer
-            entry = self._entries.get(key)
-            if entry is not None and time.monotonic() - entry[0] < self.ttl:
-                return entry[1]
-            row = self._query(symbol, feature_set)
-            self._entries[key] = (time.monotonic(), row)
-            return row
+        if entry is None or time.monotonic() - entry[0] >= self.ttl:
+            with self._guard:
+                lock = self._locks.setdefault(key, threading.Lock())
+            with lock:  # one query per key at a time; the waiters reuse its answer
+                entry = self._entries.get(key)
+                if entry is None or time.monotonic() - entry[0] >= self.ttl:
+                    try:
+                        answer: Any = self._query(symbol, feature_set)
+                    except (DatabaseUnavailableError, NoFeaturesError) as exc:
+                        answer = exc
+                    entry = self._entries[key] = (time.monotonic(), answer)
+        if isinstance(entry[1], Exception):
+            raise type(entry[1])(str(entry[1]))  # a fresh one: threads may raise it at once
+        return entry[1]
 
     def _query(self, symbol: str, feature_set: str) -> Any:
         import psycopg

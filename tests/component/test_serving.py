@@ -77,6 +77,28 @@ def test_an_unreachable_database_is_reported_as_such(postgres) -> None:
             cache.latest("BTCUSDT", "v1")
 
 
+def test_a_burst_during_an_outage_waits_for_one_timeout_not_one_each(postgres) -> None:
+    url = postgres.url("no_such_database")
+    errors: list[Exception] = []
+    with ConnectionPool(url, min_size=0, max_size=1, timeout=0.5, open=True) as broken:
+        cache = FeatureCache(broken, ttl_seconds=60, url=url)
+
+        def look_up() -> None:
+            try:
+                cache.latest("BTCUSDT", "v1")
+            except DatabaseUnavailableError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=look_up) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert cache.queries == 1
+    assert len(errors) == 8
+
+
 def make_predictor(database_url: str, tracking_uri: str, symbol: str, tmp_path: Path) -> Predictor:
     settings = Settings(
         database_url=database_url,
