@@ -336,13 +336,12 @@ class _SymbolJob:
         without a missing minute can hold no recorded gap either: the gap bookkeeping runs only
         for pages with a hole, which saves two round trips on almost every page.
         """
-        with conn.transaction():
-            written = insert_klines(conn, rows)
-            gaps = (
-                record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
-                if _has_hole(rows, gap_from, gap_to)
-                else []
-            )
+        if _has_hole(rows, gap_from, gap_to):
+            with conn.transaction():
+                written = insert_klines(conn, rows)
+                gaps = record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
+        else:
+            written, gaps = insert_klines(conn, rows), []  # its own transaction
         self.stats.rows_written += written
         self.stats.pages += 1
         self.stats.gaps += len(gaps)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -124,36 +123,48 @@ def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
 
     Rows go in with COPY, which is several times faster than a multi-row VALUES statement
     (whose 14 parameters per row the server must parse) and takes any number of rows. New
-    candles, the usual case, are copied straight into ``klines`` under a savepoint; only if
-    that meets a candle already stored are they copied into a session-local staging table
-    and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (which costs the server
-    about twice as much, so it is not the first try).
+    candles, the usual case, are copied straight into ``klines`` (under a savepoint when the
+    caller's transaction is open); only if that meets a candle already stored are they copied
+    into a session-local staging table and moved with ``INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING``, which costs the server about twice as much, so it is not the first try.
     """
     rows = list(rows)
     if not rows:
         return 0
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if idle and not conn.autocommit:
-        # Open the caller's implicit transaction, or the savepoint below would commit.
-        conn.execute(_CREATE_STAGE)
-    with conn.transaction() if conn.autocommit and idle else nullcontext():
+    if idle and conn.autocommit:
+        # Our own transaction: no savepoint needed, a conflict just rolls the try back.
         try:
             with conn.transaction():
                 _copy(conn, "klines", rows)
             return len(rows)
         except psycopg.errors.UniqueViolation:
-            pass  # rolled back to the savepoint: some are stored already
-        with conn.cursor() as cur:
-            cur.execute(_CREATE_STAGE)
-            _copy(conn, _STAGE, rows)
-            # One round trip moves the rows and empties the stage (a caller may write several
-            # pages in one transaction); the first statement's count is the number of new rows.
-            columns = ", ".join(KLINE_COLUMNS)
-            cur.execute(
-                f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} "
-                f"ON CONFLICT DO NOTHING; DELETE FROM {_STAGE}"
-            )
-            return cur.rowcount
+            with conn.transaction():
+                return _insert_new(conn, rows)
+    if idle:
+        # Open the caller's implicit transaction, or the savepoint below would commit.
+        conn.execute(_CREATE_STAGE)
+    try:
+        with conn.transaction():  # a savepoint in the caller's transaction
+            _copy(conn, "klines", rows)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        return _insert_new(conn, rows)  # rolled back to the savepoint: some are stored
+
+
+def _insert_new(conn: psycopg.Connection, rows: list[tuple]) -> int:
+    """The slower path that skips stored candles: stage, then INSERT ... ON CONFLICT."""
+    with conn.cursor() as cur:
+        cur.execute(_CREATE_STAGE)
+        _copy(conn, _STAGE, rows)
+        # One round trip moves the rows and empties the stage (a caller may write several
+        # pages in one transaction); the first statement's count is the number of new rows.
+        columns = ", ".join(KLINE_COLUMNS)
+        cur.execute(
+            f"INSERT INTO klines ({columns}) SELECT {columns} FROM {_STAGE} "
+            f"ON CONFLICT DO NOTHING; DELETE FROM {_STAGE}"
+        )
+        return cur.rowcount
 
 
 def _copy(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:
