@@ -168,10 +168,8 @@ def _insert_new(conn: psycopg.Connection, rows: list[tuple]) -> int:
 
 
 def _copy(conn: psycopg.Connection, table: str, rows: list[tuple]) -> None:
-    with (
-        conn.cursor() as cur,
-        cur.copy(f"COPY {table} ({', '.join(KLINE_COLUMNS)}) FROM STDIN") as copy,
-    ):
+    columns = ", ".join(KLINE_COLUMNS)
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
 
