@@ -8,6 +8,7 @@ is ``synthetic_klines`` for the range, compared field by field as the exchange's
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,7 @@ from pricebot.exchange import ExchangeConfig, RunningExchange, synthetic_klines
 from pricebot.gaps import list_gaps
 from pricebot.ingest import PageEvent, catch_up
 from pricebot.klines import insert_klines, parse_kline
+from pricebot.localdb import LocalPostgres
 from pricebot.settings import Settings, get_settings
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)  # mid-minute: the 12:00 candle is still open
@@ -451,6 +453,26 @@ def test_pricebot_ingest_with_an_unknown_symbol_exits_with_a_message(
     done = CliRunner().invoke(app, ["ingest", "--symbols", "BTCUSDT,DOGEXYZ"])
     assert done.exit_code == 1
     assert "Unknown symbol DOGEXYZ" in done.output
+
+
+def test_pricebot_ingest_on_an_unmigrated_database_says_to_upgrade(
+    market: RunningExchange, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database without the schema
+    name = f"unmigrated_{os.getpid()}"
+    monkeypatch.setenv("PRICEBOT_DATABASE_URL", postgres.create_database(name))
+    monkeypatch.setenv("PRICEBOT_BINANCE_URL", market.url)
+    get_settings.cache_clear()
+    try:
+        # When ingest runs
+        done = CliRunner().invoke(app, ["ingest", "--symbols", "BTCUSDT"])
+    finally:
+        get_settings.cache_clear()
+        with psycopg.connect(postgres.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # Then it exits naming the command that creates the schema
+    assert done.exit_code == 1
+    assert "pricebot db upgrade" in done.output
 
 
 def test_pricebot_ingest_rejects_a_bad_since(settings_env: str) -> None:

@@ -105,6 +105,11 @@ def register(app: typer.Typer) -> None:
                                    on_page=on_page)  # fmt: skip
         except (BinanceError, DatabaseUnavailableError) as exc:
             raise fail(str(exc)) from None
+        except psycopg.errors.UndefinedTable as exc:
+            raise fail(
+                f"{str(exc).strip()} in {redact(url)}: the schema is missing or old; run "
+                "`pricebot db upgrade` first."
+            ) from None
         except psycopg.Error as exc:
             raise fail(
                 f"database error while writing candles: {str(exc).strip()}. Every page written "
@@ -166,7 +171,8 @@ def register(app: typer.Typer) -> None:
         for gap in found:
             table.add_row(_when(gap.start), _when(gap.end), f"{gap.minutes:,}")
         table.add_section()
-        table.add_row(f"{len(found)} gaps", "", f"{sum(g.minutes for g in found):,}")
+        label = f"{len(found)} gap{'s' if len(found) != 1 else ''}"
+        table.add_row(label, "", f"{sum(g.minutes for g in found):,}")
         console.print(table)
 
 
