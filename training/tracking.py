@@ -39,7 +39,19 @@ class TrackingUnavailableError(RuntimeError):
 def check_tracking(uri: str, timeout: float = 5.0) -> None:
     """Fail fast, before any data is read, when an HTTP tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
-        return  # a local file or SQLite store: created on first use
+        # A local store: opening it creates a SQLite schema, or refuses a file store that
+        # MLflow 3 keeps in maintenance mode. Either way, find out before any work is done.
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except MlflowException as exc:
+            first = str(exc).strip().split(". ")[0]
+            raise TrackingUnavailableError(
+                f"The MLflow tracking store {uri} cannot be used: {first}. Use a database "
+                "store such as sqlite:///mlflow.db, or a tracking server (MLFLOW_TRACKING_URI)."
+            ) from None
+        return
     hint = (
         "Start it (`pricebot up` runs one) or point MLFLOW_TRACKING_URI at a reachable server "
         "or a local store such as sqlite:///mlflow.db."

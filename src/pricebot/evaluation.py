@@ -1,10 +1,12 @@
 """Honest walk-forward evaluation: purged folds, baselines on the same folds, fees, and a pool
 value that cannot run to 10^125.
 
-Folds (:func:`walk_forward_folds`): the time span is cut into ``n_folds + 1`` equal blocks of
-wall time; fold ``k`` tests on block ``k + 1`` and trains on everything before it, except the
-last ``purge`` minutes (``purge >= H``): a training label looks ``H`` minutes ahead, so a row
-closer than ``H`` to the test block would carry test-period prices into training.
+Folds (:func:`walk_forward_folds`): the rows (sorted by time) are cut into ``n_folds + 1``
+blocks of equal row count (not wall time: real archives have months missing, and a block of
+wall time could hold no rows); fold ``k`` tests on block ``k + 1`` and trains on everything
+before it, except the last ``purge`` minutes (``purge >= H``) of wall time: a training label
+looks ``H`` minutes ahead, so a row closer than ``H`` to the test block would carry test-period
+prices into training.
 
 Training rows are subsampled to every ``train_step``-th minute (aligned to the clock, default
 ``H // 24``, i.e. every hour for a 24 h target): labels one minute apart share ``H - 1`` of their
@@ -94,27 +96,26 @@ def walk_forward_folds(
     step = default_train_step(horizon_minutes) if train_step is None else max(1, train_step)
     if len(times) == 0:
         raise InsufficientDataError("The dataset has no labelled rows to evaluate on.")
-    first, last = times[0], times[-1] + _MINUTE
-    span_minutes = (last - first) / _MINUTE
-    block = span_minutes / (n_folds + 1)
+    n = len(times)
+    block_rows = n / (n_folds + 1)
     needed_days = (n_folds + 1) * 2 * horizon_minutes / 1440
     advice = (
-        f"{len(times)} labelled rows over {span_minutes / 1440:.1f} days; {n_folds} folds with a "
+        f"{n} labelled rows ({n / 1440:.1f} days of minutes); {n_folds} folds with a "
         f"{horizon_minutes}-minute horizon need at least {needed_days:.1f} days (each test block "
         "two horizons long). Use fewer --folds, a shorter target horizon, or a longer "
         "--start/--end range."
     )
-    if block < 2 * horizon_minutes:
+    if block_rows < 2 * horizon_minutes:
         raise InsufficientDataError(f"Too little data for the folds: {advice}")
     values = times.asi8
     minutes = (values // 60_000_000_000).astype(np.int64)
     on_step = minutes % step == 0
+    edges = [round(block_rows * i) for i in range(n_folds + 2)]
     folds = []
     for k in range(n_folds):
-        test_start = first + pd.Timedelta(minutes=round(block * (k + 1)))
-        test_end = first + pd.Timedelta(minutes=round(block * (k + 2))) if k < n_folds - 1 else last
-        start_i = int(np.searchsorted(values, test_start.value, side="left"))
-        end_i = int(np.searchsorted(values, test_end.value, side="left"))
+        start_i, end_i = edges[k + 1], edges[k + 2]
+        test_start = times[start_i]
+        test_end = times[end_i] if end_i < n else times[-1] + _MINUTE
         cutoff = test_start - pd.Timedelta(minutes=purge)
         train_end_i = int(np.searchsorted(values, cutoff.value, side="left"))
         train = np.flatnonzero(on_step[:train_end_i])
@@ -164,7 +165,17 @@ def _pool_path(
     """One pool: decision rows from ``start`` on, one per horizon; returns (ends, values,
     gross, buys)."""
     n = len(minutes)
-    i = int(np.searchsorted(minutes, start, side="left"))
+
+    def on_phase(target: int) -> int:
+        """The first row at or after ``target``; after a hole, the first on this pool's phase
+        (so the pools stay staggered instead of all restarting at the same minute)."""
+        i = int(np.searchsorted(minutes, target, side="left"))
+        if i < n and minutes[i] != target:
+            resume = int(minutes[i]) + (start - int(minutes[i])) % horizon
+            i = int(np.searchsorted(minutes, resume, side="left"))
+        return i
+
+    i = on_phase(start)
     value, gross, holding, buys = 1.0, 1.0, False, 0
     ends: list[int] = []
     values: list[float] = []
@@ -185,7 +196,7 @@ def _pool_path(
         previous_end = int(minutes[i]) + horizon
         ends.append(previous_end)
         values.append(value * ((1.0 - fee) if holding else 1.0))  # marked as if sold
-        i = int(np.searchsorted(minutes, previous_end, side="left"))
+        i = on_phase(previous_end)
     if holding:
         value *= 1.0 - fee
     return ends, values, gross, buys
@@ -484,40 +495,62 @@ def render_table(table: pd.DataFrame, title: str = "Walk-forward evaluation (out
     return rich_table
 
 
+def _broken_at_holes(curve: pd.Series) -> pd.Series:
+    """The curve with a NaN wherever the data has a hole, so no line is drawn across it."""
+    if len(curve) < 3:
+        return curve
+    steps = curve.index.to_series().diff()
+    holes = steps > 3 * steps.median()
+    if not holes.any():
+        return curve
+    blanks = pd.Series(np.nan, index=curve.index[holes.to_numpy()] - pd.Timedelta(seconds=1))
+    return pd.concat([curve, blanks]).sort_index()
+
+
 def plot_evaluation(results: Sequence[CandidateResult], path: Path, title: str = "") -> Path:
-    """Pool value over the test blocks (models, baselines, buy-and-hold) and per-fold bars."""
+    """Pool value over the test blocks (models solid, baselines dotted, buy-and-hold dashed),
+    and per-fold bars of the net return and of directional accuracy. One colour per candidate
+    throughout."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(11, 11))
+    colours = {r.name: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(results)}
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(12, 11))
     for result in results:
-        if result.name == "buy_and_hold" or result.curve.empty:
+        if result.curve.empty:
             continue
-        style = "-" if result.kind == "model" else ":"
-        top.plot(result.curve.index, result.curve.to_numpy(), style, label=result.name)
-    reference = next((r for r in results if not r.buy_hold_curve.empty), None)
-    if reference is not None:
-        curve = reference.buy_hold_curve
-        top.plot(curve.index, curve.to_numpy(), "k--", label="buy and hold")
+        curve = _broken_at_holes(
+            result.buy_hold_curve if result.name == "buy_and_hold" else result.curve
+        )
+        style = {"model": "-", "baseline": ":"}.get(result.kind, "-")
+        if result.name == "buy_and_hold":
+            style = "--"
+        top.plot(curve.index, curve.to_numpy(), style, color=colours[result.name],
+                 label=result.name, linewidth=1.4)  # fmt: skip
     top.axhline(1.0, color="grey", linewidth=0.5)
     top.set_ylabel("pool value (net of fees)")
     top.set_title(title or "Out-of-sample pool value, chained over the walk-forward test blocks")
-    top.legend(loc="best", fontsize=8)
-    names = [r.name for r in results]
     folds = list(results[0].folds.index) if results else []
     width = 0.8 / max(1, len(results))
-    for axis, metric in ((middle, "pool_value_net"), (bottom, "directional_accuracy")):
+    panels = ((middle, "pool_value_net", "net return per fold (%)", 0.0),
+              (bottom, "directional_accuracy", "directional accuracy", 0.5))  # fmt: skip
+    for axis, metric, label, reference in panels:
         for i, result in enumerate(results):
+            values = result.folds[metric].to_numpy()
+            if metric == "pool_value_net":
+                values = (values - 1.0) * 100.0
             positions = np.arange(len(folds)) + i * width
-            axis.bar(positions, result.folds[metric].to_numpy(), width, label=names[i])
+            axis.bar(positions, values, width, color=colours[result.name], label=result.name)
         axis.set_xticks(np.arange(len(folds)) + width * (len(results) - 1) / 2)
         axis.set_xticklabels([f"fold {f}" for f in folds])
-        axis.axhline(1.0 if metric == "pool_value_net" else 0.5, color="grey", linewidth=0.5)
-        axis.set_ylabel(metric.replace("_", " "))
-    middle.legend(loc="best", fontsize=8, ncol=3)
-    fig.tight_layout()
+        axis.axhline(reference, color="grey", linewidth=0.5)
+        axis.set_ylabel(label)
+    bottom.set_ylim(0.0, 1.0)
+    handles, labels = top.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

@@ -280,3 +280,15 @@ def test_the_table_has_a_row_per_candidate_and_the_plot_is_a_png(tmp_path) -> No
     assert list(table.index) == ["no_change", "oracle"]
     assert table.loc["oracle", "directional_accuracy"] == 1.0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pools_stay_staggered_after_a_hole_in_the_data() -> None:
+    # Given two pools 5 minutes apart on a 10-minute horizon, and 30 missing minutes
+    times = minutes(100)
+    times = times[(np.arange(100) < 30) | (np.arange(100) >= 60)]
+
+    result = pool_value(times, np.ones(len(times), bool), np.zeros(len(times)), 10, pools=2)
+
+    # Then after the hole the pools still end their periods at two different phases
+    after = result.curve.index[result.curve.index > times[0] + 60 * MINUTE]
+    assert sorted({t.minute % 10 for t in after}) == [0, 5]
