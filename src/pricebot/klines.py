@@ -80,10 +80,17 @@ def parse_kline(row: Sequence[object], symbol: str, source: str) -> tuple:
             f"{symbol}: close time {close_time.isoformat()} does not end the 1m candle opened at "
             f"{open_time.isoformat()} (is this a 1m kline?)"
         )
-    decimals = [str(row[index]).strip() for index, _ in _DECIMAL_FIELDS]
-    # One match for all eight (a tab cannot occur inside a number, so each must match alone);
-    # only a failure pays for finding the field at fault. It runs for every candle ingested.
-    if not _DECIMALS.fullmatch("\t".join(decimals)):
+    # One match for all eight (a tab cannot occur inside a number, so each must match alone):
+    # this runs for every candle ingested. Strings as Binance sends them take the fast path;
+    # anything else (padding, numbers as JSON numbers, garbage) is normalised and checked field
+    # by field, which also names the field at fault.
+    decimals: Sequence[str] = (row[1], row[2], row[3], row[4], row[5], row[7], row[9], row[10])
+    try:
+        clean = _DECIMALS.fullmatch("\t".join(decimals)) is not None  # type: ignore[arg-type]
+    except TypeError:
+        clean = False
+    if not clean:
+        decimals = [str(row[index]).strip() for index, _ in _DECIMAL_FIELDS]
         for (index, name), text in zip(_DECIMAL_FIELDS, decimals, strict=True):
             if not _DECIMAL.match(text):
                 raise MalformedKlineError(
