@@ -107,18 +107,30 @@ def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
     return alt.layer(lines, zero).properties(height=220).configure_legend(orient="top")
 
 
-def rolling_errors(metrics: pd.DataFrame, window_label: str) -> alt.Chart:
-    """Rolling MAE and directional accuracy, model solid and baselines dashed, same points."""
+SERIES_COLORS = alt.Scale(
+    domain=["model", "no_change", "momentum", "recent_mean", "buy_and_hold"],
+    range=[PREDICTED, "#7f7f7f", "#d62728", "#2ca02c", "#1f77b4"],
+)
+
+
+def rolling_errors(metrics: pd.DataFrame, window_label: str, width: int = 860) -> alt.Chart:
+    """Rolling MAE and directional accuracy on one chart (a row each), the model bold and the
+    baselines dashed, all on the same points."""
     kind = metrics["series"].eq("model").map({True: "model", False: "baseline"})
     frame = metrics.assign(kind=kind)
     return (
         alt.Chart(frame)
-        .mark_line(strokeWidth=1.2)
+        .mark_line()
         .encode(
             _time(),
             alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-            alt.Color("series:N", title=f"rolling over {window_label}"),
+            alt.Color("series:N", title=f"rolling over {window_label}", scale=SERIES_COLORS),
             alt.StrokeDash("kind:N", sort=["model", "baseline"], legend=None),
+            alt.StrokeWidth(
+                "kind:N",
+                scale=alt.Scale(domain=["model", "baseline"], range=[2.2, 1.1]),
+                legend=None,
+            ),
             tooltip=[
                 alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
                 "metric:N",
@@ -126,8 +138,15 @@ def rolling_errors(metrics: pd.DataFrame, window_label: str) -> alt.Chart:
                 alt.Tooltip("value:Q", format=".4f"),
             ],
         )
-        .properties(height=200, width="container")
-        .facet(row=alt.Row("metric:N", title=None, sort=["mae", "directional_accuracy"]))
+        .properties(height=200, width=width)
+        .facet(
+            row=alt.Row(
+                "metric:N",
+                title=None,
+                sort=["mae", "directional_accuracy"],
+                header=alt.Header(labelOrient="top", labelFontWeight="bold"),
+            )
+        )
         .resolve_scale(y="independent")
         .configure_legend(orient="top")
     )
@@ -140,7 +159,14 @@ def pool_value(pools: PoolCurves) -> alt.Chart:
         .encode(
             _time(),
             alt.Y("value:Q", title="value of 1.0 invested", scale=alt.Scale(zero=False)),
-            alt.Color("series:N", title=None),
+            alt.Color(
+                "series:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["model (after fees)", "buy and hold (after fees)"],
+                    range=[PREDICTED, ACTUAL],
+                ),
+            ),
             tooltip=[
                 alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
                 "series:N",
@@ -163,7 +189,7 @@ def champion_timeline(segments: pd.DataFrame) -> alt.Chart:
         .encode(
             _time("start"),
             alt.X2("end:T"),
-            alt.Y("source:N", title=None),
+            alt.Y("source:N", title=None, axis=alt.Axis(labelLimit=220)),
             alt.Color("version:N", title="version"),
             tooltip=[
                 "version:N",
@@ -185,7 +211,7 @@ def candle_age(health: Health, stale_minutes: float) -> alt.Chart:
     )
     return (
         alt.Chart(frame)
-        .mark_bar()
+        .mark_bar(size=22)
         .encode(
             alt.X("age_minutes:Q", title="age of the newest candle (minutes)"),
             alt.Y("symbol:N", title=None),
@@ -206,7 +232,7 @@ def candle_age(health: Health, stale_minutes: float) -> alt.Chart:
                 "feature_rows:Q",
             ],
         )
-        .properties(height=40 + 28 * len(frame), title="Newest candle per symbol")
+        .properties(height=max(90, 40 * len(frame)), title="Newest candle per symbol")
     )
 
 
