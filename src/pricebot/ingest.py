@@ -283,19 +283,20 @@ class _SymbolJob:
         a sequential loop would make. Validation stays in the caller's thread, in page order:
         parsing there too would make every database round trip wait for the interpreter lock.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="klines-fetch") as pool:
-            request: _Request | None = first
-            future: Future | None = pool.submit(self._fetch, first)
-            try:
-                while future is not None and request is not None:
-                    raw = future.result()
-                    upcoming = _next_or_none(following, request, raw)
-                    future = pool.submit(self._fetch, upcoming) if upcoming else None
-                    yield request, raw
-                    request = upcoming
-            finally:
-                if future is not None:
-                    future.cancel()
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="klines-fetch")
+        request: _Request | None = first
+        future: Future | None = pool.submit(self._fetch, first)
+        try:
+            while future is not None and request is not None:
+                raw = future.result()
+                upcoming = _next_or_none(following, request, raw)
+                future = pool.submit(self._fetch, upcoming) if upcoming else None
+                yield request, raw
+                request = upcoming
+        finally:
+            # On failure (or Ctrl-C) do not wait for a prefetch that may be sitting out a
+            # Retry-After: its page would be thrown away anyway.
+            pool.shutdown(wait=future is None, cancel_futures=True)
 
     def _fetch(self, request: _Request) -> list[list]:
         return self.client.klines(self.symbol, *request)
