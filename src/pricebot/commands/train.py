@@ -143,9 +143,10 @@ def register(app: typer.Typer) -> None:
             return
         for summary in summaries:
             table = Table(title=summary.name, title_justify="left")
-            for column in ("version", "aliases", "candidate", "created (UTC)", "newest pool net",
-                           "mean pool net", "dir. accuracy", "mae"):  # fmt: skip
-                table.add_column(column, justify="right" if "n" in column[-2:] else "left")
+            for column in ("version", "aliases", "candidate", "created (UTC)"):
+                table.add_column(column, justify="right" if column == "version" else "left")
+            for column in ("newest pool net", "mean pool net", "dir. accuracy", "mae"):
+                table.add_column(column, justify="right")
             for v in summary.versions:
                 m = v.metrics
 
