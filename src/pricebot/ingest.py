@@ -200,31 +200,25 @@ class _SymbolJob:
             ).fetchone()
             self.newest_stored = last
             since_ms = None if since is None else floor_minute_ms(_ms(as_utc(since)))
+            backfill_from: int | None = None
             if last is None:
-                lookback = timedelta(days=self.settings.lookback_days).total_seconds() * 1000
-                start_ms = (
-                    since_ms
-                    if since_ms is not None
-                    else floor_minute_ms(int(self.now_ms - lookback))
-                )
-                forward = (start_ms, None)
-                backfill = None
+                lookback_ms = self.settings.lookback_days * 86_400_000
+                start_ms = floor_minute_ms(self.now_ms - lookback_ms)
+                start_ms = since_ms if since_ms is not None else start_ms
             else:
-                forward = (_ms(last) + MINUTE_MS, last)
-                backfill = (
-                    (since_ms, first) if since_ms is not None and since_ms < _ms(first) else None
-                )
-            spans = [forward[0], self.last_closed_ms]
-            self.minutes_planned = max(0, (spans[1] - spans[0]) // MINUTE_MS + 1)
-            if backfill:
-                self.minutes_planned += (_ms(backfill[1]) - backfill[0]) // MINUTE_MS
-            self.stats.range_start = to_datetime(backfill[0] if backfill else forward[0])
-            if backfill:
-                self._backfill(conn, *backfill)
-            self._forward(conn, *forward)
+                start_ms = _ms(last) + MINUTE_MS
+                if since_ms is not None and since_ms < _ms(first):
+                    backfill_from = since_ms
+            self.minutes_planned = max(0, (self.last_closed_ms - start_ms) // MINUTE_MS + 1)
+            self.stats.range_start = to_datetime(start_ms)
+            if backfill_from is not None:
+                self.minutes_planned += (_ms(first) - backfill_from) // MINUTE_MS
+                self.stats.range_start = to_datetime(backfill_from)
+                self._backfill(conn, backfill_from, first)
+            self._forward(conn, start_ms, last)
             self.stats.range_end = to_datetime(self.last_closed_ms)
             if self.stats.range_start > self.stats.range_end:
-                self.stats.range_start = self.stats.range_end = None
+                self.stats.range_start = self.stats.range_end = None  # nothing was due
 
     def _forward(self, conn: psycopg.Connection, start_ms: int, previous: datetime | None) -> None:
         """Page forward from ``start_ms``; ``previous`` is the newest candle stored before it."""
@@ -254,7 +248,7 @@ class _SymbolJob:
         probe = self.client.klines(self.symbol, since_ms, _ms(first) - MINUTE_MS, limit=1)
         if not probe:
             return
-        floor_ms = max(since_ms, int(probe[0][0]))
+        floor_ms = max(since_ms, _ms(self._parse(probe, since_ms, _ms(first))[0][1]))
 
         def window(hi: int) -> _Request | None:
             lo = max(floor_ms, hi - (MAX_KLINES_PER_REQUEST - 1) * MINUTE_MS)
