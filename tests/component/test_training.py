@@ -230,6 +230,24 @@ def test_real_skill_is_promoted_and_a_retrain_that_is_no_better_is_not(
     assert moves == [(CHALLENGER, "1"), (CHAMPION, "1"), (CHALLENGER, "2")]
 
 
+def test_a_classification_target_registers_a_model_that_outputs_probabilities(
+    tracking_uri: str, database_url: str
+) -> None:
+    dataset = frames_dataset(synthetic_candles("CLASSUSDT", 24 + 3), "CLASSUSDT", "up0.5pct1h")
+
+    outcome = train(
+        TrainingConfig(symbol="CLASSUSDT", target="up0.5pct1h", trials=0, folds=3,
+                       database_url=database_url, show_progress=False),
+        dataset=dataset,
+    )  # fmt: skip
+
+    assert outcome.model_name == "pricebot-classusdt-up0p5pct1h"
+    assert set(outcome.table.index) >= {"logistic", "xgboost", "momentum"}
+    model = mlflow.pyfunc.load_model(f"models:/{outcome.model_name}/{outcome.version}")
+    probabilities = np.asarray(model.predict(dataset.features.iloc[:50]), dtype="float64")
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+
+
 # Bad input -------------------------------------------------------------------------------------
 
 
