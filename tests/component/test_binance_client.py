@@ -13,6 +13,7 @@ import pytest
 from pricebot.binance import (
     MIRROR_URL,
     BinanceClient,
+    RateLimitBanError,
     RestrictedLocationError,
     RetriesExhaustedError,
     UnknownSymbolError,
@@ -214,3 +215,18 @@ def test_client_slows_down_before_the_weight_limit(market: RunningExchange) -> N
     assert all(0 < p <= 60.05 for p in pauses.seconds)
     assert client.retries == 0
     assert market.stats.requests(status=429) == 0
+
+
+def test_a_retry_after_longer_than_allowed_stops_with_a_message(market: RunningExchange) -> None:
+    # Given an exchange asking for 1 s of patience and a client allowed to wait only 0.5 s
+    market.config.weight_limit = 4
+    market.config.retry_after_seconds = 1
+    pauses = Pauses()
+    client = client_for(market, pauses, weight_limit=10_000, max_retry_after=0.5)
+    # When the client goes past the weight limit
+    with client, pytest.raises(RateLimitBanError) as caught:
+        pages(client, 3, limit=10)
+    # Then it stops at once, without waiting, saying when to come back and what to change
+    assert pauses.seconds == []
+    assert "rate limited (429) this client for 1s" in str(caught.value)
+    assert "PRICEBOT_MAX_RETRY_AFTER_SECONDS" in str(caught.value)
