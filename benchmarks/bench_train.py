@@ -39,6 +39,7 @@ def run() -> dict:
 
     from pricebot.dataset import dataset_from_frames
     from pricebot.features import WARMUP_MINUTES, compute_features, feature_names
+    from pricebot.registry import model_name
     from pricebot.targets import parse_target
     from tests.fixtures.market_frames import synthetic_candles
     from training import TrainingConfig, train
@@ -66,7 +67,11 @@ def run() -> dict:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         started = time.perf_counter()
         mlflow.set_tracking_uri(uri)
-        mlflow.search_experiments()  # creates the store's schema: setup, not training
+        # Creating the experiment creates the store's schema (setup, not training) and keeps
+        # the artifacts in the throw-away directory rather than ./mlruns.
+        mlflow.create_experiment(
+            model_name(SYMBOL, spec.name), artifact_location=(Path(tmp) / "artifacts").as_uri()
+        )
         figures["tracking_store_setup_seconds"] = round(time.perf_counter() - started, 2)
 
         trial_times: list[float] = []
