@@ -1,8 +1,9 @@
 """The read side of the ``klines`` table: candles as float pandas frames for computing.
 
 ``klines`` keeps prices as exact ``numeric``; computing wants float64. The cast happens in
-PostgreSQL and the rows travel as one binary COPY stream decoded by numpy, so a year of minutes
-(about 526k rows) loads without a Python object per row.
+PostgreSQL and the rows travel packed into one binary value decoded by numpy
+(:func:`pricebot.pgbinary.read_packed`), so a year of minutes (about 526k rows) loads without a
+Python object, or a libpq call, per row.
 """
 
 from __future__ import annotations
@@ -25,12 +26,6 @@ CANDLE_COLUMNS = (
     "trades",
     "taker_buy_base_volume",
 )
-
-
-def _dtype(columns: tuple[str, ...]) -> np.dtype:
-    return pgbinary.row_dtype(
-        [pgbinary.int8_field("open_time"), *[pgbinary.float8_field(c) for c in columns]]
-    )
 
 
 def _check_moment(name: str, moment: datetime | None) -> None:
@@ -113,9 +108,11 @@ def _load(
             f"candle columns {unknown or columns} unknown; choose from {CANDLE_COLUMNS}"
         )
     columns = tuple(columns)
-    casts = ", ".join(f"{c}::float8" for c in columns)
-    query = f"SELECT open_time, {casts} FROM klines WHERE symbol = %s{where} ORDER BY open_time"
-    rows = pgbinary.decode(pgbinary.copy_out(conn, query, [symbol, *params]), _dtype(columns))
+    packed = [("open_time", "open_time", "timestamptz")]
+    packed += [(c, f"{c}::float8", "float8") for c in columns]
+    rows = pgbinary.read_packed(
+        conn, f"FROM klines WHERE symbol = %s{where}", [symbol, *params], packed
+    )
     if len(rows) == 0:
         return empty_frame(columns)
     return pd.DataFrame(

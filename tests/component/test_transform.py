@@ -11,12 +11,13 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from pricebot import pgbinary
 from pricebot.candles import load_candles
 from pricebot.cli import app
 from pricebot.features import DAY, WARMUP_MINUTES, compute_features, feature_names
 from pricebot.klines import insert_klines, parse_kline
 from pricebot.pgbinary import CopyLayoutError
-from pricebot.transform import latest_features, load_features, update_features
+from pricebot.transform import latest_features, load_features, update_features, update_symbol
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -89,7 +90,7 @@ def test_incremental_steps_of_random_sizes_across_a_gap_equal_a_full_recompute(
     # small steps (under an hour: the thin read) mixed with large ones (the warm-up read)
     rng = np.random.default_rng(42)
     sizes = rng.permutation(
-        np.concatenate([rng.integers(1, 60, 40), rng.integers(60, DAY // 2, 15), [1, 59, 60]])
+        np.concatenate([rng.integers(1, 60, 15), rng.integers(60, DAY, 8), [1, 59, 60]])
     )
     first = WARMUP_MINUTES + 100
     steps = [rows[:first]]
@@ -189,6 +190,15 @@ def test_a_failed_full_recompute_leaves_the_table_as_it_was(database_url: str) -
     pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), before)
 
 
+def test_update_symbol_refuses_a_connection_inside_a_transaction(database_url: str) -> None:
+    # Inside the caller's transaction the per-symbol commit would silently become a savepoint.
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SELECT 1")  # psycopg opened a transaction
+
+        with pytest.raises(RuntimeError, match="not inside a transaction"):
+            update_symbol(conn, "BTCUSDT")
+
+
 def test_an_unknown_feature_set_fails_before_any_work(database_url: str) -> None:
     with pytest.raises(ValueError, match="Unknown feature set 'v0'"):
         update_features(database_url, ["BTCUSDT"], feature_set="v0")
@@ -235,6 +245,31 @@ def test_load_features_of_rows_of_another_width_says_to_recompute(computed: str)
 
         with pytest.raises(CopyLayoutError, match=r"hold 3 values.*transform --full"):
             load_features(conn, "BTCUSDT")
+
+
+def test_load_features_of_rows_with_null_values_says_to_recompute(computed: str) -> None:
+    with psycopg.connect(computed) as conn:
+        conn.execute(
+            "UPDATE features SET values[2] = NULL WHERE open_time = %s",
+            (START + HISTORY * MINUTE - MINUTE,),
+        )
+
+        with pytest.raises(CopyLayoutError, match=r"unreadable.*NULL.*transform --full"):
+            load_features(conn, "BTCUSDT")
+
+
+def test_load_features_pages_through_large_results(
+    computed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given rows read in one piece, and the same rows read in pages of 1,000
+    with psycopg.connect(computed) as conn:
+        whole = load_features(conn, "BTCUSDT")
+        monkeypatch.setattr(pgbinary, "PACKED_CHUNK_ROWS", 1000)
+        paged = load_features(conn, "BTCUSDT")
+
+    # Then nothing is lost, doubled or reordered at the page seams
+    assert len(whole) == 2 * DAY
+    pd.testing.assert_frame_equal(paged, whole)
 
 
 def test_latest_features_of_a_row_of_another_width_says_to_recompute(computed: str) -> None:

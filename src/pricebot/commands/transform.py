@@ -53,7 +53,7 @@ def transform(
         raise fail(str(exc)) from None
 
     try:
-        conn = db.connect(url)
+        conn = db.connect(url, autocommit=True)
     except db.DatabaseUnavailableError as exc:
         raise fail(str(exc)) from None
     results: list[TransformResult] = []
