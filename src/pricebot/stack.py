@@ -192,7 +192,7 @@ class Stack:
             "exchange",
             [sys.executable, "-m", "pricebot.cli", "exchange", "--port", str(port),
              "--symbols", ",".join(self.settings.symbols),
-             "--history-days", str(self.options.days + 2)],
+             "--history-days", str(self.history.days + 2)],
             f"http://127.0.0.1:{port}",
         )  # fmt: skip
         wait_http(f"{child.url}/api/v3/ping", child)
@@ -202,14 +202,21 @@ class Stack:
             f"exchange at {child.url}. Its prices are synthetic, not market data.[/]"
         )
 
+    @property
+    def history(self) -> timedelta:
+        """``days`` of feature rows need the features' warm-up of candles before them."""
+        from pricebot.features import WARMUP_MINUTES
+
+        return timedelta(days=self.options.days, minutes=WARMUP_MINUTES)
+
     def refresh_data(self) -> None:
-        """Catch up the candles (at most ``days`` back) and the features; score what is due."""
+        """Catch up the candles (``days`` plus the warm-up) and the features; score what is due."""
         from pricebot.ingest import catch_up
         from pricebot.predictions import score_predictions
         from pricebot.transform import update_features
 
         settings = self.settings.model_copy(update={"binance_url": self.market_url})
-        since = datetime.now(UTC) - timedelta(days=self.options.days)
+        since = datetime.now(UTC) - self.history
         catch_up(self.database_url, self.settings.symbols, since=since, settings=settings)
         update_features(self.database_url, self.settings.symbols, self.settings.feature_set)
         score_predictions(self.database_url)

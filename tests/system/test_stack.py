@@ -100,7 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     log = home / "up.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pricebot.cli", "up", "--offline", "--days", "10",
+            [sys.executable, "-m", "pricebot.cli", "up", "--offline",
              "--trials", "3", "--tick-seconds", "20"],
             env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
