@@ -194,6 +194,7 @@ class Predictor:
         models = ModelPool(
             settings.symbols,
             [canonical_target(t) for t in settings.targets],
+            alias=settings.model_alias,
             poll_seconds=settings.alias_poll_seconds,
             on_event=on_event,
         )

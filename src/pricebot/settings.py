@@ -72,6 +72,9 @@ class Settings(BaseSettings):
 
     # Serving and the one-machine stack.
     alias_poll_seconds: float = Field(30.0, gt=0)
+    model_alias: str = Field(
+        "champion", pattern=r"^[A-Za-z0-9_-]+$", description="Registry alias the service follows."
+    )
     stale_after_seconds: float = Field(300.0, gt=0)
     feature_cache_seconds: float = Field(
         1.0, ge=0, description="How long the service reuses a symbol's newest feature row."
