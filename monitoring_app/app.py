@@ -144,6 +144,11 @@ def main() -> None:
     pool_view(points, spec)
     timeline_view(url, symbol, spec.name, start, end, choices)
     health_view(url, symbol, start, end)
+    step = monitoring.step_minutes(start, end)
+    st.caption(
+        f"Range shown: {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, one point per "
+        f"{step} min (at most {monitoring.MAX_POINTS:,} per series)."
+    )
 
 
 def price_view(

@@ -86,11 +86,13 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def type_date(page, label: str, value: str) -> None:
-    field = page.locator("[data-testid='stDateInput']").filter(has_text=label).locator("input")
-    field.fill(value)
-    field.press("Enter")
-    field.press("Escape")  # close the calendar so it does not cover the next widget
+def type_date(page, label: str, day: datetime) -> None:
+    """Type into Streamlit's date field segment by segment, then leave it (which commits)."""
+    for part, text in (("year", f"{day.year}"), ("month", f"{day.month:02d}"),
+                       ("day", f"{day.day:02d}")):  # fmt: skip
+        page.get_by_role("spinbutton", name=f"{part}, {label}").click()
+        page.keyboard.type(text)
+    page.locator("h1").first.click()
 
 
 def wait_until_drawn(page, charts: int) -> None:
@@ -114,21 +116,31 @@ def test_choosing_a_symbol_range_and_version_draws_every_view(monitor: str) -> N
             page.goto(monitor, timeout=60_000)
             page.get_by_text("Symbol", exact=True).first.wait_for(timeout=60_000)
 
-            # When the user picks the symbol, a five-day range and the champion
+            # When the user picks the symbol and version 1 (the champion, served in the log)
             choose(page, "Symbol", SYMBOL)
-            wait_until_drawn(page, 5)
-            type_date(page, "Start date (UTC)", (END - timedelta(days=5)).strftime("%Y/%m/%d"))
+            page.get_by_text(f"{SYMBOL} ret24h: price and predictions").wait_for()
             wait_until_drawn(page, 5)
             choose(page, "Model", "version 1")
+            page.get_by_text("Served predictions of version 1, as logged.").wait_for()
             wait_until_drawn(page, 6)
+            served = page.locator("[data-testid='stMain']").inner_text()
 
-            # Then every view is a chart: price, growth, errors, pool value, timeline, health
-            body = page.locator("[data-testid='stMain']").inner_text()
+            # ... and then a range before anything was served: the version is replayed
+            end = END - timedelta(days=4)
+            type_date(page, "End date (UTC)", end)
+            page.get_by_text(f"to {end:%Y-%m-%d} 01:00 UTC").wait_for()
+            wait_until_drawn(page, 5)  # no champion timeline: nothing was served then
+            replayed = page.locator("[data-testid='stMain']").inner_text()
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
 
-    assert "LTCUSDT ret24h: price and predictions" in body
-    assert "served predictions of version 1" in body.lower()
-    assert "Traceback" not in body
+    # Then every view is drawn, and the replay says it is one
+    assert "LTCUSDT ret24h: price and predictions" in served
+    assert "Replay: replay of version 1 (computed now from stored features)" in replayed
+    assert "Not what was served" in replayed
+    for view in ("Error over time", "Pool value after fees", "Which version was champion",
+                 "Data health"):  # fmt: skip
+        assert view in replayed
+    assert "Traceback" not in served + replayed
     assert shot.stat().st_size > 50_000
