@@ -150,7 +150,7 @@ def read_packed(
         if count < PACKED_CHUNK_ROWS:
             break
         after = last
-    rows = np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
+    rows = chunks[0] if len(chunks) == 1 else np.concatenate([np.zeros(0, dtype), *chunks])
     stamps = rows["open_time"]
     if len(stamps) > 1 and not np.all(stamps[1:] > stamps[:-1]):
         rows = rows[np.argsort(stamps, kind="stable")]

@@ -1,10 +1,16 @@
 """The ``features`` table: incremental updates from the candles, and fast reads back.
 
-An update reads back only the candles the newest rows' windows need
-(:func:`pricebot.features.warmup_minutes` before the last computed row, plus the new ones),
-computes with the one definition in :mod:`pricebot.features`, and writes only rows newer than the
-last computed one. Because every emitted feature depends only on that much history, the result
-equals a full recompute (tests/component/test_transform.py checks it to 1e-9).
+An update reads back only the candles the new rows' windows need, computes with the one
+definition in :mod:`pricebot.features`, and writes only rows newer than the last computed one:
+
+- up to an hour of new minutes (the every-minute case): the thin history the feature set
+  declares (:class:`pricebot.features.FeatureSet`): the last day of minutes plus the hourly
+  samples of the new minutes' phases back over the warm-up, about 2,000 candles for one minute;
+- more than that: every candle from :func:`pricebot.features.warmup_minutes` before the last
+  computed row on.
+
+Because every emitted feature depends only on that history, the result equals a full recompute
+(tests/component/test_transform.py checks it to 1e-9, in steps of random sizes across a gap).
 
 Candles that arrive *older* than the last computed row (a back-filled gap) are not picked up by
 an incremental update: run ``pricebot transform --full`` after a back-fill.
