@@ -196,6 +196,9 @@ def _v1(close: np.ndarray, volume: np.ndarray) -> dict[str, np.ndarray]:
         out["rsi_h14"] = _rsi(close, HOUR, 14)
 
         line = _sampled_ewm(close, HOUR, 2 / 13) - _sampled_ewm(close, HOUR, 2 / 27)
+        # The EMAs carry their value over a missing sample; the signal must skip it, not
+        # average the carried value in as if it had been observed.
+        line[np.isnan(close)] = np.nan
         signal = _sampled_ewm(line, HOUR, 2 / 10)
         out["macd_h_line_rel"] = line / close
         out["macd_h_signal_rel"] = signal / close

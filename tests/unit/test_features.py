@@ -134,6 +134,22 @@ def test_moving_average_gaps_of_a_linear_trend_match_hand_values() -> None:
     np.testing.assert_allclose(frame["close_minmax_24h"], 1.0)  # at the top of its window
 
 
+def test_macd_of_a_linear_trend_is_the_difference_of_the_ema_lags() -> None:
+    # Given close rising 0.6 per hour; an EMA with factor a trails a linear series by
+    # (1 - a) / a samples: 5.5 h for EMA12 (a = 2/13), 12.5 h for EMA26 (a = 2/27). So the MACD
+    # line is (12.5 - 5.5) * 0.6 = 4.2, its EMA9 signal the same, and the histogram 0.
+    minutes = WARMUP_MINUTES + 10
+    index = pd.date_range(START, periods=minutes, freq="min", name="open_time")
+    close = 1000.0 + 0.01 * np.arange(minutes)
+    candles = pd.DataFrame({"close": close, "volume": 1.0 + np.arange(minutes) % 5}, index=index)
+
+    frame = compute_features(candles)
+
+    np.testing.assert_allclose(frame["macd_h_line_rel"] * frame["close"], 4.2, rtol=1e-9)
+    np.testing.assert_allclose(frame["macd_h_signal_rel"] * frame["close"], 4.2, rtol=1e-9)
+    np.testing.assert_allclose(frame["macd_h_hist_rel"], 0.0, atol=1e-12)
+
+
 def test_rsi_of_a_zigzag_matches_wilders_steady_state() -> None:
     # Given hourly closes 100, 102, 101, 103, 102, ... (+2, -1 alternately, for 30 days).
     # Wilder's averages with a = 1/14 settle to: average gain just after a rise A = 2a / (1 -
