@@ -61,7 +61,9 @@ def transform(
         stored = {
             row[0]
             for row in conn.execute(
-                "SELECT DISTINCT symbol FROM klines WHERE symbol = ANY(%s)", (chosen,)
+                "SELECT s FROM unnest(%s::text[]) AS s"
+                " WHERE EXISTS (SELECT 1 FROM klines WHERE symbol = s)",
+                (chosen,),
             )
         }
         missing = [s for s in chosen if s not in stored]
