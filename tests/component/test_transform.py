@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -188,6 +189,28 @@ def test_a_failed_full_recompute_leaves_the_table_as_it_was(database_url: str) -
 
     # Then the delete was rolled back with it
     pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), before)
+
+
+def test_concurrent_transforms_of_one_symbol_write_each_row_once(database_url: str) -> None:
+    # Given candles, and two transforms (say the Lambda and a CLI) starting at the same moment
+    store(database_url, kline_rows("BTCUSDT", HISTORY))
+    start = threading.Barrier(2)
+    results: list[dict[str, int]] = []
+
+    def transform() -> None:
+        start.wait()
+        results.append(update_features(database_url, ["BTCUSDT"]))
+
+    # When both run
+    threads = [threading.Thread(target=transform) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then one wrote the rows and the other, serialised behind it, found nothing new
+    assert sorted(r["BTCUSDT"] for r in results) == [0, 2 * DAY]
+    assert len(stored_features(database_url, "BTCUSDT")) == 2 * DAY
 
 
 def test_update_symbol_refuses_a_connection_inside_a_transaction(database_url: str) -> None:
