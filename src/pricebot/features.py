@@ -50,8 +50,8 @@ Missing minutes stay missing (NaN on the grid); nothing is forward-filled or inv
 
 A row is emitted only for a stored candle whose features are all finite and that has at least
 :data:`WARMUP_MINUTES` of grid before it, so every emitted value has settled: the incremental
-transform, which reads back only ``WARMUP_MINUTES`` of history, reproduces a full recompute to far
-better than 1e-9.
+transform, which reads back at most ``WARMUP_MINUTES`` of history (for a few new minutes only the
+thin subset :class:`FeatureSet` declares), reproduces a full recompute to far better than 1e-9.
 """
 
 from __future__ import annotations
