@@ -16,20 +16,7 @@ import httpx
 import mlflow
 import pandas as pd
 
-from pricebot.evaluation import CandidateResult
-
-METRIC_KEYS = (
-    "mae",
-    "rmse",
-    "directional_accuracy",
-    "precision_up",
-    "recall_up",
-    "pool_value_net",
-    "pool_value_gross",
-    "buy_hold_net",
-    "trades",
-    "n_test",
-)
+from pricebot.evaluation import METRICS, CandidateResult
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -89,7 +76,7 @@ def log_candidate(result: CandidateResult) -> None:
     mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind})
     for fold, row in result.folds.iterrows():
         mlflow.log_metrics(
-            finite({f"fold_{k}": row[k] for k in METRIC_KEYS}),
+            finite({f"fold_{k}": row[k] for k in METRICS}),
             step=int(fold),  # type: ignore[arg-type]
         )
     mlflow.log_metrics(finite(result.aggregate()))
