@@ -386,9 +386,9 @@ def _client(uri: str | None) -> Any:
 def model_choices(uri: str | None, symbol: str, target: str) -> ModelChoices:
     """The champion and the registered versions of ``pricebot-<symbol>-<target>``."""
     check_tracking(uri)
-    client = _client(uri)
     name = model_name(symbol, target)
     try:
+        client = _client(uri)
         found = client.search_model_versions(filter_string=f"name = '{name}'")
         champion = alias_version(client, name, CHAMPION)
     except Exception as exc:
