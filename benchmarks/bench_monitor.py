@@ -18,6 +18,7 @@ Figures:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -189,18 +190,27 @@ def type_date(page, label: str, day: datetime) -> None:
 
 def drawn(page, caption: str) -> None:
     """The page's last line names the range (the script has finished) and every chart has
-    drawn itself (Vega's SVG)."""
-    page.get_by_text(caption).first.wait_for(timeout=120_000)
-    page.wait_for_function(
-        f"""() => {{
-            const charts = [...document.querySelectorAll("{CHART}")];
-            return charts.length >= 5 && charts.every(c => {{
-                const drawing = c.querySelector("svg.marks, canvas.marks, svg, canvas");
-                return drawing && drawing.getBoundingClientRect().width > 0;
-            }});
-        }}""",
-        timeout=120_000,
-    )
+    drawn itself (Vega's SVG), at least three of them (a day just ended has no outcomes yet, so
+    no error or pool chart). On a timeout the page is kept as a screenshot and text."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(caption).first.wait_for(timeout=120_000)
+        page.wait_for_function(
+            f"""() => {{
+                const charts = [...document.querySelectorAll("{CHART}")];
+                return charts.length >= 3 && charts.every(c => {{
+                    const drawing = c.querySelector("svg.marks, canvas.marks, svg, canvas");
+                    return drawing && drawing.getBoundingClientRect().width > 0;
+                }});
+            }}""",
+            timeout=120_000,
+        )
+    except PlaywrightTimeout:
+        where = Path(tempfile.mkdtemp(prefix="pricebot-bench-monitor-failed-"))
+        page.screenshot(path=str(where / "page.png"), full_page=True)
+        (where / "page.txt").write_text(page.locator("body").inner_text())
+        raise RuntimeError(f"the page was not drawn ({caption!r}); see {where}") from None
 
 
 def run() -> dict:
@@ -215,6 +225,7 @@ def run() -> dict:
         url = server.create_database("bench")
         db.upgrade(url)
         figures: dict = {"data": load_data(url)}
+        print(f"   data: {figures['data']}", flush=True)
         figures["rows_per_view"], figures["core_seconds"] = core_figures(url)
         figures.update(browser_figures(url, root))
         figures["aims"] = {"30d_seconds": 3.0, "365d_seconds": 5.0}
@@ -223,6 +234,7 @@ def run() -> dict:
         return figures
     finally:
         server.stop()
+        shutil.rmtree(root / "pg", ignore_errors=True)  # a year of minutes: keep only the shots
 
 
 if __name__ == "__main__":
