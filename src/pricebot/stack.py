@@ -192,7 +192,7 @@ class Stack:
             "exchange",
             [sys.executable, "-m", "pricebot.cli", "exchange", "--port", str(port),
              "--symbols", ",".join(self.settings.symbols),
-             "--history-days", str(self.history.days + 2)],
+             "--history-days", str(self.history.days + 2), "--market", "trending"],
             f"http://127.0.0.1:{port}",
         )  # fmt: skip
         wait_http(f"{child.url}/api/v3/ping", child)

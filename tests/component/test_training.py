@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -23,7 +24,7 @@ from typer.testing import CliRunner
 
 from pricebot.cli import app
 from pricebot.dataset import Dataset, dataset_from_frames
-from pricebot.features import compute_features, feature_names
+from pricebot.features import WARMUP_MINUTES, compute_features, feature_names
 from pricebot.localdb import LocalPostgres
 from pricebot.registry import CHALLENGER, CHAMPION, alias_history, alias_version, model_name
 from pricebot.targets import parse_target
@@ -203,6 +204,39 @@ def test_on_a_random_walk_no_skill_is_found_and_nothing_is_promoted(
     assert models["directional_accuracy"].between(0.42, 0.58).all(), models
     assert not outcome.promoted
     assert alias_version(MlflowClient(tracking_uri), outcome.model_name, CHAMPION) is None
+
+
+def test_the_offline_demos_trending_market_gets_a_model_promoted_over_the_demos_window(
+    tracking_uri: str, database_url: str
+) -> None:
+    # Given the demo's market (trending, seed 7) and its window: 14 days of feature rows after
+    # the features' warm-up, with the demo's target (ret60m) and the default 5 folds
+    days, warmup_days = 14, WARMUP_MINUTES // 1440 + 1
+    start = datetime(2026, 11, 21, tzinfo=UTC) - timedelta(days=days + warmup_days + 1)
+    candles = synthetic_candles("BTCUSDT", days + warmup_days + 1, start=start, mode="trending")
+    features = compute_features(candles)
+    first_row = candles.index[-1] - pd.Timedelta(days=days)
+    dataset = dataset_from_frames(
+        "BTCUSDT", candles, features[features.index >= first_row], parse_target("ret60m"),
+        feature_set="v1", feature_columns=feature_names("v1"), max_gap_minutes=5,
+    )  # fmt: skip
+
+    # When the whole job runs on it, under the same promotion gate as any other data
+    outcome = train(
+        TrainingConfig(symbol="BTCUSDT", target="ret60m", trials=0, folds=5,
+                       database_url=database_url, show_progress=False),
+        dataset=dataset,
+    )  # fmt: skip
+
+    # Then the winner beats every baseline on the newest fold with significant accuracy and
+    # becomes champion (the random walk above, under the same gate, promotes nothing)
+    assert outcome.promoted, outcome.decision.reason
+    newest = {r.name: float(r.folds["pool_value_net"].iloc[-1]) for r in outcome.results}
+    baselines = [r.name for r in outcome.results if r.kind == "baseline"]
+    assert all(newest[outcome.winner] > newest[name] for name in baselines), newest
+    assert (
+        alias_version(MlflowClient(tracking_uri), outcome.model_name, CHAMPION) == outcome.version
+    )
 
 
 def test_real_skill_is_promoted_and_a_retrain_that_is_no_better_is_not(

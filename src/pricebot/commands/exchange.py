@@ -37,7 +37,12 @@ def serve_exchange(
         show_default=False,
     ),
     market: str = typer.Option(
-        "market", "--market", help="market (realistic structure) or random_walk (iid returns)."
+        "market",
+        "--market",
+        help="market (realistic structure), random_walk (iid returns: nothing to learn) or "
+        "trending (market plus hour-long swings that revert: learnable, so the offline demo can "
+        "show a promotion; real data or a random walk get the same gate and usually no "
+        "promotion).",
     ),
     failure_rate: float = typer.Option(0.0, "--failure-rate", help="Share answered 5xx."),
     weight_limit: int = typer.Option(
