@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.util import free_port, rss_bytes_of
+from pricebot.stack import OFFLINE_TARGET
 
 SYMBOLS = "BTCUSDT,ETHUSDT,ADAUSDT"
 
@@ -41,7 +42,9 @@ def seconds_to_first_prediction(process: subprocess.Popen, service: str, started
             raise RuntimeError(f"pricebot up exited with {process.returncode}")
         try:
             answer = httpx.post(
-                f"{service}/predict", json={"symbol": "BTCUSDT", "target": "ret24h"}, timeout=5
+                f"{service}/predict",
+                json={"symbol": "BTCUSDT", "target": OFFLINE_TARGET},
+                timeout=5,
             )
             if answer.status_code == 200:
                 return time.perf_counter() - started

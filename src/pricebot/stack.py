@@ -30,6 +30,7 @@ from pricebot.localdb import LocalPostgres
 from pricebot.settings import Settings
 
 console = Console()
+OFFLINE_TARGET = "ret1h"
 
 
 class PortBusyError(RuntimeError):
@@ -192,7 +193,7 @@ class Stack:
             "exchange",
             [sys.executable, "-m", "pricebot.cli", "exchange", "--port", str(port),
              "--symbols", ",".join(self.settings.symbols),
-             "--history-days", str(self.history.days + 2), "--market", "trending"],
+             "--history-days", str(self.history.days + 2), "--market", "swinging"],
             f"http://127.0.0.1:{port}",
         )  # fmt: skip
         wait_http(f"{child.url}/api/v3/ping", child)
@@ -201,6 +202,14 @@ class Stack:
             f"[yellow]Binance is out of reach ({self.settings.binance_url}): using the simulated "
             f"exchange at {child.url}. Its prices are synthetic, not market data.[/]"
         )
+        if "PRICEBOT_TARGETS" not in os.environ:
+            # The simulated market's learnable structure is an hour-scale swing; at 24 h, two
+            # weeks hold too few independent outcomes for any model to pass the promotion gate.
+            self.settings = self.settings.model_copy(update={"targets": [OFFLINE_TARGET]})
+            console.print(
+                f"[yellow]Offline demo: training {OFFLINE_TARGET} on the simulated market's "
+                "hour-scale swings (set PRICEBOT_TARGETS to choose).[/]"
+            )
 
     @property
     def history(self) -> timedelta:

@@ -34,7 +34,7 @@ Coins priced in millionths (SHIBUSDT, PEPEUSDT) move in whole ticks, which gives
 returns the negative lag-1 autocorrelation they have on the real exchange; the others' ticks
 are far below their minute volatility.
 
-``mode="trending"`` exists **so the offline demo can show a promotion**: it is the ``market``
+``mode="swinging"`` exists **so the offline demo can show a promotion**: it is the ``market``
 process plus a **swing**, trends of a few hours that reverse. The log price is displaced from
 its path by a latent damped cycle (an AR(2) over hours with a period of
 :data:`SWING_PERIOD_HOURS`, damping :data:`SWING_DAMPING` per hour and a standard deviation of
@@ -66,7 +66,7 @@ from typing import Literal
 
 import numpy as np
 
-MarketMode = Literal["market", "trending", "random_walk"]
+MarketMode = Literal["market", "swinging", "random_walk"]
 
 MINUTES_PER_DAY = 1440
 MINUTE_MS = 60_000
@@ -75,7 +75,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FIRST_DAY = (datetime(2016, 1, 1, tzinfo=UTC) - _EPOCH).days
 LAST_DAY = (datetime(2036, 1, 1, tzinfo=UTC) - _EPOCH).days  # exclusive
 ANCHOR_DAY = (datetime(2026, 1, 1, tzinfo=UTC) - _EPOCH).days
-# The "trending" market's swing (see the module docstring): a damped 6-hour cycle of the log
+# The "swinging" market's swing (see the module docstring): a damped 6-hour cycle of the log
 # price around its path, strong enough for a model to learn from the demo's two weeks of rows.
 SWING_SD = 45.0  # stationary standard deviation, in minute volatilities
 SWING_PERIOD_HOURS = 6.0
@@ -167,7 +167,7 @@ PARAMS: dict[str, ProcessParams] = {
     ),
     "random_walk": ProcessParams(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
 }
-PARAMS["trending"] = dataclasses.replace(
+PARAMS["swinging"] = dataclasses.replace(
     PARAMS["market"],
     swing_phi=SWING_DAMPING,
     swing_sd=SWING_SD,

@@ -206,14 +206,14 @@ def test_on_a_random_walk_no_skill_is_found_and_nothing_is_promoted(
     assert alias_version(MlflowClient(tracking_uri), outcome.model_name, CHAMPION) is None
 
 
-def test_the_offline_demos_trending_market_gets_a_model_promoted_over_the_demos_window(
+def test_the_offline_demos_swinging_market_gets_a_model_promoted_over_the_demos_window(
     tracking_uri: str, database_url: str
 ) -> None:
-    # Given the demo's market (trending, seed 7) and its window: 14 days of feature rows after
+    # Given the demo's market (swinging, seed 7) and its window: 14 days of feature rows after
     # the features' warm-up, with the demo's target (ret60m) and the default 5 folds
     days, warmup_days = 14, WARMUP_MINUTES // 1440 + 1
     start = datetime(2026, 11, 21, tzinfo=UTC) - timedelta(days=days + warmup_days + 1)
-    candles = synthetic_candles("BTCUSDT", days + warmup_days + 1, start=start, mode="trending")
+    candles = synthetic_candles("BTCUSDT", days + warmup_days + 1, start=start, mode="swinging")
     features = compute_features(candles)
     first_row = candles.index[-1] - pd.Timedelta(days=days)
     dataset = dataset_from_frames(

@@ -21,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 
+from pricebot.stack import OFFLINE_TARGET
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.system
@@ -52,7 +53,7 @@ class RunningStack:
 
     def predict(self, symbol: str) -> dict:
         answer = httpx.post(
-            f"{self.service}/predict", json={"symbol": symbol, "target": "ret24h"}, timeout=30
+            f"{self.service}/predict", json={"symbol": symbol, "target": OFFLINE_TARGET}, timeout=30
         )
         assert answer.status_code == 200, answer.text
         return answer.json()
@@ -90,7 +91,7 @@ def alive(pid: int) -> bool:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     home = tmp_path_factory.mktemp("stack")
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PRICEBOT_", "MLFLOW_"))},
         "PRICEBOT_HOME": str(home / "state"),
         "PRICEBOT_SYMBOLS": ",".join(SYMBOLS),
         "PRICEBOT_ALIAS_POLL_SECONDS": "2",
@@ -145,7 +146,7 @@ def test_a_moved_alias_is_served_without_a_restart(stack: RunningStack) -> None:
         if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes()
     }  # fmt: skip
     client = MlflowClient(stack.tracking_uri)
-    name = model_name("BTCUSDT", "ret24h")
+    name = model_name("BTCUSDT", OFFLINE_TARGET)
     current = client.get_model_version_by_alias(name, CHAMPION)
 
     # When a new version is registered from the same artifacts and the alias moves to it

@@ -60,7 +60,7 @@ def test_another_seed_gives_another_market() -> None:
     assert not np.array_equal(a.close, b.close)
 
 
-@pytest.mark.parametrize("mode", ["market", "trending"])
+@pytest.mark.parametrize("mode", ["market", "swinging"])
 def test_each_candle_opens_at_the_previous_close_across_midnight(mode: str) -> None:
     # Given consecutive days of one symbol
     market = SyntheticMarket(7, "BTCUSDT", mode)  # type: ignore[arg-type]
@@ -158,7 +158,7 @@ def test_market_drift_lets_the_past_day_say_a_little_about_the_next() -> None:
     assert abs(walk) < 0.08
 
 
-def test_trending_swings_reverse_where_market_and_random_walk_do_not() -> None:
+def test_swinging_swings_reverse_where_market_and_random_walk_do_not() -> None:
     # Given 60 days of hourly log returns of one symbol in each mode
     def correlation_with_three_hours_later(mode: str) -> float:
         market = SyntheticMarket(7, "BTCUSDT", mode)  # type: ignore[arg-type]
@@ -166,9 +166,9 @@ def test_trending_swings_reverse_where_market_and_random_walk_do_not() -> None:
         hourly = np.diff(np.log(market.closes(start, start + DAYS * MINUTES_PER_DAY))[::60])
         return float(np.corrcoef(hourly[:-3], hourly[3:])[0, 1])
 
-    # Then the trending market's 6-hour swing turns an hour's move around three hours later,
+    # Then the swinging market's 6-hour swing turns an hour's move around three hours later,
     # strongly; the other modes' hourly returns are (nearly) unrelated three hours apart
-    assert correlation_with_three_hours_later("trending") < -0.3
+    assert correlation_with_three_hours_later("swinging") < -0.3
     assert abs(correlation_with_three_hours_later("market")) < 0.1
     assert abs(correlation_with_three_hours_later("random_walk")) < 0.1
 

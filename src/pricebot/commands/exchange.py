@@ -40,7 +40,7 @@ def serve_exchange(
         "market",
         "--market",
         help="market (realistic structure), random_walk (iid returns: nothing to learn) or "
-        "trending (market plus hour-long swings that revert: learnable, so the offline demo can "
+        "swinging (market plus hour-long swings that revert: learnable, so the offline demo can "
         "show a promotion; real data or a random walk get the same gate and usually no "
         "promotion).",
     ),
