@@ -57,7 +57,7 @@ def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: st
     return (
         alt.layer(*layers)
         .properties(height=HEIGHT)
-        .configure_legend(orient="top")
+        .configure_legend(orient="top", labelLimit=400)
         .interactive(bind_y=False)
     )
 
@@ -213,11 +213,14 @@ def candle_age(health: Health, stale_minutes: float) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar(size=22)
         .encode(
-            alt.X("age_minutes:Q", title="age of the newest candle (minutes)"),
+            alt.X(
+                "age_minutes:Q",
+                title=f"age of the newest candle (minutes; red: older than {stale_minutes:g})",
+            ),
             alt.Y("symbol:N", title=None),
             alt.Color(
                 "state:N",
-                title=None,
+                legend=None,
                 scale=alt.Scale(
                     domain=["fresh", f"stale (> {stale_minutes:g} min)"],
                     range=["#4c9a2a", "#d62728"],
@@ -232,7 +235,7 @@ def candle_age(health: Health, stale_minutes: float) -> alt.Chart:
                 "feature_rows:Q",
             ],
         )
-        .properties(height=max(90, 40 * len(frame)), title="Newest candle per symbol")
+        .properties(height=alt.Step(34), title="Newest candle per symbol")
     )
 
 

@@ -96,8 +96,17 @@ def type_date(page, label: str, day: datetime) -> None:
 
 
 def wait_until_drawn(page, charts: int) -> None:
+    """At least ``charts`` charts, each with its drawing (Vega's SVG) laid out, and the script
+    finished."""
     page.wait_for_function(
-        f'document.querySelectorAll("{CHART}").length >= {charts}', timeout=60_000
+        f"""() => {{
+            const charts = [...document.querySelectorAll("{CHART}")];
+            return charts.length >= {charts} && charts.every(c => {{
+                const drawing = c.querySelector("svg.marks, canvas.marks, svg, canvas");
+                return drawing && drawing.getBoundingClientRect().height > 0;
+            }});
+        }}""",
+        timeout=60_000,
     )
     page.locator("[data-testid='stStatusWidget']").wait_for(state="hidden", timeout=60_000)
 
