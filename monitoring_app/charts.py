@@ -41,7 +41,7 @@ def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: st
         )
         layers.append(
             alt.Chart(frame)
-            .mark_line(strokeWidth=1, opacity=0.85)
+            .mark_line(strokeWidth=1, opacity=0.85, point=len(frame) < 60)
             .encode(
                 _time("end_time"),
                 alt.Y("predicted_price:Q", scale=alt.Scale(zero=False)),
@@ -83,7 +83,7 @@ def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
     ).dropna()
     lines = (
         alt.Chart(frame)
-        .mark_line(strokeWidth=1.2)
+        .mark_line(strokeWidth=1.2, point=len(points) < 60)  # a handful of points: show them
         .encode(
             _time(title="predicted at (UTC)"),
             alt.Y("value:Q", title=value),

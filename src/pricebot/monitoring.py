@@ -421,6 +421,11 @@ def load_version(uri: str | None, symbol: str, target: str, version: str) -> Any
     return mlflow.pyfunc.load_model(f"models:/{model_name(symbol, target)}/{version}")
 
 
+#: Below this share of the range's steps, a version's served predictions are too sparse to read
+#: as a history: the version is replayed over the whole range instead (and says so).
+MIN_LOGGED_SHARE = 0.5
+
+
 @dataclass
 class Points:
     """The predictions a page shows, and where they came from."""
@@ -429,11 +434,18 @@ class Points:
     source: str  # LOGGED or REPLAY
     version: str | None  # None: as logged (any version)
     step_minutes: int
+    logged: int = 0  # for a replay: how many served predictions of the version the range holds
 
     @property
     def label(self) -> str:
         if self.source == REPLAY:
-            return f"replay of version {self.version} (computed now from stored features)"
+            text = f"replay of version {self.version} (computed now from stored features)"
+            if self.logged:
+                text += (
+                    f"; the log holds only {self.logged} of its served predictions in this "
+                    "range: choose 'as logged' to see them"
+                )
+            return text
         if self.version is None:
             return "served predictions, as logged"
         return f"served predictions of version {self.version}, as logged"
@@ -454,8 +466,9 @@ def prediction_points(
 ) -> Points:
     """The points for the page's model choice: ``"as logged"``, ``"champion"`` or a version.
 
-    For the champion or a version, served rows of that version are shown when the log holds
-    some in the range; otherwise the version is replayed over the stored features.
+    For the champion or a version, its served predictions are shown when the log holds them
+    for at least :data:`MIN_LOGGED_SHARE` of the range's steps; otherwise the version is
+    replayed over the stored features for the whole range (labelled as a replay).
     """
     step = step_minutes(start, end, max_points)
     if model == AS_LOGGED:
@@ -476,15 +489,18 @@ def prediction_points(
         )
     if version not in choices.versions:
         raise NoModelError(f"{choices.name} has no version {version}.")
-    frame = logged_points(conn, symbol, spec, start, end, version, max_points)
-    if not frame.empty:
-        return Points(frame, LOGGED, version, step)
+    logged = logged_points(conn, symbol, spec, start, end, version, max_points)
+    steps = max(1, int((end - start) / timedelta(minutes=step)))
+    if len(logged) >= MIN_LOGGED_SHARE * steps:
+        return Points(logged, LOGGED, version, step)
     loaded = loader(uri, symbol, spec.name, version)
     frame = replay_points(
         conn, symbol, spec, loaded, version, start, end,
         feature_set=choices.feature_sets.get(version, "v1"), max_points=max_points,
     )  # fmt: skip
-    return Points(frame, REPLAY, version, step)
+    if frame.empty and not logged.empty:  # no features to replay on: what was served
+        return Points(logged, LOGGED, version, step)
+    return Points(frame, REPLAY, version, step, logged=len(logged))
 
 
 # ---------------------------------------------------------------------------------------------

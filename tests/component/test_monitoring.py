@@ -265,3 +265,25 @@ def test_data_health_reports_the_newest_candle_age_and_the_gaps(database_url: st
 def test_an_inverted_range_is_refused_with_what_to_change() -> None:
     with pytest.raises(monitoring.RangeError, match="must be after the start"):
         monitoring.check_range(T0, T0 - timedelta(hours=1))
+
+
+def test_a_version_served_on_a_few_minutes_only_is_replayed_over_the_range(
+    database_url: str, registered_model
+) -> None:
+    # Given features for two hours and a version the log shows served for five minutes
+    times = [T0 + i * MINUTE for i in range(120)]
+    write_feature_rows(database_url, "BNBUSDT", times, seed=4)
+    model = registered_model("BNBUSDT", "ret13m", seed=7)
+    log_predictions(database_url, "BNBUSDT", "ret13m", times[:5], lambda i: 0.5,
+                    version=model.version, horizon_minutes=13)  # fmt: skip
+
+    with connect(database_url) as conn:
+        points = monitoring.prediction_points(
+            conn, "BNBUSDT", parse_target("ret13m"), T0, times[-1], model.version, uri=None
+        )
+
+    # Then the whole range is a replay, which says how many served predictions it stands in for
+    assert points.source == monitoring.REPLAY
+    assert len(points.frame) == 120
+    assert points.logged == 5
+    assert "the log holds only 5 of its served predictions" in points.label

@@ -125,20 +125,22 @@ def test_choosing_a_symbol_range_and_version_draws_every_view(monitor: str) -> N
             page.goto(monitor, timeout=60_000)
             page.get_by_text("Symbol", exact=True).first.wait_for(timeout=60_000)
 
-            # When the user picks the symbol and version 1 (the champion, served in the log)
+            # When the user picks the symbol, what was served, and a five-day range
             choose(page, "Symbol", SYMBOL)
             page.get_by_text(f"{SYMBOL} ret24h: price and predictions").wait_for()
             wait_until_drawn(page, 5)
-            choose(page, "Model", "version 1")
-            page.get_by_text("Served predictions of version 1, as logged.").wait_for()
+            choose(page, "Model", "as logged (what was served)")
+            page.get_by_text("Served predictions, as logged.").wait_for()
+            start = END - timedelta(days=5)
+            type_date(page, "Start date (UTC)", start)
+            page.get_by_text(f"Range shown: {start:%Y-%m-%d} 01:00").wait_for()
             wait_until_drawn(page, 6)
             served = page.locator("[data-testid='stMain']").inner_text()
 
-            # ... and then a range before anything was served: the version is replayed
-            end = END - timedelta(days=4)
-            type_date(page, "End date (UTC)", end)
-            page.get_by_text(f"to {end:%Y-%m-%d} 01:00 UTC").wait_for()
-            wait_until_drawn(page, 5)  # no champion timeline: nothing was served then
+            # ... and then version 1, served on only one day of the five: it is replayed
+            choose(page, "Model", "version 1")
+            page.get_by_text("Replay: replay of version 1").wait_for()
+            wait_until_drawn(page, 6)
             replayed = page.locator("[data-testid='stMain']").inner_text()
             page.screenshot(path=str(shot), full_page=True)
         finally:
@@ -146,7 +148,9 @@ def test_choosing_a_symbol_range_and_version_draws_every_view(monitor: str) -> N
 
     # Then every view is drawn, and the replay says it is one
     assert "LTCUSDT ret24h: price and predictions" in served
+    assert "Served predictions, as logged." in served
     assert "Replay: replay of version 1 (computed now from stored features)" in replayed
+    assert "choose 'as logged' to see them" in replayed
     assert "Not what was served" in replayed
     for view in ("Error over time", "Pool value after fees", "Which version was champion",
                  "Data health"):  # fmt: skip
