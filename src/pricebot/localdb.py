@@ -149,8 +149,12 @@ class LocalPostgres:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.initialized() and self.running():
-            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+        """Stop the server if it runs; raise if it runs and cannot be stopped."""
+        if not self.initialized():
+            return
+        done = self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+        if done.returncode != 0 and "Is server running?" not in done.stderr:
+            raise RuntimeError(f"PostgreSQL in {self.data_dir} did not stop: {done.stderr.strip()}")
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create ``name`` if missing and return its URL."""

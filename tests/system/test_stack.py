@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,8 +89,10 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    home = tmp_path_factory.mktemp("stack")
+def stack() -> Iterator[RunningStack]:
+    # Not under pytest's temporary root: pytest keeps that 0700, and PostgreSQL runs as its own
+    # user, which must reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="pricebot-stack-"))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PRICEBOT_", "MLFLOW_"))},
         "PRICEBOT_HOME": str(home / "state"),
@@ -135,6 +138,7 @@ def test_every_symbol_gets_a_prediction_that_lands_in_the_log(stack: RunningStac
 
 
 def test_a_moved_alias_is_served_without_a_restart(stack: RunningStack) -> None:
+    import mlflow
     from mlflow import MlflowClient
 
     from pricebot.registry import CHAMPION, model_name
@@ -151,7 +155,8 @@ def test_a_moved_alias_is_served_without_a_restart(stack: RunningStack) -> None:
 
     # When a new version is registered from the same artifacts and the alias moves to it
     tags = client.get_model_version(name, current.version).tags
-    new = client.create_model_version(name, current.source, run_id=current.run_id, tags=tags)
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    new = mlflow.register_model(f"models:/{name}/{current.version}", name, tags=tags)
     client.set_registered_model_alias(name, CHAMPION, new.version)
 
     # Then the service answers with the new version within a few poll intervals, same processes
