@@ -235,6 +235,7 @@ class Stack:
         for symbol in self.settings.symbols:
             for target in self.settings.targets:
                 if not force and self.has_champion(symbol, target):
+                    console.print(f"  {symbol} {target}: reusing its champion")
                     continue
                 log = self.logs / f"train-{symbol.lower()}-{target}.log"
                 with open(log, "ab") as out:

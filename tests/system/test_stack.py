@@ -207,3 +207,22 @@ def test_ctrl_c_stops_everything(stack: RunningStack) -> None:
     assert "stopped." in stack.log.read_text()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(stack.database_url, connect_timeout=2)
+
+
+def test_a_warm_smoke_start_reuses_data_and_models_and_exits(stack: RunningStack) -> None:
+    # Given the stack stopped by the previous test, its state kept under PRICEBOT_HOME
+    assert stack.process.poll() is not None
+
+    # When it starts again in smoke mode
+    done = subprocess.run(
+        [sys.executable, "-m", "pricebot.cli", "up", "--offline", "--smoke"],
+        env=stack.env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+    # Then it served a prediction and drew the page without training anything, and stopped
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "smoke check passed" in done.stdout
+    assert done.stdout.count("reusing its champion") == len(SYMBOLS)
+    assert "trained" not in done.stdout
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(stack.database_url, connect_timeout=2)
