@@ -109,8 +109,8 @@ def main() -> None:
         options.remove(CHAMPION)
     model = sidebar.selectbox("Model", options, format_func=model_label(choices))
     sidebar.caption(
-        "A registered version with no served predictions in the range is replayed: computed now "
-        "from the stored features, and labelled as a replay."
+        "A registered version served on less than half of the range is replayed over it: "
+        "computed now from the stored features, and labelled as a replay."
     )
 
     if registry_problem:
