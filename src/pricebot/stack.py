@@ -290,6 +290,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**self.child_env(), **(env or {})},
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         child = Child(name, process, url, log)
         self.children.append(child)
@@ -353,6 +354,19 @@ class Stack:
         self.children.clear()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def die_with_parent() -> None:
+    """In the child before exec: have the kernel send SIGTERM if the supervisor dies.
+
+    Children run in their own sessions (a terminal's Ctrl-C reaches only the supervisor, which
+    stops them in order), so without this a supervisor killed outright would leave them behind.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

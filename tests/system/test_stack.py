@@ -119,8 +119,12 @@ def stack() -> Iterator[RunningStack]:
             time.sleep(1)
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:  # a failed test: stop it the way a user would, then for sure
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_every_symbol_gets_a_prediction_that_lands_in_the_log(stack: RunningStack) -> None:
