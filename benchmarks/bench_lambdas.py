@@ -82,8 +82,10 @@ def invocation_seconds(symbols: int = 50, minutes: int = 5, batch: int | None = 
                 )["ARN"]
                 os.environ["PRICEBOT_DB_SECRET_ARN"] = arn
                 from lambdas.ingest import handler
+                from pricebot.settings import get_settings
 
                 handler.settings.cache_clear()
+                get_settings.cache_clear()
                 event = {"version": "0", "id": "bench", "detail-type": "Scheduled Event",
                          "source": "aws.events", "account": "1", "time": "2026-01-01T00:00:00Z",
                          "region": "eu-west-1", "resources": [], "detail": {}}  # fmt: skip
