@@ -33,24 +33,12 @@ def settings() -> cloud.LambdaSettings:
     return cloud.LambdaSettings()
 
 
-def symbols_for(event: dict[str, Any], config: cloud.LambdaSettings) -> list[str]:
-    """The symbols this invocation handles, from the event's shape."""
-    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
-        return list(config.symbols)
-    if event.get("source") == cloud.EVENT_SOURCE and event.get("detail-type") == cloud.INGEST_BATCH:
-        return cloud.parse_detail(event, cloud.IngestBatchDetail).symbols
-    raise cloud.UnexpectedEventError(
-        f"The ingest function takes the EventBridge schedule or {cloud.INGEST_BATCH} events, "
-        f"not source={event.get('source')!r} detail-type={event.get('detail-type')!r}"
-    )
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
-    symbols = symbols_for(event, config)
+    symbols = cloud.symbols_for(event, config, "ingest")
     if len(symbols) > config.batch_size:
         batches = cloud.batches(symbols, config.batch_size)
         cloud.put_events(config.event_bus, cloud.INGEST_BATCH, ({"symbols": b} for b in batches))

@@ -29,27 +29,12 @@ def settings() -> cloud.LambdaSettings:
     return cloud.LambdaSettings()
 
 
-def symbols_for(event: dict[str, Any], config: cloud.LambdaSettings) -> list[str]:
-    if event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event":
-        return list(config.symbols)
-    if (
-        event.get("source") == cloud.EVENT_SOURCE
-        and event.get("detail-type") == cloud.KLINES_INGESTED
-    ):
-        detail = cloud.parse_detail(event, cloud.KlinesIngestedDetail)
-        return list(dict.fromkeys(s.symbol for s in detail.symbols))
-    raise cloud.UnexpectedEventError(
-        f"The transform function takes {cloud.KLINES_INGESTED} events and its schedule, "
-        f"not source={event.get('source')!r} detail-type={event.get('detail-type')!r}"
-    )
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     config = settings()
-    symbols = symbols_for(event, config)
+    symbols = cloud.symbols_for(event, config, "transform")
     url = cloud.database_url(config)
     rows = update_features(url, symbols, config.feature_set)
     scored = score_predictions(url)

@@ -109,6 +109,27 @@ def parse_detail(event: dict[str, Any], model: type[BaseModel]) -> BaseModel:
         ) from exc
 
 
+def symbols_for(event: dict[str, Any], config: LambdaSettings, function: str) -> list[str]:
+    """The symbols an invocation handles: all configured on the schedule, else the event's.
+
+    ``function`` is "ingest" (takes IngestBatchRequested) or "transform" (takes
+    KlinesIngested); any other event shape is refused before any work.
+    """
+    source, detail_type = event.get("source"), event.get("detail-type")
+    if source == "aws.events" and detail_type == "Scheduled Event":
+        return list(config.symbols)
+    accepted = INGEST_BATCH if function == "ingest" else KLINES_INGESTED
+    if source == EVENT_SOURCE and detail_type == accepted:
+        if accepted == INGEST_BATCH:
+            return parse_detail(event, IngestBatchDetail).symbols
+        detail = parse_detail(event, KlinesIngestedDetail)
+        return list(dict.fromkeys(s.symbol for s in detail.symbols))
+    raise UnexpectedEventError(
+        f"The {function} function takes its schedule and {accepted} events, "
+        f"not source={source!r} detail-type={detail_type!r}"
+    )
+
+
 def batches(symbols: Sequence[str], size: int) -> list[list[str]]:
     return [list(symbols[i : i + size]) for i in range(0, len(symbols), size)]
 
