@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from pricebot.stack import Stack
 
 
@@ -28,6 +30,40 @@ def check_stack(stack: Stack, screenshot: Path | None = None) -> dict[str, float
         predictions[symbol] = answer.json()["prediction"]
     draw_page(stack.monitor_url, screenshot or stack.logs / "monitor-smoke.png")
     return predictions
+
+
+def sample_predictions(stack: Stack) -> Table:
+    """One prediction per served symbol, as a table (errors shown in place, never raised)."""
+    from rich.table import Table
+
+    table = Table(title="Sample predictions (POST /predict)")
+    for column in ("symbol", "target", "prediction", "implied price", "model", "feature row"):
+        table.add_column(column)
+    target = stack.settings.targets[0]
+    for symbol in stack.settings.symbols:
+        try:
+            answer = httpx.post(
+                f"{stack.service_url}/predict", json={"symbol": symbol, "target": target},
+                timeout=30,
+            )  # fmt: skip
+        except httpx.HTTPError as exc:
+            table.add_row(symbol, target, f"[red]{exc}", "", "", "")
+            continue
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {"error": answer.text[:200]}
+        if answer.status_code != 200:
+            table.add_row(symbol, target, f"[yellow]{answer.status_code}: {body.get('error', '')}",
+                          "", "", "")  # fmt: skip
+            continue
+        implied = body.get("implied_price")
+        table.add_row(
+            symbol, target, f"{body['prediction']:+.4%}",
+            "" if implied is None else f"{implied:,.4f}",
+            f"{body['model_name']} v{body['model_version']}", str(body["feature_time"]),
+        )  # fmt: skip
+    return table
 
 
 def draw_page(url: str, screenshot: Path, timeout_ms: int = 60_000) -> Path:

@@ -238,12 +238,16 @@ class Stack:
                     console.print(f"  {symbol} {target}: reusing its champion")
                     continue
                 log = self.logs / f"train-{symbol.lower()}-{target}.log"
+                offset = log.stat().st_size if log.exists() else 0
                 with open(log, "ab") as out:
                     done = subprocess.run(
                         [sys.executable, "-m", "training", "--symbol", symbol, "--target",
                          target, "--trials", str(self.options.trials)],
-                        env=self.child_env(), stdout=out, stderr=subprocess.STDOUT, check=False,
+                        env={**self.child_env(), "COLUMNS": "150"}, stdout=out,
+                        stderr=subprocess.STDOUT, check=False,
                     )  # fmt: skip
+                if done.returncode == 0:
+                    print_evaluation(log, offset)
                 note = "trained" if done.returncode == 0 else f"training failed (see {log})"
                 champion = "champion" if self.has_champion(symbol, target) else "no champion"
                 self.events.append(f"{symbol} {target}: {note}, {champion}")
@@ -354,6 +358,18 @@ class Stack:
         self.children.clear()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def print_evaluation(log: Path, offset: int) -> None:
+    """Show the evaluation table and the promotion decision the training job wrote to its log."""
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    start = text.rfind(" walk-forward, ")
+    if start < 0:
+        return
+    start = text.rfind("\n", 0, start) + 1
+    noise = ("View run", "View experiment", " INFO ", " WARNING ")
+    lines = [line for line in text[start:].splitlines() if not any(n in line for n in noise)]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def die_with_parent() -> None:

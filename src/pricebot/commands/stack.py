@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
             console.print(summary_table(data_summary(stack.database_url, settings.feature_set)))
             console.print("[bold green]pricebot is up[/]")
             stack.print_urls()
+            from pricebot.smoke import sample_predictions
+
+            console.print(sample_predictions(stack))
             if smoke:
                 from pricebot.smoke import check_stack
 
