@@ -118,19 +118,7 @@ def instance_policy(
             condition={"StringLike": {"s3:prefix": [MLFLOW_PREFIX, f"{MLFLOW_PREFIX}/*"]}},
         ),
         iam.allow(
-            [
-                "ssm:UpdateInstanceInformation",
-                "ssmmessages:CreateControlChannel",
-                "ssmmessages:CreateDataChannel",
-                "ssmmessages:OpenControlChannel",
-                "ssmmessages:OpenDataChannel",
-                "ec2messages:AcknowledgeMessage",
-                "ec2messages:DeleteMessage",
-                "ec2messages:FailMessage",
-                "ec2messages:GetEndpoint",
-                "ec2messages:GetMessages",
-                "ec2messages:SendReply",
-            ],
+            list(iam.SSM_AGENT_ACTIONS),
             iam.any_resource(
                 "the Session Manager agent's channel and message calls have no resource-level "
                 "permissions (the same statement as AmazonSSMManagedInstanceCore, minus "

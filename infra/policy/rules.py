@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from infra.iam import SSM_AGENT_ACTIONS
+
 ANYWHERE = ("0.0.0.0/0", "::/0")
 LOAD_BALANCER_PORTS = (80, 443)
 MIN_BACKUP_RETENTION_DAYS = 7
@@ -34,17 +36,7 @@ ACTIONS_WITHOUT_RESOURCES = frozenset(
         "ec2:DeleteNetworkInterface",
         "ec2:AssignPrivateIpAddresses",
         "ec2:UnassignPrivateIpAddresses",
-        "ssm:UpdateInstanceInformation",
-        "ssmmessages:CreateControlChannel",
-        "ssmmessages:CreateDataChannel",
-        "ssmmessages:OpenControlChannel",
-        "ssmmessages:OpenDataChannel",
-        "ec2messages:AcknowledgeMessage",
-        "ec2messages:DeleteMessage",
-        "ec2messages:FailMessage",
-        "ec2messages:GetEndpoint",
-        "ec2messages:GetMessages",
-        "ec2messages:SendReply",
+        *SSM_AGENT_ACTIONS,
         "cloudwatch:PutMetricData",
     }
 )
