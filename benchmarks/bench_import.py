@@ -22,6 +22,7 @@ import psycopg
 from pricebot import db
 from pricebot.archive import import_archives, write_archive
 from pricebot.localdb import LocalPostgres
+from pricebot.stack import free_port
 
 REAL_MONTH = (
     Path(__file__).resolve().parents[2] / "shared/data/binance-vision/AVAXUSDT-1m-2026-07.zip"
@@ -33,7 +34,7 @@ def run() -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-import-") as scratch:
         root = Path(scratch)
-        server = LocalPostgres(root / "pg", port=_free_port(), durable=False)
+        server = LocalPostgres(root / "pg", port=free_port(), durable=False)
         server.start()
         try:
             url = server.create_database("bench")
@@ -151,14 +152,6 @@ def _generated_month(directory: Path, symbol: str, first: date, unit: str) -> Pa
         ))  # fmt: skip
         price = close
     return write_archive(directory, symbol, first, rows)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

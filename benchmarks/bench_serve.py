@@ -34,19 +34,13 @@ from typing import Any
 import httpx
 import numpy as np
 
+from pricebot.stack import free_port
+
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 TARGET = "ret24h"
 POLL_SECONDS = 2.0
 DURATION = float(os.environ.get("PRICEBOT_BENCH_SECONDS", "8"))
 CONCURRENCY = (1, 16, 64)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def register(tracking_uri: str, symbol: str, seed: int, alias: bool = True) -> str:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
+from pricebot.stack import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "rss_bytes_of"]
 
 
 def rss_bytes_of(pid: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,19 +18,13 @@ import pytest
 
 from pricebot import db
 from pricebot.localdb import LocalPostgres
+from pricebot.stack import free_port  # re-exported: tests import it from here
 
 # Fixture modules, each owned by the area it serves.
 pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange", "tests.fixtures.models"]
 
 TEMPLATE_DB = "pricebot_template"
 _counter = itertools.count()
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (for servers the tests start)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

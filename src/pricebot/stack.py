@@ -385,6 +385,21 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def free_port(low: int = 20_000, high: int = 32_767) -> int:
+    """A TCP port nobody listens on, for a server about to start.
+
+    Chosen below Linux's ephemeral range (32768-60999): a port the kernel hands out for
+    ``bind(0)`` can be taken by any outgoing connection before the server gets to bind it.
+    """
+    import random
+
+    for _ in range(200):
+        port = random.randint(low, high)
+        if not port_in_use(port):
+            return port
+    raise RuntimeError(f"no free port between {low} and {high}")
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
