@@ -32,8 +32,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from benchmarks.util import free_port
-from pricebot.exchange import ExchangeConfig, running_exchange
-from pricebot.synthetic import ANCHOR_DAY, MINUTES_PER_DAY, SyntheticMarket
+from pricebot_exchange.exchange import ExchangeConfig, running_exchange
+from pricebot_exchange.synthetic import ANCHOR_DAY, MINUTES_PER_DAY, SyntheticMarket
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "ADAUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT",
            "AVAXUSDT", "DOTUSDT", "LINKUSDT"]  # fmt: skip
@@ -149,7 +149,7 @@ def run() -> dict:
 @contextmanager
 def _exchange_process(seed: int) -> Iterator[str]:
     port = free_port()
-    command = [sys.executable, "-m", "pricebot.cli", "exchange", "--port", str(port),
+    command = [sys.executable, "-m", "pricebot_cli", "exchange", "--port", str(port),
                "--seed", str(seed), "--symbols", ",".join(SYMBOLS), "--history-days", str(DAYS),
                "--now", NOW.isoformat()]  # fmt: skip
     process = subprocess.Popen(

@@ -23,7 +23,6 @@ import psycopg
 from pricebot import db
 from pricebot.candles import load_candles
 from pricebot.features import WARMUP_MINUTES, compute_features, feature_names, input_columns
-from pricebot.localdb import LocalPostgres
 from pricebot.transform import (
     feature_rows,
     latest_features,
@@ -32,6 +31,7 @@ from pricebot.transform import (
     update_symbol,
     write_features,
 )
+from pricebot_local.localdb import LocalPostgres
 
 YEAR_MINUTES = 365 * 1440
 SMALL_MINUTES = WARMUP_MINUTES + 1440  # per symbol for the 20-symbol incremental case

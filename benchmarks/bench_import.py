@@ -21,8 +21,8 @@ import psycopg
 
 from pricebot import db
 from pricebot.archive import import_archives, write_archive
-from pricebot.localdb import LocalPostgres
-from pricebot.stack import free_port
+from pricebot_local.localdb import LocalPostgres
+from pricebot_local.stack import free_port
 
 REAL_MONTH = (
     Path(__file__).resolve().parents[2] / "shared/data/binance-vision/AVAXUSDT-1m-2026-07.zip"

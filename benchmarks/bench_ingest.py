@@ -26,8 +26,8 @@ import httpx
 from pricebot import db
 from pricebot.binance import BinanceClient
 from pricebot.ingest import catch_up
-from pricebot.localdb import LocalPostgres
 from pricebot.settings import Settings
+from pricebot_local.localdb import LocalPostgres
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT",
            "ADAUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]  # fmt: skip
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 
 def _start_exchange(port: int) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from pricebot.cli import app; app()", "exchange",
+    command = [sys.executable, "-c", "from pricebot_cli import main; main()", "exchange",
                "--port", str(port),
                "--symbols", ",".join(SYMBOLS), "--history-days", str(DAYS + 1)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

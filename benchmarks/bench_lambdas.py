@@ -45,8 +45,8 @@ def invocation_seconds(symbols: int = 50, minutes: int = 5, batch: int | None = 
     from moto import mock_aws
 
     from pricebot import cloud, db
-    from pricebot.exchange import ExchangeConfig, running_exchange
-    from pricebot.localdb import LocalPostgres
+    from pricebot_exchange.exchange import ExchangeConfig, running_exchange
+    from pricebot_local.localdb import LocalPostgres
 
     names = [f"B{i:03d}USDT" for i in range(symbols)]
     server = LocalPostgres(Path(tempfile.mkdtemp()) / "pg", free_port(), durable=False)

@@ -129,7 +129,7 @@ def core_figures(url: str) -> tuple[dict, dict]:
 def browser_figures(url: str, home: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from pricebot.browser import chromium_launch_options
+    from pricebot_local.browser import chromium_launch_options
     from tests.conftest import free_port
 
     port = free_port()
@@ -138,7 +138,7 @@ def browser_figures(url: str, home: Path) -> dict:
            "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}  # fmt: skip
     log = (home / "monitor.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pricebot.cli", "monitor", "--port", str(port)],
+        [sys.executable, "-m", "pricebot_cli", "monitor", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
     )  # fmt: skip
     page_url = f"http://127.0.0.1:{port}"
@@ -215,7 +215,7 @@ def drawn(page, caption: str) -> None:
 
 def run() -> dict:
     from pricebot import db
-    from pricebot.localdb import LocalPostgres
+    from pricebot_local.localdb import LocalPostgres
     from tests.conftest import free_port
 
     root = Path(tempfile.mkdtemp(prefix="pricebot-bench-monitor-"))

@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pricebot.stack import free_port
+from pricebot_local.stack import free_port
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 TARGET = "ret24h"
@@ -226,9 +226,9 @@ def rss_mb(pid: int) -> dict[str, float]:
 
 def run() -> dict[str, Any]:
     from pricebot import db
-    from pricebot.commands.serve import service_command, service_env
-    from pricebot.localdb import LocalPostgres
-    from pricebot.localmlflow import start_server, wait_healthy
+    from pricebot_local.localdb import LocalPostgres
+    from pricebot_local.localmlflow import start_server, wait_healthy
+    from pricebot_service.cli import service_command, service_env
 
     figures: dict[str, Any] = {"symbols": SYMBOLS, "poll_seconds": POLL_SECONDS}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:

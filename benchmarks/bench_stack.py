@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.util import free_port, rss_bytes_of
-from pricebot.stack import OFFLINE_TARGET
+from pricebot_local.stack import OFFLINE_TARGET
 
 SYMBOLS = "BTCUSDT,ETHUSDT,ADAUSDT"
 
@@ -31,7 +31,7 @@ def start(home: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[byte
         **{f"PRICEBOT_{name}_PORT": str(port) for name, port in ports.items()},
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "pricebot.cli", "up", "--offline"],
+        [sys.executable, "-m", "pricebot_cli", "up", "--offline"],
         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
 

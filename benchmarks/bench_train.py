@@ -41,8 +41,8 @@ def run() -> dict:
     from pricebot.features import WARMUP_MINUTES, compute_features, feature_names
     from pricebot.registry import model_name
     from pricebot.targets import parse_target
+    from pricebot_training import TrainingConfig, train
     from tests.fixtures.market_frames import synthetic_candles
-    from training import TrainingConfig, train
 
     figures: dict[str, object] = {}
     warmup_days = -(-WARMUP_MINUTES // 1440)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pricebot.stack import free_port
+from pricebot_local.stack import free_port
 
 __all__ = ["free_port", "rss_bytes_of"]
 

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from pricebot import db
-from pricebot.localdb import LocalPostgres
-from pricebot.stack import free_port  # re-exported: tests import it from here
+from pricebot_local.localdb import LocalPostgres
+from pricebot_local.stack import free_port  # re-exported: tests import it from here
 
 # Fixture modules, each owned by the area it serves.
 pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange", "tests.fixtures.models"]

@@ -33,6 +33,14 @@ from typing import BinaryIO, Literal
 import psycopg
 
 from pricebot.db import connect
+from pricebot.errors import (
+    ArchiveError,
+    ArchiveNameError,
+    ChecksumMismatchError,
+    MalformedArchiveError,
+    MislabelledArchiveError,
+    TruncatedArchiveError,
+)
 from pricebot.gaps import record_gaps
 from pricebot.klines import _MICROSECOND_THRESHOLD, MINUTE
 from pricebot.runs import finish_run, start_run
@@ -64,47 +72,6 @@ _STAGING_COLUMNS = (
     ("ignore", "text"),
 )
 _NUMERIC_COLUMNS = [name for name, kind in _STAGING_COLUMNS if kind == "numeric"]
-
-
-class ArchiveError(ValueError):
-    """An archive that cannot be imported; the message names the file, the problem and the fix."""
-
-    label = "failed"
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{self.path.name}: {problem}")
-
-
-class ArchiveNameError(ArchiveError):
-    """The file name is not a Binance Vision 1m kline name, or names another interval."""
-
-    label = "bad-name"
-
-
-class ChecksumMismatchError(ArchiveError):
-    """The sibling .CHECKSUM does not match the file."""
-
-    label = "bad-checksum"
-
-
-class TruncatedArchiveError(ArchiveError):
-    """The zip is unreadable or the CSV stops mid-row: the download was cut off."""
-
-    label = "truncated"
-
-
-class MalformedArchiveError(ArchiveError):
-    """A row breaks the kline rules (not a number, prices out of order, ...)."""
-
-    label = "malformed"
-
-
-class MislabelledArchiveError(ArchiveError):
-    """The rows do not match the file name: another interval, or dates outside the named period."""
-
-    label = "mislabelled"
 
 
 @dataclass(frozen=True)

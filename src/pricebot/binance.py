@@ -29,6 +29,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from pricebot.errors import (
+    BinanceAPIError,
+    MalformedPayloadError,
+    RateLimitBanError,
+    RestrictedLocationError,
+    RetriesExhaustedError,
+    SymbolNotListedError,
+)
 from pricebot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -41,46 +49,6 @@ WEIGHT_HEADER = "x-mbx-used-weight-1m"
 UNKNOWN_SYMBOL_CODE = -1121
 
 Sleep = Callable[[float], None]
-
-
-class BinanceError(RuntimeError):
-    """Base of the errors this client raises; the message says what went wrong and what to do."""
-
-
-class RestrictedLocationError(BinanceError):
-    """HTTP 451: Binance refuses to serve this location."""
-
-
-class UnknownSymbolError(BinanceError):
-    """The exchange does not list one or more symbols (Binance error -1121)."""
-
-    def __init__(self, symbols: Sequence[str], base_url: str) -> None:
-        self.symbols = list(symbols)
-        super().__init__(
-            f"Unknown symbol{'s' if len(self.symbols) > 1 else ''} {', '.join(self.symbols)} "
-            f"at {base_url}: check the spelling (base and quote asset together, e.g. BTCUSDT) "
-            "against GET /api/v3/exchangeInfo and fix --symbols or PRICEBOT_SYMBOLS."
-        )
-
-
-class MalformedPayloadError(BinanceError):
-    """The exchange answered with something that is not the documented payload."""
-
-
-class RateLimitBanError(BinanceError):
-    """The exchange asks us to stay away longer than we are willing to wait in-process."""
-
-
-class RetriesExhaustedError(BinanceError):
-    """A request kept failing with retryable errors until the retry budget was spent."""
-
-
-class BinanceAPIError(BinanceError):
-    """Any other refusal (4xx) with Binance's own code and message."""
-
-    def __init__(self, message: str, status: int, code: int | None) -> None:
-        self.status, self.code = status, code
-        super().__init__(message)
 
 
 class TransientError(Exception):
@@ -195,25 +163,25 @@ class BinanceClient:
             ) from exc
 
     def check_symbols(self, symbols: Sequence[str]) -> None:
-        """Raise :class:`UnknownSymbolError` naming every symbol the exchange does not list."""
+        """Raise :class:`SymbolNotListedError` naming every symbol the exchange does not list."""
         wanted = list(dict.fromkeys(symbols))
         try:
             payload = self._get(
                 "/api/v3/exchangeInfo", {"symbols": json.dumps(wanted, separators=(",", ":"))}
             )
-        except UnknownSymbolError:
+        except SymbolNotListedError:
             # Binance rejects the whole list without saying which; ask one by one to name them.
             bad = [s for s in wanted if not self._symbol_listed(s)]
-            raise UnknownSymbolError(bad or wanted, self.base_url) from None
+            raise SymbolNotListedError(bad or wanted, self.base_url) from None
         listed = self._listed(payload)
         bad = [s for s in wanted if s not in listed]
         if bad:
-            raise UnknownSymbolError(bad, self.base_url)
+            raise SymbolNotListedError(bad, self.base_url)
 
     def _symbol_listed(self, symbol: str) -> bool:
         try:
             return symbol in self._listed(self._get("/api/v3/exchangeInfo", {"symbol": symbol}))
-        except UnknownSymbolError:
+        except SymbolNotListedError:
             return False
 
     def _listed(self, payload: Any) -> set[str]:
@@ -323,7 +291,7 @@ class BinanceClient:
         if status >= 400:
             code, msg = _error_body(response)
             if code == UNKNOWN_SYMBOL_CODE:
-                raise UnknownSymbolError([symbol] if symbol else [], self.base_url)
+                raise SymbolNotListedError([symbol] if symbol else [], self.base_url)
             raise BinanceAPIError(
                 f"GET {self.base_url}{path} refused with HTTP {status} (code {code}: {msg}); "
                 "check the request parameters and PRICEBOT_BINANCE_URL.",

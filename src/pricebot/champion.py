@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pricebot.registry import CHAMPION, model_name
+from pricebot.errors import NoChampionError, UnknownModelError
+from pricebot.registry import CHAMPION, Registry, model_name
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +41,6 @@ MISSING = "missing"  # nothing to serve: no champion registered yet (or it never
 SWAPPED = "swapped"
 SWAP_FAILED = "swap_failed"
 ALIAS_VANISHED = "alias_vanished"
-
-
-class UnknownModelError(LookupError):
-    """A symbol or target this service does not serve; the message lists what it serves."""
-
-
-class NoChampionError(LookupError):
-    """A configured symbol and target with nothing loaded yet; the message says why and
-    ``fix`` holds the command (or check) that fixes it."""
-
-    def __init__(self, message: str, fix: str | None = None) -> None:
-        super().__init__(message)
-        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -147,6 +135,7 @@ class ModelPool:
         *,
         poll_seconds: float = 30.0,
         tracking_uri: str | None = None,
+        registry: Registry | None = None,
         alias: str = CHAMPION,
         loader: Loader | None = None,
         on_event: Callable[[str, Slot], None] | None = None,
@@ -156,7 +145,7 @@ class ModelPool:
         self.targets = list(targets)
         self.alias = alias
         self.poll_seconds = poll_seconds
-        self.tracking_uri = tracking_uri
+        self.registry = registry or Registry(tracking_uri)
         self.max_retry_seconds = max_retry_seconds
         self._loader = loader
         self._on_event = on_event
@@ -166,7 +155,6 @@ class ModelPool:
         }
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._client: Any = None
         self._first_pass = threading.Event()
 
     # -- the request path ----------------------------------------------------------------------
@@ -247,27 +235,15 @@ class ModelPool:
                 return
             self._refresh_slot(slot)
 
-    def _client_(self) -> Any:
-        if self._client is None:
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(self.tracking_uri)
-        return self._client
-
     def _refresh_slot(self, slot: Slot) -> None:
-        from mlflow.exceptions import MlflowException
-
         now = datetime.now(UTC)
         try:
-            version = self._client_().get_model_version_by_alias(slot.name, self.alias)
-        except MlflowException as exc:
-            if _is_not_found(exc):
-                self._alias_missing(slot, now)
-            else:
-                self._registry_error(slot, now, exc)
-            return
+            version = self.registry.alias_target(slot.name, self.alias)
         except Exception as exc:  # connection refused, timeouts: the registry is unreachable
             self._registry_error(slot, now, exc)
+            return
+        if version is None:
+            self._alias_missing(slot, now)
             return
 
         number = str(version.version)
@@ -371,9 +347,10 @@ class ModelPool:
         tags = dict(version.tags or {})
         feature_set = tags.get("feature_set", "v1")
         columns = tuple(feature_names(feature_set))
-        uri = f"models:/{slot.name}/{version.version}"
-        loader = self._loader or _default_loader
-        model = loader(uri)
+        if self._loader is not None:
+            model = self._loader(f"models:/{slot.name}/{version.version}")
+        else:
+            model = self.registry.load(slot.name, version.version)
         _check_columns(model, columns, feature_set)
         metrics, importance = self._run_details(version.run_id)
         return ServedModel(
@@ -399,13 +376,11 @@ class ModelPool:
         metrics: dict[str, float] = {}
         importance = None
         try:
-            metrics = dict(self._client_().get_run(run_id).data.metrics)
+            metrics = self.registry.run_metrics(run_id)
         except Exception as exc:
             log.warning("run %s: metrics unavailable (%s)", run_id, _first_line(exc))
         try:
-            import mlflow.artifacts
-
-            raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/feature_importance.json")
+            raw = self.registry.run_json(run_id, "feature_importance.json")
             importance = {str(k): float(v) for k, v in dict(raw).items()}
         except Exception:
             importance = None  # the artifact is optional
@@ -417,12 +392,6 @@ class ModelPool:
                 self._on_event(event, slot)
             except Exception:
                 log.exception("on_event callback failed for %s", event)
-
-
-def _default_loader(uri: str) -> Any:
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.load_model(uri)
 
 
 def _check_columns(model: Any, columns: tuple[str, ...], feature_set: str) -> None:
@@ -449,14 +418,6 @@ def _horizon(tags: dict[str, str], target: str) -> int:
     from pricebot.targets import parse_target
 
     return int(parse_target(target).horizon_minutes)
-
-
-def _is_not_found(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    text = str(exc).lower()
-    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"} or (
-        code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
-    )
 
 
 def _first_line(exc: BaseException) -> str:

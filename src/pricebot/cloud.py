@@ -17,20 +17,13 @@ from urllib.parse import quote
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pricebot.errors import SecretUnavailableError, UnexpectedEventError
 from pricebot.settings import split_csv
 
 EVENT_SOURCE = "pricebot.klines"
 KLINES_INGESTED = "KlinesIngested"
 INGEST_BATCH = "IngestBatchRequested"
 SECRET_MAX_AGE_SECONDS = 300
-
-
-class SecretUnavailableError(RuntimeError):
-    """The database secret is missing or unreadable; the message names the secret."""
-
-
-class UnexpectedEventError(ValueError):
-    """An event the handler was not built for; nothing was done."""
 
 
 class LambdaSettings(BaseSettings):

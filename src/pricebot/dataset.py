@@ -18,17 +18,10 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from pricebot.errors import NoFeaturesError, UnknownSymbolError
 from pricebot.evaluation import RECENT_MEAN_HORIZONS
 from pricebot.labels import compute_labels, crosses_long_gap, past_returns
 from pricebot.targets import TargetSpec
-
-
-class UnknownSymbolError(LookupError):
-    """No candles stored for the symbol; the message lists the symbols that have some."""
-
-
-class NoFeaturesError(LookupError):
-    """Candles exist but no features for the range: ``pricebot transform`` has not run."""
 
 
 @dataclass

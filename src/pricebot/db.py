@@ -14,9 +14,7 @@ from importlib import resources
 import psycopg
 from psycopg.rows import dict_row
 
-
-class DatabaseUnavailableError(RuntimeError):
-    """The database cannot be reached; the message names the URL's host and what to do."""
+from pricebot.errors import DatabaseUnavailableError
 
 
 def redact(url: str) -> str:

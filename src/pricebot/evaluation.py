@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pricebot.errors import InsufficientDataError
 from pricebot.targets import TargetSpec
 
 DEFAULT_FEE = 0.001
@@ -51,10 +52,6 @@ BASELINES = ("no_change", "momentum", "recent_mean", "buy_and_hold")
 RECENT_MEAN_HORIZONS = 7  # "mean of recent returns": the last 7 horizon returns (a week at 24 h)
 SKILL_Z = 1.645  # one-sided 5%: directional accuracy must be this many standard errors above 50%
 _MINUTE = pd.Timedelta(minutes=1)
-
-
-class InsufficientDataError(ValueError):
-    """Too little data for the requested folds; the message says how much is needed."""
 
 
 @dataclass(frozen=True)
@@ -470,29 +467,6 @@ def evaluation_table(results: Sequence[CandidateResult]) -> pd.DataFrame:
         rows.append({"candidate": result.name, "kind": result.kind,
                      **{c: aggregate.get(c, float("nan")) for c in TABLE_COLUMNS}})  # fmt: skip
     return pd.DataFrame(rows).set_index("candidate")
-
-
-def render_table(table: pd.DataFrame, title: str = "Walk-forward evaluation (out of sample)"):
-    """The table as a rich Table for the terminal."""
-    from rich.table import Table
-
-    rich_table = Table(title=title)
-    rich_table.add_column("candidate")
-    rich_table.add_column("kind")
-    for column in TABLE_COLUMNS:
-        rich_table.add_column(column.replace("_", " "), justify="right")
-    for name, row in table.iterrows():
-        cells = []
-        for column in TABLE_COLUMNS:
-            value = row[column]
-            if column == "trades":
-                cells.append(f"{value:.0f}")
-            elif pd.isna(value):
-                cells.append("–")
-            else:
-                cells.append(f"{value:.4f}")
-        rich_table.add_row(str(name), str(row["kind"]), *cells)
-    return rich_table
 
 
 def _broken_at_holes(curve: pd.Series) -> pd.Series:

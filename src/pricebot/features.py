@@ -63,6 +63,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pricebot.errors import FeatureInputError, UnknownFeatureSetError
+
 HOUR = 60
 DAY = 1440
 MINUTE_NS = 60 * 10**9
@@ -94,14 +96,6 @@ V1_NAMES: tuple[str, ...] = (
 #: Minutes of history a ``v1`` row needs before its own minute: the daily MA25 reaches back 24 days
 #: (34,560 minutes); the hourly EMAs settle within 400 hours (24,000 minutes), which fits inside.
 WARMUP_MINUTES = max((25 - 1) * DAY, EMA_SETTLE_SAMPLES * HOUR)
-
-
-class FeatureInputError(ValueError):
-    """Candles that cannot be turned into features; the message says what is wrong."""
-
-
-class UnknownFeatureSetError(ValueError):
-    """A feature-set name this version of pricebot does not define."""
 
 
 def _lagged_sum(x: np.ndarray, step: int, count: int) -> np.ndarray:

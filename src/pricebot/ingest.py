@@ -29,10 +29,11 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient, MalformedPayloadError
+from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient
 from pricebot.db import connect
+from pricebot.errors import MalformedKlineError, MalformedPayloadError
 from pricebot.gaps import record_gaps
-from pricebot.klines import MINUTE_MS, MalformedKlineError, insert_klines, parse_kline, to_datetime
+from pricebot.klines import MINUTE_MS, insert_klines, parse_kline, to_datetime
 from pricebot.runs import RunStats, finish_run, start_run
 from pricebot.settings import Settings, get_settings
 
@@ -141,7 +142,7 @@ def catch_up_symbol(
     """Catch up one symbol; the unit a Lambda fans out. Audited in ``ingestion_runs``.
 
     The symbol is assumed valid (``catch_up`` checks the batch); an unknown one still fails
-    with :class:`pricebot.binance.UnknownSymbolError` on its first page.
+    with :class:`pricebot.errors.SymbolNotListedError` on its first page.
     """
     settings = settings or get_settings()
     now_ms = exchange_now_ms(client) if now_ms is None else now_ms

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 
 import psycopg
 
+from pricebot.errors import MalformedKlineError
+
 MINUTE = timedelta(minutes=1)
 MINUTE_MS = 60_000
 KLINE_COLUMNS = (
@@ -41,10 +43,6 @@ _DECIMAL_FIELDS = ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volu
 # Binance's archives switched spot timestamps to microseconds on 2025-01-01; anything above this
 # (year 2286 in milliseconds) must be microseconds.
 _MICROSECOND_THRESHOLD = 10**13
-
-
-class MalformedKlineError(ValueError):
-    """A kline row that is not what Binance sends; the message says which field and why."""
 
 
 def to_datetime(stamp: int) -> datetime:

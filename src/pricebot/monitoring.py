@@ -20,7 +20,6 @@ whatever the range and a 24 h horizon ends exactly on a later point (the pool va
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
+from pricebot.errors import NoChampionError, RangeError, TrackingUnavailableError
 from pricebot.evaluation import (
     DEFAULT_FEE,
     RECENT_MEAN_HORIZONS,
@@ -39,7 +39,7 @@ from pricebot.evaluation import (
     positive_call,
     positive_truth,
 )
-from pricebot.registry import CHAMPION, alias_version, model_name
+from pricebot.registry import CHAMPION, Registry, model_name
 from pricebot.targets import TargetSpec
 
 MAX_POINTS = 2000
@@ -67,18 +67,6 @@ POINT_COLUMNS = (
     "past_return",
     "recent_mean",
 )
-
-
-class RangeError(ValueError):
-    """A start/end pair the page cannot show; the message says what to change."""
-
-
-class NoModelError(LookupError):
-    """No registered model (or no champion) for a symbol and target; says how to get one."""
-
-
-class TrackingUnavailableError(RuntimeError):
-    """The MLflow tracking server cannot be reached; the message names it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,54 +339,41 @@ class ModelChoices:
     champion_moved_at: str | None = None
 
 
-def tracking_uri() -> str | None:
-    """The tracking server the page reads (MLflow's own MLFLOW_TRACKING_URI)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or None
+def tracking_uri() -> str:
+    """The tracking server the page reads (``MLFLOW_TRACKING_URI``, from the environment or
+    ``.env``)."""
+    from pricebot.settings import get_settings
+
+    return get_settings().tracking_uri()
 
 
 def check_tracking(uri: str | None, timeout: float = 3.0) -> None:
-    """Fail fast (seconds, not MLflow's minutes of retries) if an HTTP tracking server is down."""
+    """Fail fast (seconds, not MLflow's minutes of retries) if an HTTP tracking server is down;
+    the page still shows prices and logged predictions, so the message says so."""
     if not uri or not uri.startswith(("http://", "https://")):
         return
-    import httpx
-
     try:
-        answer = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
-    except httpx.HTTPError as exc:
+        Registry(uri).check(timeout=timeout)
+    except TrackingUnavailableError as exc:
         raise TrackingUnavailableError(
-            f"The MLflow tracking server at {uri} is unreachable ({type(exc).__name__}). Is it "
-            "running, and is MLFLOW_TRACKING_URI right? Prices and logged predictions are still "
-            "shown; models and replays need the registry."
+            f"{exc} Prices and logged predictions are still shown; models and replays need "
+            "the registry."
         ) from None
-    if answer.status_code >= 500:
-        raise TrackingUnavailableError(
-            f"The MLflow tracking server at {uri} answers HTTP {answer.status_code}; models and "
-            "replays need it."
-        )
-
-
-def _client(uri: str | None) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(uri) if uri else MlflowClient()
 
 
 def model_choices(uri: str | None, symbol: str, target: str) -> ModelChoices:
     """The champion and the registered versions of ``pricebot-<symbol>-<target>``."""
     check_tracking(uri)
     name = model_name(symbol, target)
+    registry = Registry(uri)
     try:
-        client = _client(uri)
-        found = client.search_model_versions(filter_string=f"name = '{name}'")
-        champion = alias_version(client, name, CHAMPION)
+        ordered = registry.versions(name)
+        champion = registry.alias_version(name, CHAMPION)
     except Exception as exc:
-        if type(exc).__name__ == "MlflowException" and "not found" in str(exc).lower():
-            return ModelChoices(name, None)
         raise TrackingUnavailableError(
-            f"The MLflow registry at {uri or 'the default tracking URI'} failed to answer: "
+            f"The MLflow registry at {registry.where} failed to answer: "
             f"{str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__}"
         ) from None
-    ordered = sorted(found, key=lambda mv: int(mv.version), reverse=True)
     tags = {str(mv.version): dict(mv.tags or {}) for mv in ordered}
     moved_at = tags.get(champion or "", {}).get(f"{CHAMPION}.moved_at")
     return ModelChoices(
@@ -412,13 +387,8 @@ def model_choices(uri: str | None, symbol: str, target: str) -> ModelChoices:
 
 def load_version(uri: str | None, symbol: str, target: str, version: str) -> Any:
     """The registered version as a pyfunc, loaded by number (never by a moving alias)."""
-    import mlflow
-    import mlflow.pyfunc
-
     check_tracking(uri)
-    if uri:
-        mlflow.set_tracking_uri(uri)
-    return mlflow.pyfunc.load_model(f"models:/{model_name(symbol, target)}/{version}")
+    return Registry(uri).load(model_name(symbol, target), version)
 
 
 #: Below this share of the range's steps, a version's served predictions are too sparse to read
@@ -477,18 +447,18 @@ def prediction_points(
     if choices is None:
         choices = model_choices(uri, symbol, spec.name)
     if not choices.versions:
-        raise NoModelError(
+        raise NoChampionError(
             f"No model is registered for {symbol} {spec.name} yet ({choices.name}): run "
             f"`pricebot train --symbol {symbol} --target {spec.name}`."
         )
     version = choices.champion if model == CHAMPION else model
     if version is None:
-        raise NoModelError(
+        raise NoChampionError(
             f"{choices.name} has no champion yet (versions {', '.join(choices.versions)}): "
             "promote one with `pricebot promote`, or pick a version."
         )
     if version not in choices.versions:
-        raise NoModelError(f"{choices.name} has no version {version}.")
+        raise NoChampionError(f"{choices.name} has no version {version}.")
     logged = logged_points(conn, symbol, spec, start, end, version, max_points)
     steps = max(1, int((end - start) / timedelta(minutes=step)))
     if len(logged) >= MIN_LOGGED_SHARE * steps:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import psycopg
 
-from pricebot import db
+from pricebot import db, errors
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class PredictionLog:
                 del self._pending[: len(rows)]
                 self.written += len(rows)
                 return True
-            except (psycopg.Error, db.DatabaseUnavailableError) as exc:
+            except (psycopg.Error, errors.DatabaseUnavailableError) as exc:
                 self.failed_flushes += 1
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
                 log.warning(

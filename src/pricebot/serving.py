@@ -1,6 +1,6 @@
 """Making a prediction: the champion model, the newest feature row, the log. BentoML-free.
 
-The service adapter (bento_service/) turns these calls and their errors into HTTP; everything it
+The service adapter turns these calls and their errors into HTTP; everything it
 needs to decide lives here, so the same path can be exercised without a web server.
 
 Feature look-ups and the cache
@@ -32,9 +32,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pricebot.champion import ModelPool, NoChampionError, ServedModel, UnknownModelError
-from pricebot.db import DatabaseUnavailableError, redact
+from pricebot.champion import ModelPool, ServedModel
+from pricebot.db import redact
+from pricebot.errors import (
+    DatabaseUnavailableError,
+    NoChampionError,
+    NoFeaturesError,
+    UnknownModelError,
+)
 from pricebot.predictions import PredictionLog, PredictionRecord
+from pricebot.registry import Registry
 from pricebot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,10 +57,6 @@ __all__ = [
 ]
 
 Observer = Callable[[str, float], None]  # (stage, seconds): time spent per stage of a request
-
-
-class NoFeaturesError(LookupError):
-    """No feature row for a served symbol yet; the message says which command computes them."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ class FeatureCache:
 
 def canonical_target(target: str) -> str:
     """``RET1440M`` and ``ret24h`` name the same model; unknown spellings pass through."""
-    from pricebot.targets import TargetSpecError, parse_target
+    from pricebot.errors import TargetSpecError
+    from pricebot.targets import parse_target
 
     try:
         return parse_target(target).name
@@ -139,7 +143,8 @@ def canonical_target(target: str) -> str:
 
 
 def is_return_target(target: str) -> bool:
-    from pricebot.targets import TargetSpecError, parse_target
+    from pricebot.errors import TargetSpecError
+    from pricebot.targets import parse_target
 
     try:
         return parse_target(target).kind == "regression"
@@ -196,6 +201,7 @@ class Predictor:
             [canonical_target(t) for t in settings.targets],
             alias=settings.model_alias,
             poll_seconds=settings.alias_poll_seconds,
+            registry=Registry(settings.tracking_uri()),
             on_event=on_event,
         )
         features = FeatureCache(db_pool, settings.feature_cache_seconds, settings.database_url)

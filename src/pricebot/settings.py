@@ -6,11 +6,12 @@ set the environment first and a bad value fails with pydantic's message naming t
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
@@ -45,6 +46,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["ret24h"], description="Target specs to train and serve."
     )
     lookback_days: int = Field(14, ge=1, description="History fetched for a never-seen symbol.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        # MLflow's own variable, so one setting serves MLflow and pricebot; read from .env too.
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "PRICEBOT_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server; default: the one-machine stack's on mlflow_port.",
+    )
 
     # Binance REST client behaviour.
     http_timeout_seconds: float = Field(10.0, gt=0)
@@ -113,6 +120,18 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one symbol is needed, e.g. PRICEBOT_SYMBOLS=BTCUSDT")
         return value
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI to use: the setting (environment or .env), else the local
+        stack's server. Never MLflow's implicit ``./mlflow.db``, which would silently hold a
+        registry of its own."""
+        # The live environment first: MLflow itself reads it at call time, and the two must
+        # never disagree within a process.
+        return (
+            os.environ.get("MLFLOW_TRACKING_URI")
+            or self.mlflow_tracking_uri
+            or f"http://127.0.0.1:{self.mlflow_port}"
+        )
 
 
 @lru_cache(maxsize=1)

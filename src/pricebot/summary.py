@@ -1,11 +1,9 @@
-"""What is in the database, per symbol: the demo's summary table and the stack's status."""
+"""What is in the database, per symbol (the demo's summary and the stack's status show it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-from rich.table import Table
 
 from pricebot.db import connect
 
@@ -39,24 +37,3 @@ def data_summary(url: str, feature_set: str = "v1") -> list[SymbolSummary]:
             (feature_set,),
         ).fetchall()
     return [SymbolSummary(*row) for row in rows]
-
-
-def summary_table(rows: list[SymbolSummary], title: str = "Market data") -> Table:
-    table = Table(title=title)
-    for column in (
-        "symbol",
-        "candles",
-        "from (UTC)",
-        "to (UTC)",
-        "gaps",
-        "missing min",
-        "features",
-    ):
-        table.add_column(column, justify="right" if column != "symbol" else "left")
-    for row in rows:
-        table.add_row(
-            row.symbol, f"{row.candles:,}", f"{row.first:%Y-%m-%d %H:%M}",
-            f"{row.last:%Y-%m-%d %H:%M}", str(row.gaps), f"{row.gap_minutes:,}",
-            f"{row.feature_rows:,}",
-        )  # fmt: skip
-    return table

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from pricebot.errors import TargetSpecError
+
 DEFAULT_TARGET = "ret24h"
 EXAMPLES = ("ret24h", "ret60m", "up2pct24h", "down1.5pct4h")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
@@ -27,10 +29,6 @@ _MAX_HORIZON_MINUTES = 30 * 1440
 _PATTERN = re.compile(
     r"^(?:(?P<ret>ret)|(?P<dir>up|down)(?P<pct>\d+(?:[.p]\d+)?)pct)(?P<n>\d+)(?P<unit>[mhd])$"
 )
-
-
-class TargetSpecError(ValueError):
-    """A target spec that does not parse; the message says what is wrong and shows examples."""
 
 
 @dataclass(frozen=True)

@@ -18,20 +18,18 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from pricebot.archive import (
+from pricebot.archive import import_archive, import_archives, write_archive
+from pricebot.errors import (
     ArchiveNameError,
     ChecksumMismatchError,
     MalformedArchiveError,
     MislabelledArchiveError,
     TruncatedArchiveError,
-    import_archive,
-    import_archives,
-    write_archive,
 )
-from pricebot.cli import app
 from pricebot.gaps import list_gaps
 from pricebot.klines import count_klines, insert_klines, parse_kline, to_millis
-from pricebot.localdb import LocalPostgres
+from pricebot_cli import app
+from pricebot_local.localdb import LocalPostgres
 from tests.conftest import TEMPLATE_DB
 
 MINUTE = timedelta(minutes=1)

@@ -10,15 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pricebot.binance import (
-    MIRROR_URL,
-    BinanceClient,
+from pricebot.binance import MIRROR_URL, BinanceClient
+from pricebot.errors import (
     RateLimitBanError,
     RestrictedLocationError,
     RetriesExhaustedError,
-    UnknownSymbolError,
+    SymbolNotListedError,
 )
-from pricebot.exchange import RunningExchange, synthetic_klines
+from pricebot_exchange.exchange import RunningExchange, synthetic_klines
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -176,7 +175,7 @@ def test_unknown_symbols_are_named(market: RunningExchange) -> None:
     # Given an exchange listing BTCUSDT and ETHUSDT
     client = client_for(market, Pauses())
     # When a list with two unknown symbols is checked
-    with client, pytest.raises(UnknownSymbolError) as caught:
+    with client, pytest.raises(SymbolNotListedError) as caught:
         client.check_symbols(["BTCUSDT", "NOPEUSDT", "ETHUSDT", "BTCUSDX"])
     # Then exactly the unknown ones are named, with what to do
     assert caught.value.symbols == ["NOPEUSDT", "BTCUSDX"]
@@ -194,7 +193,7 @@ def test_known_symbols_pass_the_check(market: RunningExchange) -> None:
 
 def test_klines_for_an_unknown_symbol_raise_unknown_symbol(market: RunningExchange) -> None:
     client = client_for(market, Pauses())
-    with client, pytest.raises(UnknownSymbolError) as caught:
+    with client, pytest.raises(SymbolNotListedError) as caught:
         client.klines("NOPEUSDT", START_MS, NOW_MS)
     assert caught.value.symbols == ["NOPEUSDT"]
 

@@ -18,9 +18,8 @@ from pricebot.champion import (
     SWAP_FAILED,
     SWAPPED,
     ModelPool,
-    NoChampionError,
-    UnknownModelError,
 )
+from pricebot.errors import NoChampionError, UnknownModelError
 from pricebot.features import feature_names
 from tests.fixtures.models import RegisteredModel, register_broken_version
 

@@ -11,16 +11,12 @@ import pandas as pd
 import psycopg
 import pytest
 
-from pricebot.dataset import (
-    NoFeaturesError,
-    UnknownSymbolError,
-    build_dataset,
-    dataset_from_frames,
-)
+from pricebot.dataset import build_dataset, dataset_from_frames
+from pricebot.errors import NoFeaturesError, UnknownSymbolError
 from pricebot.features import compute_features, feature_names
-from pricebot.localdb import LocalPostgres
 from pricebot.targets import parse_target
 from pricebot.transform import update_features
+from pricebot_local.localdb import LocalPostgres
 from tests.conftest import TEMPLATE_DB
 from tests.fixtures.market_frames import store_candles, synthetic_candles
 

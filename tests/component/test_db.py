@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pricebot import db
-from pricebot.cli import app
+from pricebot_cli import app
 
 
 def test_upgrade_twice_is_a_no_op(database_url: str) -> None:

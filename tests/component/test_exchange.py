@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pricebot.archive import write_archive
-from pricebot.exchange import (
+from pricebot.errors import MalformedKlineError
+from pricebot.klines import parse_kline
+from pricebot_exchange.exchange import (
     RESTRICTED_MESSAGE,
     ExchangeConfig,
     RunningExchange,
@@ -28,7 +30,6 @@ from pricebot.exchange import (
     running_exchange,
     synthetic_klines,
 )
-from pricebot.klines import MalformedKlineError, parse_kline
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)  # 30 s into the 12:00 candle
 NOW_MS = int(NOW.timestamp() * 1000)

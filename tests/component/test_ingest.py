@@ -18,20 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pricebot.binance import (
-    BinanceClient,
+from pricebot.binance import BinanceClient
+from pricebot.errors import (
     MalformedPayloadError,
     RestrictedLocationError,
     RetriesExhaustedError,
-    UnknownSymbolError,
+    SymbolNotListedError,
 )
-from pricebot.cli import app
-from pricebot.exchange import ExchangeConfig, RunningExchange, synthetic_klines
 from pricebot.gaps import list_gaps
 from pricebot.ingest import PageEvent, catch_up
 from pricebot.klines import insert_klines, parse_kline
-from pricebot.localdb import LocalPostgres
 from pricebot.settings import Settings, get_settings
+from pricebot_cli import app
+from pricebot_exchange.exchange import ExchangeConfig, RunningExchange, synthetic_klines
+from pricebot_local.localdb import LocalPostgres
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)  # mid-minute: the 12:00 candle is still open
 MINUTE = timedelta(minutes=1)
@@ -353,7 +353,7 @@ def test_unknown_symbols_are_named_before_any_work(
     # Given one good and two misspelt symbols
     symbols = ["BTCUSDT", "BTCUSTD", "ETHUSD"]
     # When they are caught up
-    with pytest.raises(UnknownSymbolError) as caught:
+    with pytest.raises(SymbolNotListedError) as caught:
         catch_up(database_url, symbols, settings=settings_for(market, database_url))
     # Then the error names the two bad ones and nothing was fetched or audited
     assert caught.value.symbols == ["BTCUSTD", "ETHUSD"]

@@ -11,9 +11,10 @@ import pytest
 from pricebot import monitoring
 from pricebot.candles import load_candles
 from pricebot.db import connect, transaction
+from pricebot.errors import NoChampionError, RangeError
 from pricebot.klines import insert_klines, parse_kline, to_millis
 from pricebot.predictions import score_predictions
-from pricebot.registry import CHAMPION, move_alias
+from pricebot.registry import CHAMPION, Registry
 from pricebot.targets import parse_target
 from tests.fixtures.models import write_feature_rows
 from tests.fixtures.monitoring_data import log_predictions, minute_times, store_candles
@@ -205,7 +206,7 @@ def test_a_version_with_logged_predictions_shows_them_not_a_replay(
 def test_a_symbol_without_a_registered_model_says_how_to_train_one(
     database_url: str, tracking_uri: str
 ) -> None:
-    with connect(database_url) as conn, pytest.raises(monitoring.NoModelError) as caught:
+    with connect(database_url) as conn, pytest.raises(NoChampionError) as caught:
         monitoring.prediction_points(
             conn, "NOPEUSDT", parse_target("ret24h"), T0, T0 + timedelta(days=1), CHAMPION,
             uri=tracking_uri,
@@ -222,7 +223,9 @@ def test_champion_timeline_joins_alias_history_and_the_log(
     first = registered_model("SOLUSDT", "ret13m", seed=1)
     second = registered_model("SOLUSDT", "ret13m", seed=2, alias=None)
     client = MlflowClient(tracking_uri)
-    moved = move_alias(client, database_url, first.name, CHAMPION, second.version, reason="test")
+    moved = Registry(client=client).move_alias(
+        database_url, first.name, CHAMPION, second.version, reason="test"
+    )
     base = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
     hour = [base + i * MINUTE for i in range(60)]
     log_predictions(database_url, "SOLUSDT", "ret13m", hour, lambda i: 0.0,
@@ -263,7 +266,7 @@ def test_data_health_reports_the_newest_candle_age_and_the_gaps(database_url: st
 
 
 def test_an_inverted_range_is_refused_with_what_to_change() -> None:
-    with pytest.raises(monitoring.RangeError, match="must be after the start"):
+    with pytest.raises(RangeError, match="must be after the start"):
         monitoring.check_range(T0, T0 - timedelta(hours=1))
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from pricebot import db
 from pricebot.klines import insert_klines, parse_kline, to_millis
-from pricebot.localdb import LocalPostgres
 from pricebot.predictions import PredictionLog, PredictionRecord, score_predictions
+from pricebot_local.localdb import LocalPostgres
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -8,16 +8,14 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from pricebot.cli import app
+from pricebot.errors import AliasMoveError
 from pricebot.registry import (
     CHAMPION,
-    AliasMoveError,
+    Registry,
     alias_history,
-    alias_version,
-    list_models,
     model_name,
-    move_alias,
 )
+from pricebot_cli import app
 from tests.fixtures.models import register_model
 
 TARGET = "ret17m"  # used by this module only: the MLflow server is shared by the session
@@ -38,13 +36,14 @@ def test_moving_an_alias_records_who_when_and_why(tracking_uri: str, database_ur
     first = register_model(tracking_uri, "REGAUSDT", TARGET, alias=None)
     second = register_model(tracking_uri, "REGAUSDT", TARGET, seed=1, alias=None)
     client = MlflowClient(tracking_uri)
+    registry = Registry(client=client)
 
-    move_alias(client, database_url, first.name, CHAMPION, first.version, reason="first",
-               moved_by="ana@lab")  # fmt: skip
-    event = move_alias(client, database_url, first.name, CHAMPION, second.version,
-                       reason="better on the newest fold", moved_by="ana@lab")  # fmt: skip
+    registry.move_alias(database_url, first.name, CHAMPION, first.version, reason="first",
+                        moved_by="ana@lab")  # fmt: skip
+    event = registry.move_alias(database_url, first.name, CHAMPION, second.version,
+                                reason="better on the newest fold", moved_by="ana@lab")  # fmt: skip
 
-    assert alias_version(client, first.name, CHAMPION) == second.version
+    assert Registry(client=client).alias_version(first.name, CHAMPION) == second.version
     assert events(database_url, first.name) == [
         ("champion", first.version, None, "first"),
         ("champion", second.version, first.version, "better on the newest fold"),
@@ -61,9 +60,9 @@ def test_a_move_to_a_missing_version_changes_nothing(tracking_uri: str, database
     client = MlflowClient(tracking_uri)
 
     with pytest.raises(AliasMoveError, match="has no version 99"):
-        move_alias(client, database_url, model.name, CHAMPION, 99, reason="typo")
+        Registry(client=client).move_alias(database_url, model.name, CHAMPION, 99, reason="typo")
 
-    assert alias_version(client, model.name, CHAMPION) == model.version
+    assert Registry(client=client).alias_version(model.name, CHAMPION) == model.version
     assert events(database_url, model.name) == []
 
 
@@ -71,7 +70,7 @@ def test_a_move_without_a_reason_is_refused(tracking_uri: str, database_url: str
     model = register_model(tracking_uri, "REGCUSDT", TARGET, alias=None)
 
     with pytest.raises(AliasMoveError, match="reason is needed"):
-        move_alias(MlflowClient(tracking_uri), database_url, model.name, CHAMPION, 1, reason=" ")
+        Registry(tracking_uri).move_alias(database_url, model.name, CHAMPION, 1, reason=" ")
 
 
 def test_listing_shows_versions_aliases_and_headline_metrics(tracking_uri: str) -> None:
@@ -79,7 +78,7 @@ def test_listing_shows_versions_aliases_and_headline_metrics(tracking_uri: str) 
     register_model(tracking_uri, "REGDUSDT", TARGET, alias=None, metrics=metrics)
     second = register_model(tracking_uri, "REGDUSDT", TARGET, seed=1, alias=CHAMPION)
 
-    summary = next(s for s in list_models(MlflowClient(tracking_uri)) if s.name == second.name)
+    summary = next(s for s in Registry(tracking_uri).list_models() if s.name == second.name)
 
     assert [v.version for v in summary.versions] == [second.version, "1"]
     assert summary.versions[0].aliases == ["champion"]
@@ -104,7 +103,7 @@ def test_promote_then_rollback_by_hand_returns_the_champion_to_where_it_was(
     assert promoted.exit_code == 0, promoted.output
     assert rolled.exit_code == 0, rolled.output
     assert f"champion v{second.version} -> v{first.version}" in flat(rolled.output)
-    assert alias_version(MlflowClient(tracking_uri), first.name, CHAMPION) == first.version
+    assert Registry(tracking_uri).alias_version(first.name, CHAMPION) == first.version
     assert [e[3] for e in events(settings_env, first.name)] == [
         "start", "try v2", "v2 misbehaves live",
     ]  # fmt: skip

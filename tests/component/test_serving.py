@@ -11,12 +11,8 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pricebot import db
-from pricebot.serving import (
-    DatabaseUnavailableError,
-    FeatureCache,
-    NoFeaturesError,
-    Predictor,
-)
+from pricebot.errors import NoFeaturesError
+from pricebot.serving import DatabaseUnavailableError, FeatureCache, Predictor
 from pricebot.settings import Settings
 from tests.fixtures.models import RegisteredModel, minutes_back, write_feature_rows
 

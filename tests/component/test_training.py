@@ -22,16 +22,16 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from pricebot.cli import app
 from pricebot.dataset import Dataset, dataset_from_frames
 from pricebot.features import WARMUP_MINUTES, compute_features, feature_names
-from pricebot.localdb import LocalPostgres
-from pricebot.registry import CHALLENGER, CHAMPION, alias_history, alias_version, model_name
+from pricebot.registry import CHALLENGER, CHAMPION, Registry, alias_history, model_name
 from pricebot.targets import parse_target
 from pricebot.transform import update_features
+from pricebot_cli import app
+from pricebot_local.localdb import LocalPostgres
+from pricebot_training import TrainingConfig, train
 from tests.conftest import TEMPLATE_DB, free_port
 from tests.fixtures.market_frames import patterned_candles, store_candles, synthetic_candles
-from training import TrainingConfig, train
 
 DAYS = 27  # 24 days of warm-up, three days of rows
 
@@ -105,7 +105,7 @@ def test_cli_train_prints_every_candidate_and_registers_a_challenger(
                       "xgboost"):  # fmt: skip
         assert candidate in text
     assert f"registered {NAME} version 1 @challenger" in text
-    assert alias_version(MlflowClient(uri), NAME, CHALLENGER) == "1"
+    assert Registry(uri).alias_version(NAME, CHALLENGER) == "1"
 
 
 def test_the_version_carries_the_contract_tags_and_its_run_the_evaluation(
@@ -203,7 +203,7 @@ def test_on_a_random_walk_no_skill_is_found_and_nothing_is_promoted(
     models = outcome.table[outcome.table["kind"] == "model"]
     assert models["directional_accuracy"].between(0.42, 0.58).all(), models
     assert not outcome.promoted
-    assert alias_version(MlflowClient(tracking_uri), outcome.model_name, CHAMPION) is None
+    assert Registry(tracking_uri).alias_version(outcome.model_name, CHAMPION) is None
 
 
 def test_the_offline_demos_swinging_market_gets_a_model_promoted_over_the_demos_window(
@@ -234,9 +234,7 @@ def test_the_offline_demos_swinging_market_gets_a_model_promoted_over_the_demos_
     newest = {r.name: float(r.folds["pool_value_net"].iloc[-1]) for r in outcome.results}
     baselines = [r.name for r in outcome.results if r.kind == "baseline"]
     assert all(newest[outcome.winner] > newest[name] for name in baselines), newest
-    assert (
-        alias_version(MlflowClient(tracking_uri), outcome.model_name, CHAMPION) == outcome.version
-    )
+    assert Registry(tracking_uri).alias_version(outcome.model_name, CHAMPION) == outcome.version
 
 
 def test_real_skill_is_promoted_and_a_retrain_that_is_no_better_is_not(
@@ -257,8 +255,8 @@ def test_real_skill_is_promoted_and_a_retrain_that_is_no_better_is_not(
     assert not second.promoted
     assert "champion" in second.decision.reason
     client = MlflowClient(tracking_uri)
-    assert alias_version(client, first.model_name, CHAMPION) == first.version
-    assert alias_version(client, first.model_name, CHALLENGER) == second.version
+    assert Registry(client=client).alias_version(first.model_name, CHAMPION) == first.version
+    assert Registry(client=client).alias_version(first.model_name, CHALLENGER) == second.version
     with psycopg.connect(database_url) as conn:
         moves = [(e.alias, e.version) for e in alias_history(conn, first.model_name)]
     assert moves == [(CHALLENGER, "1"), (CHAMPION, "1"), (CHALLENGER, "2")]
@@ -350,7 +348,10 @@ def test_a_failure_while_registering_leaves_no_half_registered_model(
 
 def test_python_m_training_is_the_same_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "pricebot_training", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     assert result.returncode == 0, result.stderr

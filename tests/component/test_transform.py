@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from pricebot import pgbinary
 from pricebot.candles import load_candles
-from pricebot.cli import app
 from pricebot.features import DAY, WARMUP_MINUTES, compute_features, feature_names
 from pricebot.klines import insert_klines, parse_kline
 from pricebot.pgbinary import CopyLayoutError
 from pricebot.transform import latest_features, load_features, update_features, update_symbol
+from pricebot_cli import app
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -58,7 +58,7 @@ def monitor(
            "PRICEBOT_SYMBOLS": f"BTCUSDT,{SYMBOL}", "PRICEBOT_TARGETS": "ret24h"}  # fmt: skip
     log = (tmp_path / "monitor.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pricebot.cli", "monitor", "--port", str(port)],
+        [sys.executable, "-m", "pricebot_cli", "monitor", "--port", str(port)],
         cwd=tmp_path,  # not the checkout: the command finds the page by itself
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
@@ -114,7 +114,7 @@ def wait_until_drawn(page, charts: int) -> None:
 def test_choosing_a_symbol_range_and_version_draws_every_view(monitor: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    from pricebot.browser import chromium_launch_options
+    from pricebot_local.browser import chromium_launch_options
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shot = OUTPUT / "monitoring-browser.png"

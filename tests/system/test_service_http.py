@@ -25,9 +25,9 @@ import pytest
 from mlflow import MlflowClient
 
 from pricebot import db
-from pricebot.commands.serve import service_command, service_env
-from pricebot.localdb import LocalPostgres
 from pricebot.transform import latest_features
+from pricebot_local.localdb import LocalPostgres
+from pricebot_service.cli import service_command, service_env
 from tests.conftest import TEMPLATE_DB, free_port
 from tests.fixtures.models import (
     RegisteredModel,

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 
-from pricebot.stack import OFFLINE_TARGET
+from pricebot_local.stack import OFFLINE_TARGET
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.system
@@ -104,7 +104,7 @@ def stack() -> Iterator[RunningStack]:
     log = home / "up.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pricebot.cli", "up", "--offline",
+            [sys.executable, "-m", "pricebot_cli", "up", "--offline",
              "--trials", "3", "--tick-seconds", "20"],
             env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )  # fmt: skip
@@ -176,7 +176,7 @@ def test_a_moved_alias_is_served_without_a_restart(stack: RunningStack) -> None:
 def test_the_monitoring_page_draws_charts_for_a_chosen_symbol(stack: RunningStack) -> None:
     from playwright.sync_api import sync_playwright
 
-    from pricebot.browser import chromium_launch_options
+    from pricebot_local.browser import chromium_launch_options
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     shot = OUTPUT / "monitoring.png"
@@ -219,7 +219,7 @@ def test_a_warm_smoke_start_reuses_data_and_models_and_exits(stack: RunningStack
 
     # When it starts again in smoke mode
     done = subprocess.run(
-        [sys.executable, "-m", "pricebot.cli", "up", "--offline", "--smoke"],
+        [sys.executable, "-m", "pricebot_cli", "up", "--offline", "--smoke"],
         env=stack.env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
 

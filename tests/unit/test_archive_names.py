@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pricebot.archive import (
-    ArchiveError,
-    ArchiveNameError,
-    ChecksumMismatchError,
-    find_archives,
-    parse_archive_name,
-    verify_checksum,
-)
+from pricebot.archive import find_archives, parse_archive_name, verify_checksum
+from pricebot.errors import ArchiveError, ArchiveNameError, ChecksumMismatchError
 
 
 def test_monthly_zip_name_gives_symbol_and_the_whole_month() -> None:

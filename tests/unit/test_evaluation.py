@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pricebot.errors import InsufficientDataError
 from pricebot.evaluation import (
     SKILL_Z,
     CandidateResult,
-    InsufficientDataError,
     baseline_predictions,
     decide_promotion,
     evaluation_table,

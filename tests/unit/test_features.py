@@ -8,12 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pricebot.errors import FeatureInputError, UnknownFeatureSetError
 from pricebot.features import (
     DAY,
     HOUR,
     WARMUP_MINUTES,
-    FeatureInputError,
-    UnknownFeatureSetError,
     compute_features,
     feature_names,
     feature_set_definition,

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pricebot.klines import MalformedKlineError, parse_kline
+from pricebot.errors import MalformedKlineError
+from pricebot.klines import parse_kline
 
 OPEN_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 ROW = [OPEN_MS, "50000.10", "50005.00", "49995.00", "50001.00", "12.34567890",

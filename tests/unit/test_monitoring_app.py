@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import free_port
 from tests.fixtures.monitoring_data import log_predictions, minute_times, store_candles
 
-APP = Path(__file__).resolve().parents[2] / "monitoring_app" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "pricebot_monitor" / "app.py"
 END = datetime(2026, 3, 4, tzinfo=UTC)
 START = END - timedelta(days=2)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pricebot.synthetic import (
+from pricebot_exchange.synthetic import (
     ANCHOR_DAY,
     MINUTES_PER_DAY,
     SyntheticMarket,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pricebot.targets import EXAMPLES, TargetSpecError, parse_target
+from pricebot.errors import TargetSpecError
+from pricebot.targets import EXAMPLES, parse_target
 
 
 def test_ret24h_is_the_forward_return_over_a_day() -> None:

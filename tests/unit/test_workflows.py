@@ -201,7 +201,7 @@ def test_deploy_steps_build_push_up_and_smoke_test_in_order() -> None:
     _, aws = step_named(deploy, "configure-aws-credentials")
     assert aws["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
     _, bento = step_named(deploy, "Bento")
-    assert "bentoml build -f bento_service/bentofile.yaml" in bento["run"]
+    assert "bentoml build -f pricebot_service/bentofile.yaml" in bento["run"]
     assert 'docker push "$repository:$IMAGE_TAG"' in bento["run"]
     _, up = step_named(deploy, "pulumi up")
     assert up["with"]["command"] == "up"

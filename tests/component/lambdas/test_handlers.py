@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pricebot import cloud
+from pricebot import cloud, errors
 
 SECRET_NAME = "rds!db-pricebot"
 
@@ -192,14 +192,14 @@ def test_many_symbols_fan_out_in_batches_that_cover_them_all(
 def test_unexpected_event_is_refused_before_any_work(handlers: Any, database_url: str) -> None:
     event = {**scheduled_event(), "source": "aws.s3", "detail-type": "Object Created"}
 
-    with pytest.raises(cloud.UnexpectedEventError, match=r"aws\.s3"):
+    with pytest.raises(errors.UnexpectedEventError, match=r"aws\.s3"):
         handlers.ingest.lambda_handler(event, FakeContext())
 
     assert candle_counts(database_url) == {}
 
 
 def test_batch_event_without_symbols_names_the_field(handlers: Any, database_url: str) -> None:
-    with pytest.raises(cloud.UnexpectedEventError, match="symbols"):
+    with pytest.raises(errors.UnexpectedEventError, match="symbols"):
         handlers.ingest.lambda_handler(custom_event(cloud.INGEST_BATCH, {"coins": ["X"]}),
                                        FakeContext())  # fmt: skip
 
@@ -211,14 +211,14 @@ def test_missing_secret_is_named(handlers: Any, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PRICEBOT_DB_SECRET_ARN", arn)
     handlers.ingest.settings.cache_clear()
 
-    with pytest.raises(cloud.SecretUnavailableError, match="gone-AbCdEf"):
+    with pytest.raises(errors.SecretUnavailableError, match="gone-AbCdEf"):
         handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
 
 
 def test_failing_exchange_fails_the_invocation_and_the_next_catches_up(
     handlers: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pricebot.binance import RetriesExhaustedError
+    from pricebot.errors import RetriesExhaustedError
     from pricebot.settings import get_settings
 
     # Given an exchange that answers every request with a 5xx, and a client that retries briefly
@@ -268,7 +268,7 @@ def test_transform_twice_writes_nothing_the_second_time(handlers: Any) -> None:
 
 
 def test_transform_refuses_an_ingest_batch_event(handlers: Any) -> None:
-    with pytest.raises(cloud.UnexpectedEventError, match=cloud.INGEST_BATCH):
+    with pytest.raises(errors.UnexpectedEventError, match=cloud.INGEST_BATCH):
         handlers.transform.lambda_handler(
             custom_event(cloud.INGEST_BATCH, {"symbols": ["BTCUSDT"]}), FakeContext()
         )

@@ -1,0 +1,124 @@
+"""``pricebot train``: the training job's command, contributed to the ``pricebot`` CLI through
+the ``pricebot.commands`` entry point.
+
+The job itself (:mod:`pricebot_training.job`) is imported inside the command so that
+``pricebot --help`` starts without MLflow, XGBoost or Optuna loaded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _target(target: str | None) -> str:
+    """The canonical target name (default: the first of PRICEBOT_TARGETS)."""
+    from pricebot.settings import get_settings
+    from pricebot.targets import parse_target
+
+    return parse_target(target or get_settings().targets[0]).name
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_command(
+        symbol: str = typer.Option(..., "--symbol", help="e.g. AVAXUSDT"),
+        target: str = typer.Option(
+            None, "--target", help="Target spec, e.g. ret24h, up2pct24h.", show_default="ret24h"
+        ),
+        trials: int = typer.Option(30, "--trials", min=0, help="Optuna trials for XGBoost."),
+        folds: int = typer.Option(5, "--folds", min=1, help="Walk-forward folds."),
+        start: Annotated[
+            datetime | None, typer.Option("--start", formats=DATE_FORMATS, help="UTC.")
+        ] = None,
+        end: Annotated[
+            datetime | None, typer.Option("--end", formats=DATE_FORMATS, help="UTC.")
+        ] = None,
+        seed: int = typer.Option(42, "--seed"),
+        fee: float = typer.Option(0.001, "--fee", min=0.0, max=0.1, help="Fee per side."),
+        train_step: int = typer.Option(
+            None, "--train-step", min=1, help="Train on every Nth minute.", show_default="H/24"
+        ),
+        database_url: str = typer.Option(
+            None, "--database-url", help="Overrides PRICEBOT_DATABASE_URL.", show_default=False
+        ),
+        no_register: bool = typer.Option(False, "--no-register", help="Evaluate and log only."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Train, evaluate walk-forward against baselines, register, promote if earned."""
+        from rich.console import Console
+
+        from pricebot.errors import MissingExtraError
+
+        target_name = _target(target)
+        try:
+            from pricebot_training import TrainingConfig, train
+        except ImportError as exc:
+            raise MissingExtraError(
+                f"The training job cannot run ({exc}); install pricebot with the `train` extra."
+            ) from None
+        console = Console()
+        config = TrainingConfig(
+            symbol=symbol.upper(),
+            target=target_name,
+            trials=trials,
+            folds=folds,
+            start=_utc(start),
+            end=_utc(end),
+            seed=seed,
+            fee=fee,
+            train_step=train_step,
+            database_url=database_url,
+            register=not no_register,
+            show_progress=not quiet,
+        )
+        outcome = train(config)
+        lineage = outcome.lineage
+        console.print(
+            render_table(
+                outcome.table,
+                f"{config.symbol} {target_name}: walk-forward, {folds} folds, "
+                f"{lineage['rows']} rows {lineage['start']} .. {lineage['end']}",
+            )
+        )
+        console.print(f"winner: [bold]{outcome.winner}[/] (run {outcome.winner_run_id})")
+        if outcome.version is not None:
+            console.print(f"registered {outcome.model_name} version {outcome.version} @challenger")
+        verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted"
+        console.print(f"{verdict}: {outcome.decision.reason}")
+
+
+def render_table(table: Any, title: str) -> Any:
+    """The evaluation table (one row per candidate) as a rich Table for the terminal."""
+    import pandas as pd
+    from rich.table import Table
+
+    from pricebot.evaluation import TABLE_COLUMNS
+
+    rich_table = Table(title=title)
+    rich_table.add_column("candidate")
+    rich_table.add_column("kind")
+    for column in TABLE_COLUMNS:
+        rich_table.add_column(column.replace("_", " "), justify="right")
+    for name, row in table.iterrows():
+        cells = []
+        for column in TABLE_COLUMNS:
+            value = row[column]
+            if column == "trades":
+                cells.append(f"{value:.0f}")
+            elif pd.isna(value):
+                cells.append("–")
+            else:
+                cells.append(f"{value:.4f}")
+        rich_table.add_row(str(name), str(row["kind"]), *cells)
+    return rich_table
