@@ -221,13 +221,15 @@ class Stack:
 
     def refresh_data(self) -> None:
         """Catch up the candles (``days`` plus the warm-up) and the features; score what is due."""
+        from pricebot.db import connect
         from pricebot.ingest import catch_up
         from pricebot.predictions import score_predictions
         from pricebot.transform import update_features
 
         settings = self.settings.model_copy(update={"binance_url": self.market_url})
         since = datetime.now(UTC) - self.history
-        catch_up(self.database_url, self.settings.symbols, since=since, settings=settings)
+        with connect(self.database_url, autocommit=True) as conn:
+            catch_up(conn, self.settings.symbols, since=since, settings=settings)
         update_features(self.database_url, self.settings.symbols, self.settings.feature_set)
         score_predictions(self.database_url)
 
