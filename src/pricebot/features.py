@@ -159,6 +159,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
@@ -383,15 +384,15 @@ def _range_position_24h(close: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (close - low) / span, 0.5 + 0.0 * span)
 
 
-def _bollinger_width(close: np.ndarray) -> np.ndarray:
-    mid = _sampled_mean(close, HOUR, 20)
-    return 4.0 * _sampled_std(close, HOUR, 20, mid) / mid
+def _bollinger_width(close: np.ndarray, hour: int = HOUR) -> np.ndarray:
+    mid = _sampled_mean(close, hour, 20)
+    return 4.0 * _sampled_std(close, hour, 20, mid) / mid
 
 
-def _log_returns(log_close: np.ndarray) -> dict[str, np.ndarray]:
+def _log_returns(log_close: np.ndarray, hour: int = HOUR) -> dict[str, np.ndarray]:
     return {
-        f"logret_{label}": log_close - _lag(log_close, minutes)
-        for label, minutes in (("1h", HOUR), ("4h", 4 * HOUR), ("24h", DAY))
+        f"logret_{label}": log_close - _lag(log_close, hours * hour)
+        for label, hours in (("1h", 1), ("4h", 4), ("24h", 24))
     }
 
 
@@ -443,6 +444,15 @@ def _v1(close: np.ndarray, volume: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def _v1_at(
+    grid: Mapping[str, np.ndarray],
+    references: Mapping[str, pd.DataFrame],
+    start_ns: int,
+    wanted: np.ndarray,
+) -> dict[str, np.ndarray]:
+    return {name: values[wanted] for name, values in _v1(grid["close"], grid["volume"]).items()}
+
+
 # --- v2: hourly bars and the classic indicators ------------------------------------------------
 
 
@@ -478,24 +488,24 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray, otherwise: float) -> 
     return np.where(denominator != 0, numerator / denominator, otherwise + 0.0 * numerator)
 
 
-def _volume_flows(bars: _Bars) -> dict[str, np.ndarray]:
+def _volume_flows(bars: _Bars, hour: int) -> dict[str, np.ndarray]:
     """The windowed, volume-normalised OBV and Chaikin A/D (see the module docstring)."""
-    direction = np.sign(bars.close - _lag(bars.close, HOUR))
-    obv_change = _lagged_sum(direction * bars.volume, HOUR, 24)
+    direction = np.sign(bars.close - _lag(bars.close, hour))
+    obv_change = _lagged_sum(direction * bars.volume, hour, 24)
     span = bars.high - bars.low
     multiplier = _ratio((bars.close - bars.low) - (bars.high - bars.close), span, 0.0)
-    ad_change = _lagged_sum(multiplier * bars.volume, HOUR, 20)
+    ad_change = _lagged_sum(multiplier * bars.volume, hour, 20)
     return {
-        "obv_h24": _ratio(obv_change, _lagged_sum(bars.volume, HOUR, 24), 0.0),
-        "cmf_h20": _ratio(ad_change, _lagged_sum(bars.volume, HOUR, 20), 0.0),
+        "obv_h24": _ratio(obv_change, _lagged_sum(bars.volume, hour, 24), 0.0),
+        "cmf_h20": _ratio(ad_change, _lagged_sum(bars.volume, hour, 20), 0.0),
     }
 
 
-def _directional(bars: _Bars, period: int = 14) -> dict[str, np.ndarray]:
+def _directional(bars: _Bars, hour: int, period: int = 14) -> dict[str, np.ndarray]:
     """Wilder's +DI, -DI, DX and ADX on hourly bars (his sums are EMAs with alpha = 1/period)."""
-    up = bars.high - _lag(bars.high, HOUR)
-    down = _lag(bars.low, HOUR) - bars.low
-    previous_close = _lag(bars.close, HOUR)
+    up = bars.high - _lag(bars.high, hour)
+    down = _lag(bars.low, hour) - bars.low
+    previous_close = _lag(bars.close, hour)
     true_range = np.maximum(bars.high, previous_close) - np.minimum(bars.low, previous_close)
     observed = np.isfinite(up) & np.isfinite(down) & np.isfinite(true_range)
 
@@ -503,24 +513,24 @@ def _directional(bars: _Bars, period: int = 14) -> dict[str, np.ndarray]:
         return np.where(observed, np.where((gain > other) & (gain > 0), gain, 0.0), np.nan)
 
     alpha = 1.0 / period
-    smoothed_range = _observed_ewm(np.where(observed, true_range, np.nan), HOUR, alpha)
-    plus = 100.0 * _ratio(_observed_ewm(moves(up, down), HOUR, alpha), smoothed_range, 0.0)
-    minus = 100.0 * _ratio(_observed_ewm(moves(down, up), HOUR, alpha), smoothed_range, 0.0)
+    smoothed_range = _observed_ewm(np.where(observed, true_range, np.nan), hour, alpha)
+    plus = 100.0 * _ratio(_observed_ewm(moves(up, down), hour, alpha), smoothed_range, 0.0)
+    minus = 100.0 * _ratio(_observed_ewm(moves(down, up), hour, alpha), smoothed_range, 0.0)
     dx = 100.0 * _ratio(np.abs(plus - minus), plus + minus, 0.0)
     return {
         "plus_di_h14": plus,
         "minus_di_h14": minus,
         "dx_h14": dx,
-        "adx_h14": _observed_ewm(dx, HOUR, alpha),
+        "adx_h14": _observed_ewm(dx, hour, alpha),
     }
 
 
-def _bars_since(x: np.ndarray, count: int, newer_is_better: Callable) -> np.ndarray:
+def _bars_since(x: np.ndarray, hour: int, count: int, newer_is_better: Callable) -> np.ndarray:
     """Bars back (0 = the bar at t) to the best of ``count`` bars; the newest wins a tie."""
     best, since = x.copy(), np.zeros_like(x)
     missing = np.isnan(x)
     for k in range(1, count):
-        older = _lag(x, k * HOUR)
+        older = _lag(x, k * hour)
         better = newer_is_better(older, best)
         best = np.where(better, older, best)
         since = np.where(better, float(k), since)
@@ -529,80 +539,158 @@ def _bars_since(x: np.ndarray, count: int, newer_is_better: Callable) -> np.ndar
     return since
 
 
-def _aroon(bars: _Bars, period: int = 25) -> dict[str, np.ndarray]:
-    up = _bars_since(bars.high, period + 1, np.greater)
-    down = _bars_since(bars.low, period + 1, np.less)
+def _aroon(bars: _Bars, hour: int, period: int = 25) -> dict[str, np.ndarray]:
+    up = _bars_since(bars.high, hour, period + 1, np.greater)
+    down = _bars_since(bars.low, hour, period + 1, np.less)
     return {
         "aroon_up_h25": 100.0 * (period - up) / period,
         "aroon_down_h25": 100.0 * (period - down) / period,
     }
 
 
-def _stochastic(bars: _Bars, period: int = 14) -> dict[str, np.ndarray]:
-    highest = _sampled_extreme(bars.high, HOUR, period, np.maximum)
-    lowest = _sampled_extreme(bars.low, HOUR, period, np.minimum)
+def _stochastic(bars: _Bars, hour: int, period: int = 14) -> dict[str, np.ndarray]:
+    highest = _sampled_extreme(bars.high, hour, period, np.maximum)
+    lowest = _sampled_extreme(bars.low, hour, period, np.minimum)
     k = 100.0 * _ratio(bars.close - lowest, highest - lowest, 0.5)
-    return {"stoch_k_h14": k, "stoch_d_h14": _sampled_mean(k, HOUR, 3)}
+    return {"stoch_k_h14": k, "stoch_d_h14": _sampled_mean(k, hour, 3)}
 
 
-def _money_flow(bars: _Bars, period: int = 14) -> np.ndarray:
+def _money_flow(bars: _Bars, hour: int, period: int = 14) -> np.ndarray:
     typical = (bars.high + bars.low + bars.close) / 3.0
     flow = typical * bars.volume
-    previous = _lag(typical, HOUR)
+    previous = _lag(typical, hour)
     moved = np.isfinite(flow) & np.isfinite(previous)
     positive = np.where(moved, np.where(typical > previous, flow, 0.0), np.nan)
     negative = np.where(moved, np.where(typical < previous, flow, 0.0), np.nan)
-    positive_sum = _lagged_sum(positive, HOUR, period)
-    return 100.0 * _ratio(positive_sum, positive_sum + _lagged_sum(negative, HOUR, period), 0.5)
+    positive_sum = _lagged_sum(positive, hour, period)
+    return 100.0 * _ratio(positive_sum, positive_sum + _lagged_sum(negative, hour, period), 0.5)
 
 
-def _trix(close: np.ndarray, period: int = 15) -> np.ndarray:
+def _trix(close: np.ndarray, hour: int, period: int = 15) -> np.ndarray:
     alpha = 2.0 / (period + 1)
     triple = close
     for _ in range(3):
-        triple = _observed_ewm(triple, HOUR, alpha)
-    return 100.0 * (triple / _lag(triple, HOUR) - 1.0)
+        triple = _observed_ewm(triple, hour, alpha)
+    return 100.0 * (triple / _lag(triple, hour) - 1.0)
 
 
-def _ppo(close: np.ndarray) -> dict[str, np.ndarray]:
-    slow = _sampled_ewm(close, HOUR, 2 / 27)
-    line = 100.0 * (_sampled_ewm(close, HOUR, 2 / 13) - slow) / slow
+def _ppo(close: np.ndarray, hour: int) -> dict[str, np.ndarray]:
+    slow = _sampled_ewm(close, hour, 2 / 27)
+    line = 100.0 * (_sampled_ewm(close, hour, 2 / 13) - slow) / slow
     line[np.isnan(close)] = np.nan
-    signal = _sampled_ewm(line, HOUR, 2 / 10)
+    signal = _sampled_ewm(line, hour, 2 / 10)
     return {"ppo_h_line": line, "ppo_h_signal": signal, "ppo_h_hist": line - signal}
 
 
-def _v2(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The v2 columns on the regular minute grid (NaN where a window is incomplete)."""
-    close, volume = columns["close"], columns["volume"]
+def _v2_sampled(close: np.ndarray, hour: int) -> dict[str, np.ndarray]:
+    """The v2 columns that read nothing but hourly (and daily) samples of the close.
+
+    ``hour`` is how far apart two samples an hour apart lie on the grid given: 60 on the minute
+    grid, or the number of phases on a grid of only some phases (see :func:`_phase_grid`).
+    """
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["close_minmax_24h"] = _range_position_24h(close)
-        hourly = {n: _sampled_mean(close, HOUR, n) for n in (7, 25, 99)}
-        daily = {n: _sampled_mean(close, DAY, n) for n in (7, 25, 99)}
+        hourly = {n: _sampled_mean(close, hour, n) for n in (7, 25, 99)}
+        daily = {n: _sampled_mean(close, 24 * hour, n) for n in (7, 25, 99)}
         out["ma_gap_h7_h25_rel"] = (hourly[7] - hourly[25]) / close
         out["ma_gap_h25_h99_rel"] = (hourly[25] - hourly[99]) / close
         out["ma_gap_d7_d25_rel"] = (daily[7] - daily[25]) / close
         out["ma_gap_d25_d99_rel"] = (daily[25] - daily[99]) / close
-        out["rsi_h14"] = _rsi(close, HOUR, 14)
-        out["bb_width_h20"] = _bollinger_width(close)
-
-        log_close = np.log(close)
-        out.update(_log_returns(log_close))
+        out["rsi_h14"] = _rsi(close, hour, 14)
+        out["bb_width_h20"] = _bollinger_width(close, hour)
+        out.update(_log_returns(np.log(close), hour))
         for k in V2_RETURN_LAGS_HOURS:
-            out[f"logret_1h_lag{k}h"] = _lag(out["logret_1h"], k * HOUR)
-        out["volatility_24h"] = _minute_volatility(log_close - _lag(log_close, 1))
-        out["volume_z_24h"] = _volume_z(volume)
-
-        bars = _hour_bars(close, columns["high"], columns["low"], volume)
-        out.update(_volume_flows(bars))
-        out.update(_directional(bars))
-        out.update(_aroon(bars))
-        out.update(_stochastic(bars))
-        out["mfi_h14"] = _money_flow(bars)
-        out["trix_h15"] = _trix(close)
-        out.update(_ppo(close))
+            out[f"logret_1h_lag{k}h"] = _lag(out["logret_1h"], k * hour)
+        out["trix_h15"] = _trix(close, hour)
+        out.update(_ppo(close, hour))
     return out
+
+
+def _v2_minutes(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The v2 columns over dense 24 h windows of minutes."""
+    close = columns["close"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_close = np.log(close)
+        return {
+            "close_minmax_24h": _range_position_24h(close),
+            "volatility_24h": _minute_volatility(log_close - _lag(log_close, 1)),
+            "volume_z_24h": _volume_z(columns["volume"]),
+        }
+
+
+def _bar_indicators(bars: _Bars, hour: int) -> dict[str, np.ndarray]:
+    """The v2 columns of hourly bars; ``hour`` as in :func:`_v2_sampled`."""
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out.update(_volume_flows(bars, hour))
+        out.update(_directional(bars, hour))
+        out.update(_aroon(bars, hour))
+        out.update(_stochastic(bars, hour))
+        out["mfi_h14"] = _money_flow(bars, hour)
+    return out
+
+
+def _phases(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The minute phases of ``positions`` and where each position lies on their phase grid."""
+    phases = np.unique(positions % HOUR)
+    rank = np.zeros(HOUR, dtype=np.int64)
+    rank[phases] = np.arange(len(phases))
+    return phases, (positions // HOUR) * len(phases) + rank[positions % HOUR]
+
+
+def _v2_at(
+    grid: Mapping[str, np.ndarray],
+    references: Mapping[str, pd.DataFrame],
+    start_ns: int,
+    wanted: np.ndarray,
+    order: tuple[str, ...] = (),
+) -> dict[str, np.ndarray]:
+    """The v2 (and, for references ``order``, v2x) columns at the grid positions ``wanted``.
+
+    Each part is computed on only what the rows wanted read: the hourly samples of the close on
+    their phases (minutes of the hour); every minute from :data:`V2_DENSE_MINUTES` before the
+    first of them (the 24 h windows, the references); and the hourly bars of those minutes on
+    their phases again. Nothing in a sampled part mixes phases, so a phase computed alone is
+    bit-for-bit what it is with all 60; for a full recompute every phase is wanted.
+    """
+    if len(wanted) == 0:
+        names = V2_NAMES + tuple(c for r in order for c in _reference_columns(r))
+        return {name: np.array([], dtype=float) for name in names}
+    phases, on_phases = _phases(wanted)
+    sampled = _v2_sampled(_phase_grid(grid["close"], phases), len(phases))
+    out = {name: values[on_phases] for name, values in sampled.items()}
+
+    start = max(0, int(wanted[0]) - V2_DENSE_MINUTES)
+    recent = {column: values[start:] for column, values in grid.items()}
+    at = wanted - start
+    out.update({name: values[at] for name, values in _v2_minutes(recent).items()})
+
+    bars = _hour_bars(recent["close"], recent["high"], recent["low"], recent["volume"])
+    bar_phases, on_bar_phases = _phases(at)
+    folded = _Bars(
+        *(_phase_grid(getattr(bars, f), bar_phases) for f in ("close", "high", "low", "volume"))
+    )
+    indicators = _bar_indicators(folded, len(bar_phases))
+    out.update({name: values[on_bar_phases] for name, values in indicators.items()})
+
+    # The references' columns read REFERENCE_MINUTES: a shorter stretch still.
+    if order:
+        first = max(0, int(wanted[0]) - REFERENCE_MINUTES - 1)
+        close = grid["close"][first:]
+        grids = _reference_grids(order, references, start_ns + first * MINUTE_NS, len(close))
+        for reference in order:
+            features = _reference_features(close, grids[reference]["close"], reference)
+            out.update({name: values[wanted - first] for name, values in features.items()})
+    return out
+
+
+def _phase_grid(values: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """``values[p + 60 j]`` for the minute phases ``p`` given, hour by hour: one hour apart on
+    the minute grid is ``len(phases)`` apart on this one (with every phase it is the grid)."""
+    rows = -(-len(values) // HOUR)
+    padded = np.full(rows * HOUR, np.nan)
+    padded[: len(values)] = values
+    return padded.reshape(rows, HOUR)[:, phases].reshape(-1)
 
 
 # --- v2x: the reference coins ------------------------------------------------------------------
@@ -642,17 +730,6 @@ def _reference_features(
     return out
 
 
-def _v2x(
-    columns: Mapping[str, np.ndarray],
-    references: Mapping[str, Mapping[str, np.ndarray]],
-    order: tuple[str, ...],
-) -> dict[str, np.ndarray]:
-    out = _v2(columns)
-    for reference in order:
-        out.update(_reference_features(columns["close"], references[reference]["close"], reference))
-    return out
-
-
 # --- definitions -------------------------------------------------------------------------------
 
 
@@ -661,8 +738,14 @@ class FeatureSet:
     """A versioned feature definition.
 
     ``names``: its columns; ``warmup_minutes``: the history a row depends on; ``inputs``: the
-    candle columns it reads; ``build``: the function on the minute grid, called with the input
-    columns and, per reference, the reference's input columns (both on the same grid).
+    candle columns it reads.
+
+    ``evaluate(grid, references, start_ns, wanted)``: the features at the minute positions
+    ``wanted`` of the grid (the input columns, one value per minute from ``start_ns``, NaN where
+    no candle is), NaN where a window is incomplete; ``references`` are the reference coins'
+    candles as given to :func:`compute_features`. ``v1`` computes the whole grid and picks the
+    rows; ``v2`` computes only what the rows wanted read (see :func:`_v2_at`), which for a newest
+    minute is one phase of the close and a few weeks of minutes instead of the whole warm-up.
 
     ``dense_minutes`` and ``sample_step`` state which candles a row at ``t`` reads: every minute
     in ``[t - dense_minutes, t]``, and before that only the minutes ``t - k * sample_step``
@@ -677,12 +760,12 @@ class FeatureSet:
     names: tuple[str, ...]
     warmup_minutes: int
     inputs: tuple[str, ...]
-    build: Callable[
-        [Mapping[str, np.ndarray], Mapping[str, Mapping[str, np.ndarray]]],
-        dict[str, np.ndarray],
-    ]
     dense_minutes: int
     sample_step: int
+    evaluate: Callable[
+        [Mapping[str, np.ndarray], Mapping[str, pd.DataFrame], int, np.ndarray],
+        dict[str, np.ndarray],
+    ]
     references: tuple[str, ...] = ()
     reference_inputs: tuple[str, ...] = ()
     reference_minutes: int = 0
@@ -695,9 +778,9 @@ _FEATURE_SETS: dict[str, FeatureSet] = {
         V1_NAMES,
         WARMUP_MINUTES,
         ("close", "volume"),
-        lambda columns, references: _v1(columns["close"], columns["volume"]),
         dense_minutes=DAY,
         sample_step=HOUR,
+        evaluate=_v1_at,
     ),
     # Dense: the hourly bars of the settled ADX. Sampled: hourly closes (EMAs, MAs, lags) and
     # daily ones, every one a multiple of 60 minutes back.
@@ -705,9 +788,9 @@ _FEATURE_SETS: dict[str, FeatureSet] = {
         V2_NAMES,
         V2_WARMUP_MINUTES,
         ("high", "low", "close", "volume"),
-        lambda columns, references: _v2(columns),
         dense_minutes=V2_DENSE_MINUTES,
         sample_step=HOUR,
+        evaluate=_v2_at,
     ),
 }
 CROSS_ASSET_BASE = "v2x"
@@ -736,18 +819,21 @@ def _cross_asset(references: tuple[str, ...]) -> FeatureSet:
     base = _FEATURE_SETS["v2"]
     names = base.names + tuple(c for r in references for c in _reference_columns(r))
 
-    def build(
-        columns: Mapping[str, np.ndarray], grids: Mapping[str, Mapping[str, np.ndarray]]
+    def evaluate(
+        grid: Mapping[str, np.ndarray],
+        candles: Mapping[str, pd.DataFrame],
+        start_ns: int,
+        wanted: np.ndarray,
     ) -> dict[str, np.ndarray]:
-        return _v2x(columns, grids, references)
+        return _v2_at(grid, candles, start_ns, wanted, references)
 
     return FeatureSet(
         names,
         base.warmup_minutes,
         base.inputs,
-        build,
         dense_minutes=base.dense_minutes,
         sample_step=base.sample_step,
+        evaluate=evaluate,
         references=references,
         reference_inputs=("close",),
         reference_minutes=REFERENCE_MINUTES,
@@ -858,31 +944,24 @@ def _on_grid(
 
 
 def _reference_grids(
-    definition: FeatureSet,
-    feature_set: str,
-    references: Mapping[str, pd.DataFrame] | None,
+    order: tuple[str, ...],
+    references: Mapping[str, pd.DataFrame],
     start_ns: int,
     size: int,
 ) -> dict[str, dict[str, np.ndarray]]:
+    """Each reference's close on the grid of ``size`` minutes from ``start_ns``."""
     grids: dict[str, dict[str, np.ndarray]] = {}
-    for reference in definition.references:
-        candles = (references or {}).get(reference)
-        if candles is None:
-            raise FeatureInputError(
-                f"feature set {feature_set!r} reads the candles of {reference}: pass them as "
-                f"references={{{reference!r}: <its candles>}} (pricebot.cross_asset loads them)."
-            )
+    for reference in order:
+        candles = references[reference]
         what = f"reference {reference} candles"
         if len(candles) == 0:
-            grids[reference] = {c: np.full(size, np.nan) for c in definition.reference_inputs}
+            grids[reference] = {"close": np.full(size, np.nan)}
             continue
-        stamps = _check_candles(candles, definition.reference_inputs, what).asi8
+        stamps = _check_candles(candles, ("close",), what).asi8
         positions = (stamps - start_ns) // MINUTE_NS
-        # Candles after the coin's last minute are its future, before its first outside the grid.
+        # Candles after the coin's last minute are its future, before the grid of no use.
         inside = (positions >= 0) & (positions < size)
-        grids[reference] = _on_grid(
-            candles.loc[inside], definition.reference_inputs, positions[inside], size, what
-        )
+        grids[reference] = _on_grid(candles.loc[inside], ("close",), positions[inside], size, what)
     return grids
 
 
@@ -890,15 +969,18 @@ def compute_features(
     candles: pd.DataFrame,
     feature_set: str = "v1",
     references: Mapping[str, pd.DataFrame] | None = None,
+    since: datetime | pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Features of every stored candle whose windows are complete.
 
     ``candles``: index open_time (tz-aware), columns at least :func:`input_columns` (as
     :func:`pricebot.candles.load_candles` returns). ``references``: for a cross-asset set, each
     of :func:`reference_symbols`' candles in the same form (their own rows included when the coin
-    is one of them); candles newer than the coin's last are ignored. The result is indexed by
-    open_time (UTC) with column ``close`` followed by :func:`feature_names` (float64); rows
-    without a full window or with a non-finite feature are left out, never filled.
+    is one of them); candles newer than the coin's last are ignored. ``since``: only rows at or
+    after it are wanted (the incremental transform's new minutes), which lets ``v2`` compute
+    only what those rows read. The result is indexed by open_time (UTC) with column ``close``
+    followed by :func:`feature_names` (float64); rows without a full window or with a non-finite
+    feature are left out, never filled.
     """
     definition = _feature_set(feature_set)
     names, warmup = definition.names, definition.warmup_minutes
@@ -907,27 +989,38 @@ def compute_features(
         empty = pd.DatetimeIndex([], tz="UTC", name="open_time")
         return pd.DataFrame({c: np.array([], dtype=float) for c in columns}, index=empty)
     index = _check_candles(candles, definition.inputs)
+    for reference in definition.references:
+        if reference not in (references or {}):
+            raise FeatureInputError(
+                f"feature set {feature_set!r} reads the candles of {reference}: pass them as "
+                f"references={{{reference!r}: <its candles>}} (pricebot.cross_asset loads them)."
+            )
 
     stamps = index.asi8
     positions = (stamps - stamps[0]) // MINUTE_NS
     size = int(positions[-1]) + 1
     grid = _on_grid(candles, definition.inputs, positions, size, "candles")
-    grids = _reference_grids(definition, feature_set, references, int(stamps[0]), size)
     close = grid["close"]
+    first = 0
+    if since is not None:
+        since_ns = pd.Timestamp(since).tz_convert("UTC").as_unit("ns").value
+        first = max(0, -(-(since_ns - int(stamps[0])) // MINUTE_NS))
+    # The minutes that may become rows: stored, wanted, past the warm-up.
+    wanted = np.arange(min(max(first, warmup), size), size)
+    wanted = wanted[np.isfinite(close[wanted])]
 
-    values = definition.build(grid, grids)
-    keep = np.isfinite(close)
+    values = definition.evaluate(grid, references or {}, int(stamps[0]), wanted)
+    keep = np.ones(len(wanted), dtype=bool)
     for name in names:
         keep &= np.isfinite(values[name])
-    keep[: min(warmup, size)] = False
-    rows = np.flatnonzero(keep)
+    rows = wanted[keep]
 
     # One float64 block, column-major: close then the features. Callers that want the raw
     # matrix (the binary COPY writer) get it from frame.to_numpy() without a copy.
     block = np.empty((len(names) + 1, len(rows)))
     block[0] = close[rows]
     for i, name in enumerate(names, start=1):
-        block[i] = values[name][rows]
+        block[i] = values[name][keep]
     open_time = pd.DatetimeIndex(
         (stamps[0] + rows.astype(np.int64) * MINUTE_NS).view("datetime64[ns]"), name="open_time"
     ).tz_localize("UTC")

@@ -204,7 +204,8 @@ def update_symbol(
         last = None if full else last_feature_time(conn, symbol, feature_set)
         candles = _candles_for_update(conn, symbol, definition, last)
         references = reference_candles(conn, symbol, definition, candles, last)
-        frame = compute_features(candles, feature_set, references)
+        since = None if last is None else last + MINUTE
+        frame = compute_features(candles, feature_set, references, since=since)
         if last is not None:
             frame = frame[frame.index > last]
         if full:
