@@ -39,9 +39,11 @@ def reference_candles(
     if len(candles) == 0:
         return {reference: empty_frame(columns) for reference in definition.references}
     first, newest = candles.index[0].to_pydatetime(), candles.index[-1].to_pydatetime()
-    start = first
-    if last is not None:  # one minute more than the windows need, as the transform does
-        start = max(first, last - (definition.reference_minutes + 1) * MINUTE)
+    # No row comes before the warm-up, and none at or before last; one minute to spare.
+    oldest_row = first + definition.warmup_minutes * MINUTE
+    if last is not None:
+        oldest_row = max(oldest_row, last + MINUTE)
+    start = oldest_row - (definition.reference_minutes + 1) * MINUTE
     found: dict[str, pd.DataFrame] = {}
     for reference in definition.references:
         if reference == symbol:

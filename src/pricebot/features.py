@@ -117,13 +117,17 @@ the last 24 | 20 bars only, and is bounded.
 *Warm-up.* The daily MA99 reads 99 daily samples, so a ``v2`` row needs 98 days of candles before
 it (:data:`V2_WARMUP_MINUTES` = 141,120 minutes), against v1's 24. The four-week return lag (673
 hours), and the EMAs (settled after :data:`EMA_SETTLE_SAMPLES` hourly samples; the doubly
-smoothed ADX after :data:`ADX_SETTLE_BARS` bars) fit inside it.
+smoothed ADX after :data:`ADX_SETTLE_BARS` bars) fit inside it. A newest minute reads every
+minute of the last :data:`V2_DENSE_MINUTES` (19 days: the bars of the settled ADX) and the hourly
+samples before that, about 29,000 candles (v1: 2,000); only the rows asked for are computed
+(``compute_features(..., since=...)``), on the minutes of the hour they fall on.
 
 *Gaps cost more.* With every daily sample needed, a missing minute of day removes the rows at the
 same minute of day for the next 98 days (a 3-hour outage removes 1/8 of the rows for 98 days;
-v1 loses them for 24 days). The warm-up and the strictness are the price of honest 99-day
-averages; ``pricebot gaps`` shows the holes, and a back-fill followed by ``transform --full``
-recovers them.
+v1 loses them for 24 days); and an hour missing more than 6 of its minutes has no bar, so every
+row for the next 26 hours (Aroon's window) is left out. The warm-up and the strictness are the
+price of honest 99-day averages; ``pricebot gaps`` shows the holes, and a back-fill followed by
+``transform --full`` recovers them.
 
 Feature set ``v2x`` (cross-asset)
 ---------------------------------
@@ -1003,6 +1007,11 @@ def compute_features(
     close = grid["close"]
     first = 0
     if since is not None:
+        if pd.Timestamp(since).tz is None:
+            raise FeatureInputError(
+                f"since must be a timezone-aware moment (UTC), got {since!r}; "
+                "e.g. datetime(2026, 1, 1, tzinfo=UTC)."
+            )
         since_ns = pd.Timestamp(since).tz_convert("UTC").as_unit("ns").value
         first = max(0, -(-(since_ns - int(stamps[0])) // MINUTE_NS))
     # The minutes that may become rows: stored, wanted, past the warm-up.

@@ -401,6 +401,11 @@ def test_non_positive_highs_are_refused() -> None:
         compute_features(broken, "v2")
 
 
+def test_a_naive_since_is_refused() -> None:
+    with pytest.raises(FeatureInputError, match="since must be a timezone-aware"):
+        compute_features(SERIES, "v2", since=pd.Timestamp("2026-04-01"))
+
+
 def test_a_broken_reference_is_named_in_the_error() -> None:
     naive = REFERENCE.tz_localize(None)
 
