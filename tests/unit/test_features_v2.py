@@ -438,6 +438,24 @@ def test_trend_has_rows_only_after_the_warmup() -> None:
     assert len(TREND) == 10
 
 
+def test_columns_carried_from_v1_of_a_trend() -> None:
+    # At the top of its 24 h range, only ever up (RSI 100); the returns over 1, 4, 24 h are
+    # log(C / (C - 0.6 h)); 20 hourly samples 0.6 apart have population std 0.6 sqrt(399 / 12)
+    # around C - 5.7; volume cycles 1..5, so over 1440 minutes (288 cycles) log1p(volume) has the
+    # mean and std of log(2), ..., log(6).
+    minute = np.asarray((TREND.index - START) // MINUTE)
+    levels = np.log(np.arange(2.0, 7.0))
+    volume_z = (np.log(2.0 + minute % 5) - levels.mean()) / levels.std()
+    np.testing.assert_allclose(TREND["close_minmax_24h"], 1.0)
+    np.testing.assert_allclose(TREND["rsi_h14"], 100.0)
+    for label, hours in (("1h", 1), ("4h", 4), ("24h", 24)):
+        expected = np.log(TREND_CLOSE / (TREND_CLOSE - 0.6 * hours))
+        np.testing.assert_allclose(TREND[f"logret_{label}"], expected, rtol=1e-9)
+    bb = 4 * 0.6 * math.sqrt(399 / 12) / (TREND_CLOSE - 5.7)
+    np.testing.assert_allclose(TREND["bb_width_h20"], bb, rtol=1e-9)
+    np.testing.assert_allclose(TREND["volume_z_24h"], volume_z, rtol=1e-9)
+
+
 def test_moving_average_gaps_relative_to_price_of_a_trend() -> None:
     # MA_N of samples s minutes apart = close - 0.01 * s * (N - 1) / 2, so MA25 - MA99 of daily
     # closes = 0.01 * 1440 * (98 - 24) / 2 = 532.8; the v1 gaps 5.4, 22.2, 129.6 over close.
@@ -667,6 +685,11 @@ def test_reference_returns_by_hand() -> None:
 def test_reference_volatility_by_hand() -> None:
     # 720 returns of E + 1e-5 and 720 of -E + 1e-5: population std E
     np.testing.assert_allclose(CROSS["ref_btcusdt_volatility_24h"], E, rtol=1e-6)
+
+
+def test_the_coins_own_volatility_by_hand() -> None:
+    # returns 2E, 0, 0, -2E (plus a constant): population std E sqrt((4 + 0 + 0 + 4) / 4)
+    np.testing.assert_allclose(CROSS["volatility_24h"], math.sqrt(2) * E, rtol=1e-6)
 
 
 def test_reference_correlation_by_hand() -> None:
