@@ -84,7 +84,8 @@ the bar is that clock hour's candle.
                                     log(close[t - k h] / close[t - (k+1) h]) for ``k`` in
                                     :data:`V2_RETURN_LAGS_HOURS` (1 h ... 672 h = 4 weeks; 24, 168
                                     and 672 are the same hour a day, a week, four weeks ago)
-``volatility_24h``, ``volume_z_24h``  as in v1
+``volatility_24h``                  as in v1
+``volume_z_24h``                    as in v1
 ``obv_h24``                         OBV over 24 bars, normalised: sum(sign(C_k - C_{k-1}) * V_k) /
                                     sum(V_k), -1..1 (0 when nothing traded)
 ``cmf_h20``                         Chaikin A/D over 20 bars, normalised (Chaikin money flow):
@@ -93,8 +94,9 @@ the bar is that clock hour's candle.
 ``plus_di_h14``, ``minus_di_h14``   Wilder's +DI and -DI (14), 0..100: smoothed +DM / smoothed TR
 ``dx_h14``                          100 * abs(+DI - -DI) / (+DI + -DI) (0 when both are 0)
 ``adx_h14``                         Wilder's ADX(14): DX smoothed with the same Wilder average
-``aroon_up_h25``, ``aroon_down_h25``  100 * (25 - bars since the highest high | lowest low) / 25
-                                    over the 26 bars ``t .. t - 25h`` (the newest bar wins a tie)
+``aroon_up_h25``                    100 * (25 - bars since the highest high) / 25 over the 26
+                                    bars ``t .. t - 25h`` (the newest bar wins a tie)
+``aroon_down_h25``                  the same for the lowest low
 ``stoch_k_h14``                     fast stochastic %K(14): 100 * (C - lowest low) /
                                     (highest high - lowest low) over 14 bars (50 when flat)
 ``stoch_d_h14``                     %D: mean of %K at ``t``, ``t - 1h``, ``t - 2h``
