@@ -214,10 +214,10 @@ class Stack:
 
     @property
     def history(self) -> timedelta:
-        """``days`` of feature rows need the features' warm-up of candles before them."""
-        from pricebot.features import WARMUP_MINUTES
+        """``days`` of feature rows need the feature set's warm-up of candles before them."""
+        from pricebot.features import warmup_minutes
 
-        return timedelta(days=self.options.days, minutes=WARMUP_MINUTES)
+        return timedelta(days=self.options.days, minutes=warmup_minutes(self.settings.feature_set))
 
     def refresh_data(self) -> None:
         """Catch up the candles (``days`` plus the warm-up) and the features; score what is due."""
