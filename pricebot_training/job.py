@@ -3,19 +3,21 @@ XGBoost -> MLflow runs -> the winner registered as ``challenger`` -> promoted if
 
 This module fits and tunes, shows progress, logs to MLflow and registers. What follows from the
 candidates' results (the winner, the rows of the final fit, the champion's score, the decision,
-the report) is computed by the core, :mod:`pricebot.training_report` and
-:mod:`pricebot.evaluation`.
+the report) is computed by the core: :mod:`pricebot.evaluation`, :mod:`pricebot.gate` and
+:mod:`pricebot.training_report`.
 
 Order of work, chosen so a failure leaves nothing misleading behind:
 
-1. Everything that can be checked cheaply is checked first: the target spec, the tracking
-   server, the database, the symbol and its data, the folds.
-2. Candidates are evaluated and logged as nested runs of one parent run.
+1. Everything that can be checked cheaply is checked first: the target spec, the number of
+   folds (at least two: the newest is held out), the tracking server, the database, the symbol
+   and its data, the folds.
+2. Candidates are evaluated and logged as nested runs of one parent run. Tuning, the winner
+   rule and classifiers' decision thresholds see the selection folds only.
 3. The winner (:func:`pricebot.training_report.select_winner`) is refitted on all labelled rows
-   and logged as a pyfunc model with its feature importance, the evaluation table, the plot and
-   the training report.
+   and logged as a pyfunc model with its feature importance, the evaluation table, the plots
+   and the training report.
 4. Only then is a model version created (tags included) and given the ``challenger`` alias;
-   the champion moves only under :func:`pricebot.evaluation.decide_promotion`.
+   the champion moves only under :func:`pricebot.gate.decide_promotion`, on the held-out fold.
 """
 
 from __future__ import annotations
@@ -39,16 +41,16 @@ from pricebot.evaluation import (
     DEFAULT_FEE,
     CandidateResult,
     Fold,
-    PromotionDecision,
-    baseline_predictions,
-    decide_promotion,
     default_train_step,
+    evaluate_baselines,
     evaluate_candidate,
     evaluation_table,
+    plot_calibration,
     plot_evaluation,
     walk_forward_folds,
 )
 from pricebot.forecaster import predict_values
+from pricebot.gate import HeldOut, PromotionDecision, check_fold_count, decide_promotion
 from pricebot.registry import CHAMPION, Registry, default_actor, model_name
 from pricebot.targets import DEFAULT_TARGET, parse_target
 from pricebot.training_report import (
@@ -60,10 +62,12 @@ from pricebot.training_report import (
     score_champion,
     select_winner,
     selection_folds,
+    tracked_metrics,
 )
 from pricebot_training import tracking
 from pricebot_training.candidates import (
     Candidate,
+    ClassWeight,
     candidates,
     feature_importance,
     fit,
@@ -84,6 +88,7 @@ class TrainingConfig:
     fee: float = DEFAULT_FEE
     train_step: int | None = None  # default: H // 24 (see pricebot.evaluation)
     feature_set: str | None = None
+    class_weight: ClassWeight = "balanced"  # classifiers only (see pricebot_training.candidates)
     database_url: str | None = None
     tracking_uri: str | None = None
     register: bool = True
@@ -179,6 +184,7 @@ def _check_services(config: TrainingConfig) -> tuple[Registry, str | None]:
 def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOutcome:
     """Run the whole job (see the module docstring). ``dataset`` skips the database read."""
     spec = parse_target(config.target)
+    check_fold_count(config.folds)
     registry, database_url = _check_services(config)
     if dataset is None:
         dataset = load_dataset(config)
@@ -207,7 +213,8 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
         winner = select_winner(evaluated.results, selection)
         rows = refit_rows(dataset.times, step)
         x, y = dataset.features, dataset.label
-        final_model = fit(evaluated.candidates[winner.name], x.iloc[rows], y.iloc[rows], spec)
+        final_model = fit(evaluated.candidates[winner.name], x.iloc[rows], y.iloc[rows], spec,
+                          config.class_weight)  # fmt: skip
         progress.advance(final_task)
         if winner.name != "xgboost":
             # XGBoost's own view of the features, from its newest-fold model, for comparison.
@@ -216,21 +223,22 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
                 f"XGBoost mean |SHAP| ({dataset.symbol} {spec.name}, newest fold)",
                 prefix="xgboost_",
             )
-        champion = score_champion(registry, name, dataset, held_out, config.fee)
+        champion, champion_result = score_champion(registry, name, dataset, held_out, config.fee)
+        window = HeldOut.of(held_out, dataset.times, y.to_numpy(),
+                            dataset.forward_return.to_numpy())  # fmt: skip
         decision = decide_promotion(
-            evaluated.result(winner.name), evaluated.of_kind("baseline"), spec,
-            champion_value=champion.value, champion_scored=champion.scored,
+            evaluated.result(winner.name), evaluated.of_kind("baseline"), spec, window,
+            champion=champion_result, champion_scored=champion.scored, fee=config.fee,
         )  # fmt: skip
         report = build_report(
             dataset=dataset, folds=folds, selection=selection, results=evaluated.results,
             winner=winner, champion=champion, decision=decision, model_name=name,
             fee=config.fee, train_step=step, refit_rows=len(rows),
         )  # fmt: skip
-        table = evaluation_table(evaluated.results)
+        table = evaluation_table(evaluated.results, selection, [held_out.number])
         winner_result = evaluated.result(winner.name)
-        model_uri = _log_winner(
-            report, table, evaluated, winner_result, final_model, dataset, rows, config.fee
-        )
+        model_uri = _log_winner(report, table, evaluated, winner_result, final_model, dataset,
+                                rows, folds)  # fmt: skip
         progress.advance(final_task)
         version = None
         promoted = False
@@ -270,12 +278,12 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
 
 
 def _fitted_predict(
-    candidate: Candidate, dataset: Dataset, newest: dict[str, Any]
+    candidate: Candidate, dataset: Dataset, newest: dict[str, Any], class_weight: ClassWeight
 ) -> Callable[[Fold], np.ndarray]:
     x, y, spec = dataset.features, dataset.label, dataset.spec
 
     def predict(fold: Fold) -> np.ndarray:
-        model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec)
+        model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
         newest[candidate.name] = model  # the newest fold's model: the most training data
         return predict_values(model, x.iloc[fold.test], spec.kind)
 
@@ -292,29 +300,32 @@ def _evaluate_candidates(
     """Baselines, the fixed candidates and tuned XGBoost on every fold, each a nested run."""
     spec = dataset.spec
     times, y, fwd = dataset.times, dataset.label.to_numpy(), dataset.forward_return.to_numpy()
+    held_out = [f.number for f in folds if f.number not in selection]
     evaluated = _Evaluated()
     fixed = candidates(spec, config.seed)
     work = progress.add_task("candidates", total=len(fixed) + 2)
 
-    # Baselines: causal predictions for every row, scored on the same folds.
-    for base_name, preds in baseline_predictions(
-        dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(), spec
-    ).items():
-        result = evaluate_candidate(
-            base_name, folds, times, y, fwd, spec,
-            lambda fold, p=preds: p[fold.test], kind="baseline", fee=config.fee,
-        )  # fmt: skip
-        evaluated.add(result, _log_candidate_run(f"baseline {base_name}", result))
+    def log(run_name: str, result: CandidateResult) -> None:
+        with mlflow.start_run(run_name=run_name, nested=True) as run:
+            tracking.log_candidate(result, selection, held_out)
+        evaluated.add(result, run.info.run_id)
+
+    # Baselines (cash among them): causal predictions for every row, scored on the same folds.
+    for result in evaluate_baselines(
+        folds, times, y, fwd, dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(),
+        spec, fee=config.fee,
+    ):  # fmt: skip
+        log(f"baseline {result.name}", result)
     progress.advance(work)
 
     def evaluate_model(candidate: Candidate) -> None:
         evaluated.candidates[candidate.name] = candidate
-        result = evaluate_candidate(
-            candidate.name, folds, times, y, fwd, spec,
-            _fitted_predict(candidate, dataset, evaluated.newest_models),
-            fee=config.fee, params=candidate.params,
-        )  # fmt: skip
-        evaluated.add(result, _log_candidate_run(candidate.name, result))
+        predict = _fitted_predict(candidate, dataset, evaluated.newest_models,
+                                  config.class_weight)  # fmt: skip
+        log(candidate.name, evaluate_candidate(
+            candidate.name, folds, times, y, fwd, spec, predict, fee=config.fee,
+            params=candidate.params, selection=selection,
+        ))  # fmt: skip
         progress.advance(work)
 
     for candidate in fixed:
@@ -323,12 +334,6 @@ def _evaluate_candidates(
                              progress)  # fmt: skip
     evaluate_model(xgboost_candidate(spec, evaluated.tuning.best_params, config.seed))
     return evaluated
-
-
-def _log_candidate_run(run_name: str, result: CandidateResult) -> str:
-    with mlflow.start_run(run_name=run_name, nested=True) as run:
-        tracking.log_candidate(result)
-    return run.info.run_id
 
 
 def _tune(
@@ -348,7 +353,7 @@ def _tune(
             progress.advance(trial_task)
 
         tuned = tune_xgboost(dataset, tuning_folds, trials=config.trials, seed=config.seed,
-                             on_trial=on_trial)  # fmt: skip
+                             on_trial=on_trial, class_weight=config.class_weight)  # fmt: skip
         mlflow.log_params({"trials": tuned.trials, "pruned": tuned.pruned})
         if tuned.best_params:
             mlflow.log_metric("best_selection_rmse", tuned.best_value)
@@ -364,19 +369,33 @@ def _log_winner(
     final_model: Any,
     dataset: Dataset,
     rows: np.ndarray,
-    fee: float,
+    folds: list[Fold],
 ) -> str:
-    """Into the parent run and the winner's run: the table, the plot, the report, the model.
+    """Into the parent run and the winner's run: the table, the plots, the report, the model.
     Returns the logged model's URI."""
     x, spec = dataset.features, dataset.spec
+    selection = report.selection_folds
     with tempfile.TemporaryDirectory() as tmp:
-        plot_path = plot_evaluation(
-            evaluated.results,
-            Path(tmp) / "evaluation.png",
-            f"{dataset.symbol} {spec.name}: out-of-sample pool value after {fee:.2%} per side",
-        )
+        plots = [
+            plot_evaluation(
+                evaluated.results,
+                Path(tmp) / "evaluation.png",
+                f"{dataset.symbol} {spec.name}: out-of-sample pool value after "
+                f"{report.fee:.2%} per side",
+                held_out=folds[-1],
+            )
+        ]
+        if spec.is_classification:
+            plots.append(
+                plot_calibration(
+                    evaluated.results, dataset.label.to_numpy(), folds, selection,
+                    Path(tmp) / "calibration.png",
+                    f"{dataset.symbol} {spec.name}: calibration of the event probabilities",
+                )
+            )  # fmt: skip
         tracking.log_table(table)
-        tracking.log_file(plot_path)
+        for plot in plots:
+            tracking.log_file(plot)
         with mlflow.start_run(run_id=evaluated.run_ids[winner.name], nested=True):
             importance = feature_importance(final_model, x.iloc[rows])
             tracking.log_importance(
@@ -384,11 +403,12 @@ def _log_winner(
             )
             tracking.log_json(dataset.lineage, "lineage.json")
             tracking.log_table(table)
-            tracking.log_file(plot_path)
+            for plot in plots:
+                tracking.log_file(plot)
             mlflow.log_params({"final_train_rows": len(rows)})
             mlflow.set_tag("winner", "true")
             info = tracking.log_forecaster(final_model, x.iloc[:5], spec.kind)
-    mlflow.log_metrics(tracking.finite(winner.aggregate()))
+    mlflow.log_metrics(tracking.finite(tracked_metrics(winner, selection, report.held_out_folds)))
     tracking.log_decision(report)
     return str(info.model_uri)
 
@@ -423,7 +443,7 @@ def _register(
 
 def version_tags(report: TrainingReport, parent_run_id: str) -> dict[str, str]:
     """The tags every registered version carries (the contract the service relies on)."""
-    return {
+    tags = {
         "symbol": report.symbol,
         "target": report.target,
         "feature_set": report.feature_set,
@@ -431,4 +451,10 @@ def version_tags(report: TrainingReport, parent_run_id: str) -> dict[str, str]:
         "candidate": report.winner.name,
         "training_run_id": parent_run_id,
         "dataset.sha256": str(report.lineage["sha256"]),
+        "market": report.market,  # the provenance contract: the class of the training data
+        "heldout_fold": ",".join(str(n) for n in report.held_out_folds),
     }
+    threshold = report.candidate(report.winner.name).threshold
+    if threshold is not None:
+        tags["decision_threshold"] = repr(float(threshold))  # what a probability is called at
+    return tags

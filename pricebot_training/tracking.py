@@ -16,7 +16,12 @@ import mlflow
 import pandas as pd
 
 from pricebot.evaluation import METRICS, CandidateResult, Fold
-from pricebot.training_report import TrainingReport, report_to_dict, report_to_json
+from pricebot.training_report import (
+    TrainingReport,
+    report_to_dict,
+    report_to_json,
+    tracked_metrics,
+)
 
 
 def ensure_experiment(name: str) -> str:
@@ -31,17 +36,21 @@ def finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
-def log_candidate(result: CandidateResult) -> None:
-    """Into the active run: parameters, per-fold metrics (step = fold) and aggregates."""
+def log_candidate(result: CandidateResult, selection: list[int], held_out: list[int]) -> None:
+    """Into the active run: parameters, per-fold metrics (``fold_<metric>``, step = fold) and
+    the selection-fold and held-out figures apart (``selection_<metric>``, ``heldout_<metric>``,
+    see :func:`pricebot.training_report.tracked_metrics`)."""
     if result.params:
         mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
-    mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind})
+    mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind,
+                     "selection_folds": ",".join(map(str, selection)),
+                     "heldout_folds": ",".join(map(str, held_out))})  # fmt: skip
     for fold, row in result.folds.iterrows():
         mlflow.log_metrics(
-            finite({f"fold_{k}": row[k] for k in METRICS}),
+            finite({f"fold_{k}": row[k] for k in METRICS if k in row}),
             step=int(fold),  # type: ignore[arg-type]
         )
-    mlflow.log_metrics(finite(result.aggregate()))
+    mlflow.log_metrics(finite(tracked_metrics(result, selection, held_out)))
     mlflow.log_text(result.folds.to_csv(), "folds.csv")
 
 
@@ -49,7 +58,8 @@ def log_job_inputs(config: Any, dataset: Any, folds: list[Fold], train_step: int
     """Into the parent run: what the job was asked to do and on which data."""
     spec = dataset.spec
     mlflow.set_tags({"symbol": dataset.symbol, "target": spec.name, "job": "pricebot train",
-                     "dataset.sha256": str(dataset.lineage["sha256"])})  # fmt: skip
+                     "dataset.sha256": str(dataset.lineage["sha256"]),
+                     "market": str(dataset.lineage.get("market"))})  # fmt: skip
     mlflow.log_params(
         {
             "symbol": dataset.symbol,
@@ -61,6 +71,7 @@ def log_job_inputs(config: Any, dataset: Any, folds: list[Fold], train_step: int
             "trials": config.trials,
             "seed": config.seed,
             "fee_per_side": config.fee,
+            "class_weight": config.class_weight if spec.is_classification else "n/a",
             "train_step_minutes": train_step,
             "purge_minutes": folds[0].purge_minutes,
             "dataset.rows": dataset.lineage["rows"],
@@ -78,23 +89,16 @@ def log_job_inputs(config: Any, dataset: Any, folds: list[Fold], train_step: int
 
 def log_decision(report: TrainingReport) -> None:
     """Into the parent run: the promotion decision (``promotion.json`` and tags), the champion's
-    figure, and the report so far."""
+    figure on the held-out fold, and the report so far."""
     decision, champion = report.decision, report.champion
     if champion.value is not None:
-        mlflow.log_metric("champion_newest_pool_value_net", champion.value)
+        mlflow.log_metric("champion_heldout_pool_value_net", champion.value)
+    document = report_to_dict(report)
     log_json(
-        {
-            "promote": decision.promote,
-            "reason": decision.reason,
-            "primary_metric": decision.primary_metric,
-            "challenger": report.winner.name,
-            "challenger_value": decision.challenger_value,
-            "bar": decision.bar,
-            "bar_name": decision.bar_name,
-            "champion": report_to_dict(report)["champion"],
-        },
+        {"challenger": report.winner.name, **document["decision"],
+         "champion": document["champion"]},
         "promotion.json",
-    )
+    )  # fmt: skip
     mlflow.set_tags({"winner": report.winner.name, "promotion.decision":
                      "promote" if decision.promote else "keep",
                      "promotion.reason": decision.reason[:4000]})  # fmt: skip

@@ -4,8 +4,10 @@ A row is kept only when it has every feature, a label (its horizon has passed an
 stored candle) and a label window that does not cross a gap longer than
 ``settings.max_gap_minutes`` (a return across an exchange outage is not a return the model could
 have traded). The lineage says exactly which rows went in: symbol, range, row counts, feature
-set and target, and a SHA-256 of the index, features and labels, so two runs on the same data
-can be recognised and a run can be traced back to the data it saw.
+set and target, the market the candles came from (provenance: ``binance``/``binance-vision``
+are "real", the simulated exchange "simulated:<mode>"), and a SHA-256 of the index, features
+and labels, so two runs on the same data can be recognised and a run can be traced back to the
+data it saw.
 """
 
 from __future__ import annotations
@@ -61,6 +63,24 @@ def data_hash(features: pd.DataFrame, label: pd.Series) -> str:
     return digest.hexdigest()
 
 
+UNRECORDED_MARKET = "unrecorded"
+
+
+def candle_market(conn: psycopg.Connection, symbol: str) -> str:
+    """The market class of ``symbol``'s stored candles: "real", "simulated:<mode>", "mixed", or
+    "unrecorded" when no provenance is kept for them.
+
+    The provenance contract's :mod:`pricebot.provenance` (built by the market-data work) is the
+    one source of this; until it is on this branch the market is "unrecorded" (the ``klines``
+    source column says "rest" for Binance and the simulated exchange alike, so it cannot tell).
+    """
+    try:
+        from pricebot import provenance
+    except ImportError:  # not merged yet: drop this guard when it is
+        return UNRECORDED_MARKET
+    return str(provenance.market_class(provenance.symbol_markets(conn, symbol)))
+
+
 def recent_mean_returns(close: pd.Series, horizon_minutes: int) -> pd.Series:
     """Mean of the last :data:`RECENT_MEAN_HORIZONS` horizon returns ending at or before ``t``."""
     lagged = [
@@ -81,11 +101,13 @@ def dataset_from_frames(
     max_gap_minutes: int,
     start: datetime | None = None,
     end: datetime | None = None,
+    market: str | None = None,
 ) -> Dataset:
     """Join ``features`` (index open_time) with labels computed from ``candles``.
 
     ``candles`` should reach ``H`` minutes past ``end`` (for the labels) and a few horizons
-    before ``start`` (for the baselines' past returns).
+    before ``start`` (for the baselines' past returns and the trend targets' moving average).
+    ``market`` is where the candles came from (see :func:`candle_market`).
     """
     horizon = spec.horizon_minutes
     candles = candles.sort_index()
@@ -131,6 +153,7 @@ def dataset_from_frames(
         "rows_unlabelled": int(unlabelled.sum()),
         "rows_crossing_gaps": int((crossing & has_features).sum()),
         "max_gap_minutes": max_gap_minutes,
+        "market": market or UNRECORDED_MARKET,
         "sha256": data_hash(x, label),
     }
     return Dataset(
@@ -182,7 +205,10 @@ def build_dataset(
             f"No candles stored for {symbol}. Symbols with candles: {listing}."
         )
     horizon = timedelta(minutes=spec.horizon_minutes)
-    candles_start = start - horizon * (RECENT_MEAN_HORIZONS + 1) if start else None
+    # Before ``start``: the baselines' past returns, and a trend target's moving average.
+    window = timedelta(minutes=spec.window_minutes or 0)
+    before = max(horizon * (RECENT_MEAN_HORIZONS + 1), window + horizon)
+    candles_start = start - before if start else None
     candles_end = end + horizon + timedelta(minutes=1) if end else None
     candles = load_candles(conn, symbol, candles_start, candles_end)
     features = load_features(conn, symbol, start, end, feature_set=feature_set)
@@ -202,4 +228,5 @@ def build_dataset(
         max_gap_minutes=max_gap,
         start=start,
         end=end,
+        market=candle_market(conn, symbol),
     )

@@ -5,8 +5,13 @@ which is also the last price the features at ``t`` may see. The label at ``t`` l
 closes of the candles opened in ``(t, t + H]``:
 
 - ``ret<H>``: ``close[t + H] / close[t] - 1`` (0.01 = +1%).
+- ``dir<H>``: 1.0 if ``close[t + H] > close[t]``, else 0.0 (a tie is not a rise).
 - ``up<X>pct<H>``: 1.0 if some close in ``(t, t + H]`` is at least ``close[t] * (1 + X)``, else 0.0.
 - ``down<X>pct<H>``: 1.0 if some close in ``(t, t + H]`` is at most ``close[t] * (1 - X)``.
+- ``trendup<X>pct<H>``: 1.0 if ``ma[t + H] >= ma[t] * (1 + X)``, where ``ma[t]`` is the mean
+  close over the ``W`` minutes ``(t - W, t]`` (``W`` = the spec's window, the horizon);
+  ``trenddown<X>pct<H>``: ``ma[t + H] <= ma[t] * (1 - X)``. A moving average is defined when
+  at least :data:`MA_MIN_COVERAGE` of its window's minutes are stored.
 
 A label exists only where the candle at ``t + H`` exists, so the last ``H`` minutes of history
 (and minutes whose horizon ends inside a gap) have none; they are never used for training.
@@ -16,12 +21,17 @@ means ``H`` minutes of wall time, never ``H`` rows.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from pricebot.targets import TargetSpec
 
 MINUTE = pd.Timedelta(minutes=1)
+#: Share of a moving average's window that must be stored for the average to count: a day's
+#: outage in a 10-day window moves the mean little, a window half empty is another statistic.
+MA_MIN_COVERAGE = 0.9
 
 
 def minute_grid(series: pd.Series) -> pd.Series:
@@ -57,8 +67,22 @@ def compute_labels(candles: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
     grid = minute_grid(close)
     future = grid.shift(-horizon)
     forward = future / grid - 1.0
+    known = future.notna() & grid.notna()
     if spec.kind == "regression":
         label = forward
+    elif spec.rule == "close":
+        label = (future > grid).astype("float64").where(known)
+    elif spec.rule == "trend":
+        assert spec.threshold is not None
+        assert spec.window_minutes is not None
+        window = spec.window_minutes
+        average = grid.rolling(window, min_periods=math.ceil(MA_MIN_COVERAGE * window)).mean()
+        later = average.shift(-horizon)
+        if spec.direction == "up":
+            hit = later >= average * (1.0 + spec.threshold)
+        else:
+            hit = later <= average * (1.0 - spec.threshold)
+        label = hit.astype("float64").where(known & average.notna() & later.notna())
     else:
         assert spec.threshold is not None
         if spec.direction == "up":
@@ -67,7 +91,7 @@ def compute_labels(candles: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
         else:
             extreme = grid[::-1].rolling(horizon, min_periods=1).min()[::-1].shift(-1)
             hit = extreme <= grid * (1.0 - spec.threshold)
-        label = hit.astype("float64").where(future.notna() & grid.notna())
+        label = hit.astype("float64").where(known)
     frame = pd.DataFrame({"label": label, "forward_return": forward})
     return frame.reindex(close.index)
 

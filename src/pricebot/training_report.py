@@ -9,7 +9,12 @@ parsing log text:
 - each candidate's figures over the selection folds and over the held-out fold, apart,
 - the winner and why it won (:func:`select_winner`),
 - the current champion's score on the held-out window (:func:`score_champion`),
-- the promotion decision with its reasons, the lineage of the data, the rows of the final fit.
+- the promotion decision of :mod:`pricebot.gate` with its reasons, the lineage of the data
+  (and the market it came from), the rows of the final fit.
+
+Metric names (MLflow, :func:`tracked_metrics`): ``selection_<metric>`` is a mean over the
+selection folds, ``heldout_<metric>`` the held-out fold alone; ``fold_<metric>`` per fold.
+Nothing mixes the two.
 
 The training adapter fits and tunes the candidates, logs this report to MLflow (``report.json``)
 and registers the winner; ``pricebot train --report-json PATH`` writes the same document for
@@ -28,29 +33,25 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BeforeValidator, TypeAdapter
+from pydantic import TypeAdapter
 
 from pricebot.evaluation import (
+    METRICS,
     PRIMARY_METRIC,
     CandidateResult,
     Fold,
-    PromotionDecision,
-    score_fold,
+    evaluate_candidate,
 )
+from pricebot.gate import MIN_FOLDS, Number, PromotionDecision
 
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2
+#: What a version's market is when its candles' provenance was not recorded.
+UNRECORDED_MARKET = "unrecorded"
 
-
-def _none_to_nan(value: Any) -> Any:
-    """JSON has no NaN: an undefined figure is written as null and read back as NaN."""
-    return math.nan if value is None else value
-
-
-Number = Annotated[float, BeforeValidator(_none_to_nan)]
 Figures = dict[str, Number]
 
 
@@ -78,6 +79,7 @@ class CandidateReport:
     selection: Figures
     held_out: Figures
     folds: list[Figures]  # one per fold, with its number under "fold"
+    threshold: Number | None = None  # a classifier's decision threshold (chosen on selection)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class ChampionScore:
     scored: bool
     value: Number | None
     note: str
+    threshold: Number | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class TrainingReport:
     train_step: int
     purge_minutes: int
     model_name: str
+    market: str
     folds: list[FoldSummary]
     candidates: list[CandidateReport]
     winner: WinnerChoice
@@ -164,9 +168,12 @@ _ADAPTER: TypeAdapter[TrainingReport] = TypeAdapter(TrainingReport)
 
 
 def selection_folds(folds: Sequence[Fold]) -> list[int]:
-    """Every fold but the newest; the newest is held out for the promotion decision (with one
-    fold there is nothing to hold out, and the one fold serves both)."""
-    return [f.number for f in folds[:-1]] or [folds[-1].number]
+    """Every fold but the newest: they tune, choose the winner and its decision threshold. The
+    newest is held out for the promotion decision (:func:`pricebot.gate.check_fold_count`
+    refuses a run with nothing to hold out)."""
+    if len(folds) < MIN_FOLDS:
+        raise ValueError(f"{len(folds)} fold(s): nothing would be held out from selection")
+    return [f.number for f in folds[:-1]]
 
 
 def held_out_fold(folds: Sequence[Fold]) -> Fold:
@@ -221,8 +228,11 @@ def refit_rows(times: pd.DatetimeIndex, train_step: int) -> np.ndarray:
 # The champion
 
 
-def score_champion(registry: Any, name: str, dataset: Any, fold: Fold, fee: float) -> ChampionScore:
-    """The current champion's net pool value on ``fold``'s test rows.
+def score_champion(
+    registry: Any, name: str, dataset: Any, fold: Fold, fee: float
+) -> tuple[ChampionScore, CandidateResult | None]:
+    """The current champion scored on ``fold``'s test rows (a rival in the gate), with the
+    decision threshold it was registered with.
 
     It may have been trained on part of this window (an older run's data overlaps), which favours
     it: a challenger has to beat a champion that possibly saw the test, never the other way.
@@ -233,26 +243,27 @@ def score_champion(registry: Any, name: str, dataset: Any, fold: Fold, fee: floa
 
     version = registry.alias_version(name, CHAMPION)
     if version is None:
-        return ChampionScore(None, True, None, "no champion yet")
+        return ChampionScore(None, True, None, "no champion yet"), None
     tags = registry.get_version(name, version).tags or {}
     if tags.get("feature_set") not in (None, dataset.feature_set):
         note = f"champion v{version} uses feature set {tags.get('feature_set')}"
-        return ChampionScore(version, False, None, note)
+        return ChampionScore(version, False, None, note), None
+    threshold = float(tags["decision_threshold"]) if "decision_threshold" in tags else None
     try:
         model = registry.load(name, version)
         x = dataset.features.iloc[fold.test]
         pred = np.asarray(model.predict(x), dtype="float64").ravel()
     except Exception as exc:  # any failure to load or run it means: a person decides
-        return ChampionScore(version, False, None, f"champion v{version} failed to score: {exc}")
-    metrics, _, _ = score_fold(
-        dataset.times[fold.test],
-        dataset.label.to_numpy()[fold.test],
-        dataset.forward_return.to_numpy()[fold.test],
-        pred,
-        dataset.spec,
-        fee=fee,
-    )
-    return ChampionScore(version, True, metrics[PRIMARY_METRIC], f"champion v{version} scored")
+        note = f"champion v{version} failed to score: {exc}"
+        return ChampionScore(version, False, None, note), None
+    result = evaluate_candidate(
+        "champion", [fold], dataset.times, dataset.label.to_numpy(),
+        dataset.forward_return.to_numpy(), dataset.spec, lambda _: pred, kind="champion",
+        fee=fee, threshold=threshold,
+    )  # fmt: skip
+    value = float(result.folds.loc[fold.number, PRIMARY_METRIC])
+    score = ChampionScore(version, True, value, f"champion v{version} scored", result.threshold)
+    return score, result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +281,26 @@ def candidate_report(
         selection=result.over(selection),
         held_out=result.over(held_out),
         folds=[{k: float(v) for k, v in row.items()} for row in folds],
+        threshold=result.threshold,
     )
+
+
+def tracked_metrics(
+    result: CandidateResult, selection: Sequence[int], held_out: Sequence[int]
+) -> dict[str, float]:
+    """A candidate's figures under the names MLflow keeps: ``selection_<metric>`` (mean over
+    the selection folds) and ``heldout_<metric>`` (the held-out fold), apart; plus
+    ``newest_pool_value_net``, ``newest_buy_hold_net``, ``newest_directional_accuracy`` and
+    ``newest_mae``, the names older readers use (the newest fold is the held-out one)."""
+    figures: dict[str, float] = {}
+    for part, folds in (("selection", selection), ("heldout", held_out)):
+        over = result.over(folds)
+        figures.update({f"{part}_{m}": over[m] for m in METRICS if m in over})
+    for metric in ("pool_value_net", "buy_hold_net", "directional_accuracy", "mae"):
+        figures[f"newest_{metric}"] = figures.get(f"heldout_{metric}", math.nan)
+    if result.threshold is not None:
+        figures["decision_threshold"] = result.threshold
+    return figures
 
 
 def fold_summaries(
@@ -307,6 +337,7 @@ def build_report(
     """The report of one run (``dataset`` is a :class:`pricebot.dataset.Dataset`)."""
     held_out = [held_out_fold(folds).number]
     spec = dataset.spec
+    market = str(dataset.lineage.get("market") or UNRECORDED_MARKET)
     return TrainingReport(
         symbol=dataset.symbol,
         target=spec.name,
@@ -317,6 +348,7 @@ def build_report(
         train_step=train_step,
         purge_minutes=folds[0].purge_minutes,
         model_name=model_name,
+        market=market,
         folds=fold_summaries(folds, selection, held_out),
         candidates=[candidate_report(r, selection, held_out) for r in results],
         winner=winner,
@@ -364,12 +396,17 @@ def read_report(path: Path | str) -> TrainingReport:
 
 REPORT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (heading, part, metric)
-    ("selection pool net", "selection", "pool_value_net"),
-    ("selection dir. acc.", "selection", "directional_accuracy"),
-    ("held-out pool net", "held_out", "pool_value_net"),
-    ("held-out dir. acc.", "held_out", "directional_accuracy"),
+    ("sel. pool", "selection", "pool_value_net"),
+    ("sel. acc.", "selection", "directional_accuracy"),
+    ("held-out pool", "held_out", "pool_value_net"),
+    ("held-out acc.", "held_out", "directional_accuracy"),
     ("held-out mae", "held_out", "mae"),
-    ("held-out trades", "held_out", "trades"),
+    ("trades", "held_out", "trades"),
+)
+CLASSIFIER_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("held-out log loss", "held_out", "log_loss"),
+    ("held-out Brier", "held_out", "brier"),
+    ("held-out AUC", "held_out", "roc_auc"),
 )
 
 
@@ -378,27 +415,36 @@ def report_title(report: TrainingReport) -> str:
     selection = ", ".join(str(n) for n in report.selection_folds)
     held = ", ".join(str(n) for n in report.held_out_folds)
     return (
-        f"{report.symbol} {report.target}: {len(report.folds)} walk-forward folds "
-        f"(selection {selection}; held out {held}), {lineage.get('rows')} rows "
-        f"{lineage.get('start')} .. {lineage.get('end')}"
+        f"{report.symbol} {report.target} ({report.market}): folds {selection} select, fold "
+        f"{held} is held out and decides; {lineage.get('rows')} rows {lineage.get('start')} .. "
+        f"{lineage.get('end')}"
     )
 
 
 def report_cells(report: TrainingReport) -> tuple[list[str], list[list[str]]]:
     """Headings and one row of formatted cells per candidate (the winner marked with *)."""
-    headings = ["candidate", "kind", *(h for h, _, _ in REPORT_COLUMNS)]
+    columns = list(REPORT_COLUMNS)
+    if report.kind == "classification":
+        columns = [c for c in columns if c[2] != "mae"] + list(CLASSIFIER_COLUMNS)
+        columns.append(("threshold", "", "threshold"))
+    headings = ["candidate", "kind", *(h for h, _, _ in columns)]
     rows = []
     for candidate in report.candidates:
         cells = [
             candidate.name + (" *" if candidate.name == report.winner.name else ""),
             candidate.kind,
         ]
-        for _, part, metric in REPORT_COLUMNS:
-            value = getattr(candidate, part).get(metric, math.nan)
+        for _, part, metric in columns:
+            if metric == "threshold":
+                value = math.nan if candidate.threshold is None else candidate.threshold
+            else:
+                value = getattr(candidate, part).get(metric, math.nan)
             if value is None or not math.isfinite(value):
                 cells.append("–")
             elif metric == "trades":
                 cells.append(f"{value:.0f}")
+            elif metric in ("threshold", "directional_accuracy", "roc_auc"):
+                cells.append(f"{value:.3f}")
             else:
                 cells.append(f"{value:.4f}")
         rows.append(cells)

@@ -9,11 +9,11 @@ import pytest
 from pricebot.dataset import Dataset
 from pricebot.evaluation import (
     CandidateResult,
-    baseline_predictions,
-    decide_promotion,
+    evaluate_baselines,
     evaluate_candidate,
     walk_forward_folds,
 )
+from pricebot.gate import HeldOut, decide_promotion
 from pricebot.targets import parse_target
 from pricebot.training_report import (
     ChampionScore,
@@ -21,9 +21,11 @@ from pricebot.training_report import (
     read_report,
     refit_rows,
     report_cells,
+    report_from_json,
     report_to_json,
     select_winner,
     selection_folds,
+    tracked_metrics,
     write_report,
 )
 
@@ -36,8 +38,7 @@ def result(name: str, pools: list[float], accuracy: list[float], kind: str = "mo
          "n_test": [100.0] * len(pools)},
         index=pd.Index(range(1, len(pools) + 1), name="fold"),
     )  # fmt: skip
-    empty = pd.Series(dtype="float64")
-    return CandidateResult(name, kind, folds, empty, empty)
+    return CandidateResult(name, kind, folds)
 
 
 def small_dataset(n: int = 600, seed: int = 0) -> Dataset:
@@ -82,6 +83,25 @@ def test_the_newest_fold_is_held_out_from_selection() -> None:
     assert selection_folds(folds) == [1, 2, 3]
 
 
+def test_one_fold_cannot_be_split_into_selection_and_held_out() -> None:
+    folds = walk_forward_folds(pd.date_range("2026-01-01", periods=600, freq="1min"), 1, 10,
+                               min_train_rows=1)  # fmt: skip
+
+    with pytest.raises(ValueError, match="nothing would be held out"):
+        selection_folds(folds)
+
+
+def test_tracked_metrics_name_selection_and_held_out_figures_apart() -> None:
+    steady = result("steady", [1.02, 1.04, 0.90], [0.55, 0.65, 0.4])
+
+    metrics = tracked_metrics(steady, selection=[1, 2], held_out=[3])
+
+    assert metrics["selection_pool_value_net"] == pytest.approx(1.03)
+    assert metrics["heldout_pool_value_net"] == 0.90
+    assert metrics["newest_pool_value_net"] == 0.90  # the name older readers use
+    assert "pool_value_net" not in metrics  # no figure mixes the two
+
+
 def test_refit_rows_are_on_the_training_clock() -> None:
     times = pd.date_range("2026-01-01 00:00", periods=10, freq="1min", tz="UTC")
 
@@ -95,19 +115,14 @@ def test_a_report_keeps_selection_and_held_out_figures_apart_and_round_trips_as_
     dataset = small_dataset()
     y, fwd = dataset.label.to_numpy(), dataset.forward_return.to_numpy()
     folds = walk_forward_folds(dataset.times, 3, 10, min_train_rows=1)
-    results = [
-        evaluate_candidate(
-            name, folds, dataset.times, y, fwd, SPEC, lambda f, p=p: p[f.test], kind="baseline"
-        )
-        for name, p in baseline_predictions(
-            dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(), SPEC
-        ).items()
-    ]
+    results = evaluate_baselines(folds, dataset.times, y, fwd, dataset.past_return.to_numpy(),
+                                 dataset.recent_mean.to_numpy(), SPEC)  # fmt: skip
     results.append(evaluate_candidate("oracle", folds, dataset.times, y, fwd, SPEC,
                                       lambda f: y[f.test]))  # fmt: skip
     selection = selection_folds(folds)
     winner = select_winner(results, selection)
-    decision = decide_promotion(results[-1], results[:-1], SPEC)
+    window = HeldOut.of(folds[-1], dataset.times, y, fwd)
+    decision = decide_promotion(results[-1], results[:-1], SPEC, window)
 
     # When the report is built, written and read back
     report = build_report(
@@ -126,7 +141,9 @@ def test_a_report_keeps_selection_and_held_out_figures_apart_and_round_trips_as_
     )
     assert oracle.held_out["pool_value_net"] == results[-1].folds.loc[3, "pool_value_net"]
     assert report_to_json(again) == report_to_json(report)
-    assert again.decision.promote == decision.promote
+    assert again.decision == report_from_json(report_to_json(report)).decision
+    assert again.decision.margins[0].rival == decision.margins[0].rival
+    assert again.market == "unrecorded"
     # and the table marks the winner
     _, rows = report_cells(again)
     assert [row[0] for row in rows if row[0].endswith("*")] == ["oracle *"]
