@@ -58,7 +58,7 @@ class PipelineArgs:
     db_host: pulumi.Input[str]
     db_port: pulumi.Input[int]
     db_name: str
-    db_secret_arn: pulumi.Input[str]
+    db_secret_arn: pulumi.Input[str]  # the pipeline login's secret, not the owner's
     symbols: Sequence[str]
     binance_url: str
     feature_set: str
@@ -329,9 +329,9 @@ class Pipeline(pulumi.ComponentResource):
             logging_config={"log_format": "JSON", "log_group": log_group.name},
             environment={
                 "variables": {
-                    # The database password is not here: the function reads it from the
-                    # secret (pricebot.cloud.database_url).
-                    "PRICEBOT_DB_SECRET_ARN": args.db_secret_arn,
+                    # The database password is not here: the function reads its login's
+                    # secret at connect time, and again after a rotation (pricebot.db).
+                    "PRICEBOT_DATABASE_SECRET_ARN": args.db_secret_arn,
                     "PRICEBOT_DB_HOST": args.db_host,
                     "PRICEBOT_DB_PORT": pulumi.Output.from_input(args.db_port).apply(str),
                     "PRICEBOT_DB_NAME": args.db_name,

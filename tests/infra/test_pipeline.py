@@ -84,6 +84,7 @@ def test_every_function_and_every_target_has_a_dead_letter_queue(stack: Stack) -
         "pricebot-test-ingest-dlq",
         "pricebot-test-transform-dlq",
         "pricebot-test-events-dlq",
+        "pricebot-test-schedules-dlq",
     }
     assert (
         function(stack, "ingest")
