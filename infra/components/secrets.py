@@ -33,13 +33,16 @@ class Login:
 
 
 LOGINS = (
-    Login("service", "pricebot_service_login", ("pricebot_service",), "the prediction service"),
-    Login("monitoring", "pricebot_monitoring_login", ("pricebot_monitoring",),
+    Login("service", "pricebot_service_login", ("pricebot_service_group",),
+          "the prediction service"),
+    Login("monitoring", "pricebot_monitoring_login", ("pricebot_monitoring_group",),
           "the monitoring page"),
-    Login("pipeline", "pricebot_pipeline_login", ("pricebot_pipeline",),
+    Login("pipeline", "pricebot_pipeline_login", ("pricebot_pipeline_group",),
           "the ingest and transform Lambdas and the scoring job"),
-    Login("training", "pricebot_training_login", ("pricebot_training",), "the training task"),
-    Login("bootstrap", "pricebot_bootstrap_login", ("pricebot_pipeline", "pricebot_training"),
+    Login("training", "pricebot_training_login", ("pricebot_training_group",),
+          "the training task"),
+    Login("bootstrap", "pricebot_bootstrap_login",
+          ("pricebot_pipeline_group", "pricebot_training_group"),
           "the bootstrap job (backfill, features, first training)"),
 )  # fmt: skip
 LOGIN_KEYS = tuple(login.key for login in LOGINS)

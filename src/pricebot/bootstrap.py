@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 
-from pricebot.registry import CHAMPION, alias_version, model_name
+from pricebot.registry import CHAMPION, Registry, model_name
 
 # Candles up to this much younger than the wanted start still count as reaching it (the first
 # archive day may be partial, and a listing date can be later than the wanted start).
@@ -57,14 +56,9 @@ def first_candles(conn: psycopg.Connection, symbols: Sequence[str]) -> dict[str,
     return {symbol: first for symbol, first in rows if first is not None}
 
 
-def has_versions(client: Any, name: str) -> bool:
-    """Whether the registry holds any version of ``name``."""
-    return bool(client.search_model_versions(filter_string=f"name = '{name}'", max_results=1))
-
-
 def plan_bootstrap(
     conn: psycopg.Connection,
-    client: Any,
+    registry: Registry,
     symbols: Sequence[str],
     targets: Sequence[str],
     *,
@@ -86,10 +80,10 @@ def plan_bootstrap(
             )
         for target in targets:
             name = model_name(symbol, target)
-            champion = alias_version(client, name, alias)
+            champion = registry.alias_version(name, alias)
             if champion is not None:
                 plan.notes.append(f"{name}: served (@{alias} = v{champion})")
-            elif has_versions(client, name):
+            elif registry.versions(name):
                 plan.notes.append(f"{name}: trained, not promoted yet (left to the daily retrain)")
             else:
                 plan.train.append((symbol, target))

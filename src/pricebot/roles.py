@@ -25,7 +25,7 @@ never as plain text, so it cannot end up in the server's statement log.
 Environment (the migration task's):
 
 - ``PRICEBOT_DB_ROLE_SECRETS``: JSON ``{"<login role>": {"secret_arn": "...", "member_of":
-  ["pricebot_service", ...]}, ...}``
+  ["pricebot_service_group", ...]}, ...}``
 - ``PRICEBOT_API_KEYS_SECRET_ARN``: the secret whose value is the service's comma-separated
   ``PRICEBOT_API_KEYS``
 """
@@ -44,10 +44,16 @@ import psycopg
 from psycopg import sql
 
 from pricebot.db import Credentials, connect
+from pricebot.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-GROUP_ROLES = ("pricebot_service", "pricebot_monitoring", "pricebot_pipeline", "pricebot_training")
+GROUP_ROLES = (
+    "pricebot_service_group",
+    "pricebot_monitoring_group",
+    "pricebot_pipeline_group",
+    "pricebot_training_group",
+)
 ROLE_SECRETS_ENV = "PRICEBOT_DB_ROLE_SECRETS"
 API_KEYS_SECRET_ENV = "PRICEBOT_API_KEYS_SECRET_ARN"  # noqa: S105 - a variable name
 PASSWORD_LENGTH = 40
@@ -55,7 +61,7 @@ API_KEY_LENGTH = 40
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-class RoleConfigError(ValueError):
+class RoleConfigError(UsageError):
     """``PRICEBOT_DB_ROLE_SECRETS`` or a role's secret is not what this module expects."""
 
 

@@ -9,16 +9,14 @@ import psycopg
 import pytest
 
 from pricebot.bootstrap import plan_bootstrap
-from pricebot.registry import model_name
+from pricebot.registry import Registry, model_name
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def client(tracking_uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri)
+def registry(tracking_uri: str) -> Registry:
+    return Registry(tracking_uri)
 
 
 @pytest.fixture
@@ -35,8 +33,9 @@ def store_candle(conn: psycopg.Connection, symbol: str, when: datetime) -> None:
     )
 
 
-def register(client, symbol: str, *, champion: bool) -> None:
+def register(registry: Registry, symbol: str, *, champion: bool) -> None:
     """A registered version (its artifact is never loaded: the plan only asks the registry)."""
+    client = registry.client
     name = model_name(symbol, "ret1h")
     experiment = client.create_experiment(f"bootstrap-{symbol}")
     run = client.create_run(experiment)
@@ -49,10 +48,10 @@ def register(client, symbol: str, *, champion: bool) -> None:
 
 
 def test_a_new_stack_backfills_and_trains_everything(
-    database_url: str, client, symbols: list[str]
+    database_url: str, registry: Registry, symbols: list[str]
 ) -> None:
     with psycopg.connect(database_url) as conn:
-        plan = plan_bootstrap(conn, client, symbols, ["ret1h"], history_days=30, now=NOW)
+        plan = plan_bootstrap(conn, registry, symbols, ["ret1h"], history_days=30, now=NOW)
 
     assert plan.backfill == symbols
     assert plan.train == [(s, "ret1h") for s in symbols]
@@ -60,27 +59,29 @@ def test_a_new_stack_backfills_and_trains_everything(
 
 
 def test_a_bootstrapped_stack_has_nothing_to_do(
-    database_url: str, client, symbols: list[str]
+    database_url: str, registry: Registry, symbols: list[str]
 ) -> None:
     # Given history reaching back far enough and a champion for every symbol
     with psycopg.connect(database_url) as conn:
         for symbol in symbols:
             store_candle(conn, symbol, NOW - timedelta(days=31))
-            register(client, symbol, champion=True)
-        plan = plan_bootstrap(conn, client, symbols, ["ret1h"], history_days=30, now=NOW)
+            register(registry, symbol, champion=True)
+        plan = plan_bootstrap(conn, registry, symbols, ["ret1h"], history_days=30, now=NOW)
 
     assert plan.empty
     assert all("served (@champion = v1)" in note for note in plan.notes)
 
 
-def test_only_the_missing_pieces_are_planned(database_url: str, client, symbols: list[str]) -> None:
+def test_only_the_missing_pieces_are_planned(
+    database_url: str, registry: Registry, symbols: list[str]
+) -> None:
     a, b, c = symbols
     with psycopg.connect(database_url) as conn:
         store_candle(conn, a, NOW - timedelta(days=30))  # long enough (the tolerance)
         store_candle(conn, b, NOW - timedelta(days=3))  # too short: backfill
-        register(client, a, champion=True)
-        register(client, b, champion=False)  # trained, not promoted: not retrained here
-        plan = plan_bootstrap(conn, client, symbols, ["ret1h"], history_days=30, now=NOW)
+        register(registry, a, champion=True)
+        register(registry, b, champion=False)  # trained, not promoted: not retrained here
+        plan = plan_bootstrap(conn, registry, symbols, ["ret1h"], history_days=30, now=NOW)
 
     assert plan.backfill == [b, c]
     assert plan.train == [(c, "ret1h")]

@@ -17,7 +17,6 @@ import psycopg
 import pytest
 
 from pricebot import db
-from pricebot.localdb import LocalPostgres
 from pricebot.roles import (
     API_KEYS_SECRET_ENV,
     ROLE_SECRETS_ENV,
@@ -28,16 +27,17 @@ from pricebot.roles import (
     rotate_password,
     sync_role_passwords,
 )
+from pricebot_local.localdb import LocalPostgres
 
 HBA_RULE = (
-    "host all +pricebot_service,+pricebot_monitoring,+pricebot_pipeline,+pricebot_training "
-    "127.0.0.1/32 scram-sha-256  # test_roles.py\n"
+    "host all +pricebot_service_group,+pricebot_monitoring_group,+pricebot_pipeline_group,"
+    "+pricebot_training_group 127.0.0.1/32 scram-sha-256  # test_roles.py\n"
 )
 LOGINS = {
-    "t_service": ("pricebot_service",),
-    "t_monitoring": ("pricebot_monitoring",),
-    "t_pipeline": ("pricebot_pipeline",),
-    "t_training": ("pricebot_training",),
+    "t_service": ("pricebot_service_group",),
+    "t_monitoring": ("pricebot_monitoring_group",),
+    "t_pipeline": ("pricebot_pipeline_group",),
+    "t_training": ("pricebot_training_group",),
 }
 
 
@@ -155,14 +155,14 @@ def test_a_login_role_ends_up_in_exactly_its_groups(
     logins: dict[str, LoginRole], secrets: Any, database_url: str
 ) -> None:
     # Given the training login moved from the training group to the pipeline group
-    moved = LoginRole("t_training", logins["t_training"].secret_arn, ("pricebot_pipeline",))
+    moved = LoginRole("t_training", logins["t_training"].secret_arn, ("pricebot_pipeline_group",))
 
     # When provisioned again
     sync_role_passwords(database_url, [moved], client=secrets)
 
     # Then it left the old group
     with db.connect(database_url) as conn:
-        assert memberships(conn, "t_training") == {"pricebot_pipeline"}
+        assert memberships(conn, "t_training") == {"pricebot_pipeline_group"}
 
 
 def test_a_secret_holding_another_roles_credentials_is_refused(
@@ -173,7 +173,7 @@ def test_a_secret_holding_another_roles_credentials_is_refused(
     )["ARN"]
     with pytest.raises(RoleConfigError, match="belongs to 'someone'"):
         sync_role_passwords(
-            database_url, [LoginRole("t_service", arn, ("pricebot_service",))], client=secrets
+            database_url, [LoginRole("t_service", arn, ("pricebot_service_group",))], client=secrets
         )
 
 
@@ -185,7 +185,9 @@ def test_db_upgrade_provisions_roles_and_the_api_key_named_in_the_environment(
     keys = secrets.create_secret(Name="api-keys")["ARN"]
     monkeypatch.setenv(
         ROLE_SECRETS_ENV,
-        json.dumps({"t_monitoring": {"secret_arn": arn, "member_of": ["pricebot_monitoring"]}}),
+        json.dumps(
+            {"t_monitoring": {"secret_arn": arn, "member_of": ["pricebot_monitoring_group"]}}
+        ),
     )
     monkeypatch.setenv(API_KEYS_SECRET_ENV, keys)
 
@@ -193,7 +195,7 @@ def test_db_upgrade_provisions_roles_and_the_api_key_named_in_the_environment(
     db.upgrade(database_url)
 
     # Then the monitoring login works and the service has an API key
-    with connect_as(LoginRole("t_monitoring", arn, ("pricebot_monitoring",)), database_url):
+    with connect_as(LoginRole("t_monitoring", arn, ("pricebot_monitoring_group",)), database_url):
         pass
     assert len(secrets.get_secret_value(SecretId=keys)["SecretString"]) == 40
 

@@ -69,11 +69,11 @@ def test_the_migration_task_knows_every_login_role_and_its_groups(stack: Stack) 
 
     # Then every component login is there with its own secret, and every group has a member
     assert {name: role.member_of for name, role in roles.items()} == {
-        "pricebot_service_login": ("pricebot_service",),
-        "pricebot_monitoring_login": ("pricebot_monitoring",),
-        "pricebot_pipeline_login": ("pricebot_pipeline",),
-        "pricebot_training_login": ("pricebot_training",),
-        "pricebot_bootstrap_login": ("pricebot_pipeline", "pricebot_training"),
+        "pricebot_service_login": ("pricebot_service_group",),
+        "pricebot_monitoring_login": ("pricebot_monitoring_group",),
+        "pricebot_pipeline_login": ("pricebot_pipeline_group",),
+        "pricebot_training_login": ("pricebot_training_group",),
+        "pricebot_bootstrap_login": ("pricebot_pipeline_group", "pricebot_training_group"),
     }
     assert roles["pricebot_service_login"].secret_arn.endswith("secrets-db-service")
     assert {group for role in roles.values() for group in role.member_of} == set(GROUP_ROLES)

@@ -12,6 +12,7 @@ import pytest
 from pricebot import cloud, db
 from pricebot.roles import LoginRole, RoleConfigError, parse_login_roles
 
+SERVICE = "pricebot_service_group"
 SECRET = json.dumps({"username": "pricebot_service_login", "password": "first"})
 
 
@@ -138,11 +139,11 @@ def test_authentication_failures_are_told_from_other_connection_failures(
 
 def test_login_roles_parse_from_the_migration_tasks_environment() -> None:
     text = json.dumps(
-        {"pricebot_jobs": {"secret_arn": "arn:s", "member_of": ["pricebot_pipeline",
-                                                               "pricebot_training"]}}
+        {"pricebot_jobs": {"secret_arn": "arn:s", "member_of": ["pricebot_pipeline_group",
+                                                               "pricebot_training_group"]}}
     )  # fmt: skip
     assert parse_login_roles(text) == [
-        LoginRole("pricebot_jobs", "arn:s", ("pricebot_pipeline", "pricebot_training"))
+        LoginRole("pricebot_jobs", "arn:s", ("pricebot_pipeline_group", "pricebot_training_group"))
     ]
 
 
@@ -152,11 +153,10 @@ def test_login_roles_parse_from_the_migration_tasks_environment() -> None:
         ("nope", "not JSON"),
         ("[]", "JSON object"),
         (json.dumps({"x": {"secret_arn": "a", "member_of": ["admins"]}}), "one of"),
-        (json.dumps({"Bad-Name": {"secret_arn": "a", "member_of": ["pricebot_service"]}}),
+        (json.dumps({"Bad-Name": {"secret_arn": "a", "member_of": ["pricebot_service_group"]}}),
          "lower-case identifier"),
-        (json.dumps({"x": {"secret_arn": "", "member_of": ["pricebot_service"]}}), "no secret"),
-        (json.dumps({"pricebot_service": {"secret_arn": "a", "member_of": ["pricebot_service"]}}),
-         "not a group role"),
+        (json.dumps({"x": {"secret_arn": "", "member_of": [SERVICE]}}), "no secret"),
+        (json.dumps({SERVICE: {"secret_arn": "a", "member_of": [SERVICE]}}), "not a group role"),
     ],
 )  # fmt: skip
 def test_bad_role_descriptions_are_refused_naming_the_problem(text: str, message: str) -> None:

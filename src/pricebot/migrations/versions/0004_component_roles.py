@@ -6,25 +6,26 @@ its privileges; the deployment gives each component a login role that is a membe
 secret, see :mod:`pricebot.roles`). Locally nothing logs in as these roles: the owner keeps
 doing everything, as before.
 
-=====================  ============================================================================
-group role             privileges
-=====================  ============================================================================
-pricebot_service       read features and klines; add predictions (the prediction log)
-pricebot_monitoring    read every table (also every table created later: default privileges)
-pricebot_pipeline      ingest and backfill (klines, ingestion_runs, gaps), transform (features),
-                       scoring (read predictions, fill in their ``actual`` and ``scored_at``)
-pricebot_training      read klines, features, gaps and the alias history; record alias moves
-=====================  ============================================================================
+==========================  =====================================================================
+group role                  privileges
+==========================  =====================================================================
+pricebot_service_group      read features and klines; add predictions (the prediction log)
+pricebot_monitoring_group   read every table (and every table created later: default privileges)
+pricebot_pipeline_group     ingest and backfill (klines, ingestion_runs, gaps), transform
+                            (features), scoring (read predictions, fill in ``actual`` and
+                            ``scored_at``)
+pricebot_training_group     read klines, features, gaps and the alias history; record alias moves
+==========================  =====================================================================
 
 Every statement is idempotent (roles are created only if missing, grants repeat harmlessly), so
 the revision can run on a cluster where another database already created the roles: roles are
 cluster-wide, tables are per database.
 
-Later migrations: the default privileges below give ``pricebot_monitoring`` SELECT on any table
-the migrating role creates later. Nothing else is granted by default, on purpose: a migration
+Later migrations: the default privileges below give ``pricebot_monitoring_group`` SELECT on any
+table the migrating role creates later. Nothing else is granted by default, on purpose: a migration
 that adds a table or a column a component writes must GRANT it to that component's group role
 in the same revision, next to the CREATE (``GRANT SELECT, INSERT ON new_table TO
-pricebot_pipeline``, plus ``USAGE`` on its sequence when it has one).
+pricebot_pipeline_group``, plus ``USAGE`` on its sequence when it has one).
 
 Revision ID: 0004
 Revises: 0001
@@ -38,35 +39,41 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-GROUPS = ("pricebot_service", "pricebot_monitoring", "pricebot_pipeline", "pricebot_training")
+GROUPS = (
+    "pricebot_service_group",
+    "pricebot_monitoring_group",
+    "pricebot_pipeline_group",
+    "pricebot_training_group",
+)
 TABLES = ("klines", "ingestion_runs", "gaps", "features", "predictions", "model_alias_events")
 
 GRANTS = """
 -- No role but the owner creates objects (already PostgreSQL 15's default; explicit for older).
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public
-    TO pricebot_service, pricebot_monitoring, pricebot_pipeline, pricebot_training;
+    TO pricebot_service_group, pricebot_monitoring_group, pricebot_pipeline_group,
+       pricebot_training_group;
 
-GRANT SELECT ON features, klines TO pricebot_service;
-GRANT INSERT ON predictions TO pricebot_service;
-GRANT USAGE ON SEQUENCE predictions_id_seq TO pricebot_service;
+GRANT SELECT ON features, klines TO pricebot_service_group;
+GRANT INSERT ON predictions TO pricebot_service_group;
+GRANT USAGE ON SEQUENCE predictions_id_seq TO pricebot_service_group;
 
 GRANT SELECT ON klines, ingestion_runs, gaps, features, predictions, model_alias_events
-    TO pricebot_monitoring;
+    TO pricebot_monitoring_group;
 
-GRANT SELECT, INSERT ON klines TO pricebot_pipeline;
-GRANT SELECT, INSERT, UPDATE ON ingestion_runs TO pricebot_pipeline;
-GRANT USAGE ON SEQUENCE ingestion_runs_id_seq TO pricebot_pipeline;
-GRANT SELECT, INSERT, UPDATE, DELETE ON gaps TO pricebot_pipeline;
-GRANT SELECT, INSERT, DELETE ON features TO pricebot_pipeline;
-GRANT SELECT ON predictions TO pricebot_pipeline;
-GRANT UPDATE (actual, scored_at) ON predictions TO pricebot_pipeline;
+GRANT SELECT, INSERT ON klines TO pricebot_pipeline_group;
+GRANT SELECT, INSERT, UPDATE ON ingestion_runs TO pricebot_pipeline_group;
+GRANT USAGE ON SEQUENCE ingestion_runs_id_seq TO pricebot_pipeline_group;
+GRANT SELECT, INSERT, UPDATE, DELETE ON gaps TO pricebot_pipeline_group;
+GRANT SELECT, INSERT, DELETE ON features TO pricebot_pipeline_group;
+GRANT SELECT ON predictions TO pricebot_pipeline_group;
+GRANT UPDATE (actual, scored_at) ON predictions TO pricebot_pipeline_group;
 
-GRANT SELECT ON klines, features, gaps, model_alias_events TO pricebot_training;
-GRANT INSERT ON model_alias_events TO pricebot_training;
-GRANT USAGE ON SEQUENCE model_alias_events_id_seq TO pricebot_training;
+GRANT SELECT ON klines, features, gaps, model_alias_events TO pricebot_training_group;
+GRANT INSERT ON model_alias_events TO pricebot_training_group;
+GRANT USAGE ON SEQUENCE model_alias_events_id_seq TO pricebot_training_group;
 
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO pricebot_monitoring;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO pricebot_monitoring_group;
 """
 
 
@@ -94,7 +101,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute(
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE SELECT ON TABLES FROM pricebot_monitoring"
+        "ALTER DEFAULT PRIVILEGES IN SCHEMA public"
+        " REVOKE SELECT ON TABLES FROM pricebot_monitoring_group"
     )
     for name in GROUPS:
         op.execute(f"REVOKE ALL ON {', '.join(TABLES)} FROM {name}")
