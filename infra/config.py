@@ -120,6 +120,10 @@ class StackSettings:
     error_ratio_alarm_threshold: float = 1.0
     drift_alarm_psi: float = 0.25
 
+    # The boundary every IAM role gets (the bootstrap stack's rolePermissionsBoundaryArn output;
+    # the scoped deploy role creates no role without it).
+    role_permissions_boundary_arn: str | None = None
+
     # Teardown.
     force_destroy: bool = False
 

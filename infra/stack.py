@@ -32,7 +32,7 @@ from infra.components import (
 )
 from infra.components.fargate import TaskDeclaration
 from infra.config import REPO_ROOT, StackSettings, StackSettingsError, canonical_targets
-from infra.tags import register_stack_tags
+from infra.tags import register_permissions_boundary, register_stack_tags
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class StackOutputs:
 def build(settings: StackSettings, secrets: StackSecrets | None = None) -> StackOutputs:
     """Declare every resource of the stack; call inside a Pulumi program (or under mocks)."""
     register_stack_tags(settings.tags)
+    if settings.role_permissions_boundary_arn:
+        register_permissions_boundary(settings.role_permissions_boundary_arn)
     secrets = secrets or StackSecrets()
     s, name = settings, settings.name
     targets = canonical_targets(s.targets)
