@@ -145,3 +145,46 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         "training": ("job", "pricebot-test-training", None),
         "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
     }
+
+
+BOOTSTRAP_MISSING = pytest.mark.xfail(
+    strict=True,
+    reason="`pricebot bootstrap` is not written yet: the command should run "
+    "pricebot.bootstrap.plan_bootstrap, then backfill, transform and train what it lists",
+)
+PUBLISH_MISSING = pytest.mark.xfail(
+    strict=True,
+    reason="`pricebot score --publish-metrics` is not written yet: after scoring it should call "
+    "pricebot.model_health.publish_model_health",
+)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "migrate",
+        "monitoring",
+        pytest.param("bootstrap", marks=BOOTSTRAP_MISSING),
+        pytest.param("score", marks=PUBLISH_MISSING),
+    ],
+)
+def test_each_declared_command_is_a_real_pricebot_command(stack: Stack, task: str) -> None:
+    from tests.infra.cli import command_problems
+
+    assert command_problems(list(stack.outputs["declarations"][task].command)) == []
+
+
+def test_the_training_command_template_is_a_real_pricebot_command() -> None:
+    from infra.components.jobs import TRAIN_COMMAND
+    from tests.infra.cli import command_problems
+
+    values = {"symbol": "BTCUSDT", "target": "ret24h", "trials": "30"}
+    assert command_problems([word.format(**values) for word in TRAIN_COMMAND]) == []
+
+
+def test_a_command_that_does_not_exist_is_caught() -> None:
+    from tests.infra.cli import command_problems
+
+    assert command_problems(["db", "migrate"]) == [
+        "`pricebot db migrate`: there is no command 'migrate'"
+    ]
