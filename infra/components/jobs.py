@@ -40,6 +40,7 @@ from pulumi import ResourceOptions
 from infra import iam
 from infra.components.fargate import FargateTask, TaskDeclaration, TaskSpec
 
+JOB_TASKS = ("migrate", "bootstrap", "training", "score")
 MIGRATE_COMMAND = ("db", "upgrade")
 SCORE_COMMAND = ("score", "--publish-metrics")
 TRAIN_COMMAND = (
@@ -157,6 +158,8 @@ class Jobs(pulumi.ComponentResource):
             ],
         )
         self.tasks = {t.spec.key: t for t in (migrate, bootstrap, training, score)}
+        if tuple(self.tasks) != JOB_TASKS:
+            raise ValueError(f"the job tasks are {tuple(self.tasks)}, JOB_TASKS says {JOB_TASKS}")
         self.declarations: dict[str, TaskDeclaration] = {
             k: t.declaration for k, t in self.tasks.items()
         }
