@@ -31,6 +31,7 @@ from infra.components import (
     StorageArgs,
 )
 from infra.components.fargate import TaskDeclaration
+from infra.components.pipeline import FunctionDeclaration
 from infra.config import REPO_ROOT, StackSettings, StackSettingsError, canonical_targets
 from infra.tags import register_permissions_boundary, register_stack_tags
 
@@ -61,8 +62,10 @@ class StackOutputs:
     jobs: pulumi.Output[dict]
     migrate_targets: pulumi.Output[list[str]]
     monitoring_routed: bool
-    # Every ECS task as declared (not exported: for tests and the local rehearsal).
+    # Every ECS task and Lambda function as declared (not exported: for tests and the local
+    # rehearsal that runs each of them as declared).
     declarations: dict[str, TaskDeclaration] = field(default_factory=dict)
+    functions: dict[str, FunctionDeclaration] = field(default_factory=dict)
 
 
 def build(settings: StackSettings, secrets: StackSecrets | None = None) -> StackOutputs:
@@ -304,6 +307,7 @@ def build(settings: StackSettings, secrets: StackSecrets | None = None) -> Stack
             "monitoring": monitoring.task.declaration,
             **jobs.declarations,
         },
+        functions=pipeline.declarations,
     )
 
 
