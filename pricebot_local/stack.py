@@ -221,34 +221,39 @@ class Stack:
 
     def refresh_data(self) -> None:
         """Catch up the candles (``days`` plus the warm-up) and the features; score what is due."""
+        from pricebot.db import connect
         from pricebot.ingest import catch_up
         from pricebot.predictions import score_predictions
         from pricebot.transform import update_features
 
         settings = self.settings.model_copy(update={"binance_url": self.market_url})
         since = datetime.now(UTC) - self.history
-        catch_up(self.database_url, self.settings.symbols, since=since, settings=settings)
+        with connect(self.database_url, autocommit=True) as conn:
+            catch_up(conn, self.settings.symbols, since=since, settings=settings)
         update_features(self.database_url, self.settings.symbols, self.settings.feature_set)
         score_predictions(self.database_url)
 
     def ensure_models(self, force: bool = False) -> None:
-        """Train each symbol and target that has no champion yet (or all, when ``force``)."""
+        """Train each symbol and target that has no champion yet (or all, when ``force``), and
+        show what each training found from the report it writes (``--report-json``)."""
         for symbol in self.settings.symbols:
             for target in self.settings.targets:
                 if not force and self.has_champion(symbol, target):
                     console.print(f"  {symbol} {target}: reusing its champion")
                     continue
                 log = self.logs / f"train-{symbol.lower()}-{target}.log"
-                offset = log.stat().st_size if log.exists() else 0
+                report = self.logs / f"train-{symbol.lower()}-{target}.json"
+                report.unlink(missing_ok=True)  # never show an older run's report as this one's
                 with open(log, "ab") as out:
                     done = subprocess.run(
                         [sys.executable, "-m", "pricebot_cli", "train", "--symbol", symbol,
-                         "--target", target, "--trials", str(self.options.trials)],
+                         "--target", target, "--trials", str(self.options.trials),
+                         "--report-json", str(report)],
                         env={**self.child_env(), "COLUMNS": "150"}, stdout=out,
                         stderr=subprocess.STDOUT, check=False,
                     )  # fmt: skip
                 if done.returncode == 0:
-                    print_evaluation(log, offset)
+                    print_evaluation(report)
                 note = "trained" if done.returncode == 0 else f"training failed (see {log})"
                 champion = "champion" if self.has_champion(symbol, target) else "no champion"
                 self.events.append(f"{symbol} {target}: {note}, {champion}")
@@ -355,16 +360,31 @@ class Stack:
             self.postgres.stop()
 
 
-def print_evaluation(log: Path, offset: int) -> None:
-    """Show the evaluation table and the promotion decision the training job wrote to its log."""
-    text = log.read_bytes()[offset:].decode(errors="replace")
-    start = text.rfind(" walk-forward, ")
-    if start < 0:
+def print_evaluation(path: Path) -> None:
+    """Show the evaluation table and the promotion decision from a training report."""
+    from pricebot.training_report import read_report, report_cells, report_title
+
+    try:
+        report = read_report(path)
+    except (OSError, ValueError) as exc:
+        console.print(f"[yellow]  no training report to show ({path}: {exc})[/]")
         return
-    start = text.rfind("\n", 0, start) + 1
-    noise = ("View run", "View experiment", " INFO ", " WARNING ")
-    lines = [line for line in text[start:].splitlines() if not any(n in line for n in noise)]
-    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    headings, rows = report_cells(report)
+    table = Table(title=report_title(report), title_justify="left")
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"winner: [bold]{report.winner.name}[/] ({report.winner.reason})")
+    registration = report.registration
+    if registration is not None and registration.version is not None:
+        console.print(
+            f"registered {registration.model_name} version {registration.version} @challenger"
+        )
+    promoted = registration.promoted if registration is not None else False
+    verdict = "[green]promoted to champion[/]" if promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {report.decision.reason}", soft_wrap=True)
 
 
 def die_with_parent() -> None:

@@ -8,6 +8,7 @@ The job itself (:mod:`pricebot_training.job`) is imported inside the command so 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -54,6 +55,14 @@ def register(app: typer.Typer) -> None:
         ),
         no_register: bool = typer.Option(False, "--no-register", help="Evaluate and log only."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        report_json: Annotated[
+            Path | None,
+            typer.Option(
+                "--report-json",
+                help="Also write the training report (figures, winner, decision) as JSON here.",
+                dir_okay=False,
+            ),
+        ] = None,
     ) -> None:
         """Train, evaluate walk-forward against baselines, register, promote if earned."""
         from rich.console import Console
@@ -83,6 +92,10 @@ def register(app: typer.Typer) -> None:
             show_progress=not quiet,
         )
         outcome = train(config)
+        if report_json is not None:
+            from pricebot.training_report import write_report
+
+            write_report(outcome.report, report_json)
         lineage = outcome.lineage
         console.print(
             render_table(

@@ -15,7 +15,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from pricebot.evaluation import METRICS, CandidateResult
+from pricebot.evaluation import METRICS, CandidateResult, Fold
+from pricebot.training_report import TrainingReport, report_to_dict, report_to_json
 
 
 def ensure_experiment(name: str) -> str:
@@ -42,6 +43,67 @@ def log_candidate(result: CandidateResult) -> None:
         )
     mlflow.log_metrics(finite(result.aggregate()))
     mlflow.log_text(result.folds.to_csv(), "folds.csv")
+
+
+def log_job_inputs(config: Any, dataset: Any, folds: list[Fold], train_step: int) -> None:
+    """Into the parent run: what the job was asked to do and on which data."""
+    spec = dataset.spec
+    mlflow.set_tags({"symbol": dataset.symbol, "target": spec.name, "job": "pricebot train",
+                     "dataset.sha256": str(dataset.lineage["sha256"])})  # fmt: skip
+    mlflow.log_params(
+        {
+            "symbol": dataset.symbol,
+            "target": spec.name,
+            "kind": spec.kind,
+            "horizon_minutes": spec.horizon_minutes,
+            "feature_set": dataset.feature_set,
+            "folds": config.folds,
+            "trials": config.trials,
+            "seed": config.seed,
+            "fee_per_side": config.fee,
+            "train_step_minutes": train_step,
+            "purge_minutes": folds[0].purge_minutes,
+            "dataset.rows": dataset.lineage["rows"],
+            "dataset.start": dataset.lineage["start"],
+            "dataset.end": dataset.lineage["end"],
+        }
+    )
+    log_json(dataset.lineage, "lineage.json")
+    log_json(
+        [{"fold": f.number, "train_rows": len(f.train), "test_rows": len(f.test),
+          "test_start": f.test_start, "test_end": f.test_end} for f in folds],
+        "folds.json",
+    )  # fmt: skip
+
+
+def log_decision(report: TrainingReport) -> None:
+    """Into the parent run: the promotion decision (``promotion.json`` and tags), the champion's
+    figure, and the report so far."""
+    decision, champion = report.decision, report.champion
+    if champion.value is not None:
+        mlflow.log_metric("champion_newest_pool_value_net", champion.value)
+    log_json(
+        {
+            "promote": decision.promote,
+            "reason": decision.reason,
+            "primary_metric": decision.primary_metric,
+            "challenger": report.winner.name,
+            "challenger_value": decision.challenger_value,
+            "bar": decision.bar,
+            "bar_name": decision.bar_name,
+            "champion": report_to_dict(report)["champion"],
+        },
+        "promotion.json",
+    )
+    mlflow.set_tags({"winner": report.winner.name, "promotion.decision":
+                     "promote" if decision.promote else "keep",
+                     "promotion.reason": decision.reason[:4000]})  # fmt: skip
+    log_report(report)
+
+
+def log_report(report: TrainingReport) -> None:
+    """The whole training report as ``report.json`` of the active run."""
+    mlflow.log_text(report_to_json(report), "report.json")
 
 
 def log_json(data: Any, artifact_file: str) -> None:

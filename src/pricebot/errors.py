@@ -87,6 +87,15 @@ class MalformedKlineError(PricebotError, ValueError):
     """A kline row that is not what Binance sends; the message says which field and why."""
 
 
+class UnknownMarketError(PricebotError, ValueError):
+    """A market name pricebot does not record candles under; the message lists the known ones."""
+
+
+class MixedMarketsError(PricebotError, ValueError):
+    """Candles of one symbol from a real and a simulated market (or two simulated ones); the
+    message names both and the fix. Nothing of the refused write is stored."""
+
+
 # --- archives (Binance Vision files) -----------------------------------------------------------
 
 

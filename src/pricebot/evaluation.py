@@ -294,6 +294,15 @@ class CandidateResult:
         frame = self.folds if folds is None else self.folds.loc[list(folds)]
         return float(frame[metric].mean())
 
+    def over(self, folds: Sequence[int]) -> dict[str, float]:
+        """The figures over some folds: means per fold, except counts (trades, rows) summed."""
+        frame = self.folds.loc[list(folds)]
+        figures = frame.mean(numeric_only=True).to_dict()
+        for count in ("trades", "n_test"):
+            if count in frame:
+                figures[count] = float(frame[count].sum())
+        return {k: float(v) for k, v in figures.items()}
+
 
 def _chain(curves: list[pd.Series]) -> pd.Series:
     chained, level = [], 1.0

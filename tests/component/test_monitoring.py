@@ -32,7 +32,7 @@ def store_closes(url: str, symbol: str, start: datetime, closes: list[float]) ->
         rows.append([open_ms, price, price, price, price, "1.0", open_ms + 59_999, "1.0", 1,
                      "0.5", "0.5", "0"])  # fmt: skip
     with transaction(url) as conn:
-        insert_klines(conn, [parse_kline(r, symbol, "test") for r in rows])
+        insert_klines(conn, [parse_kline(r, symbol, "test") for r in rows], market="binance")
 
 
 def test_price_series_sends_at_most_max_points_with_each_steps_last_close(

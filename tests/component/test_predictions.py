@@ -116,7 +116,7 @@ def kline(symbol: str, minute: datetime, close: float) -> tuple:
 
 def write_closes(url: str, closes: dict[datetime, float], symbol: str = "BTCUSDT") -> None:
     with db.transaction(url) as conn:
-        insert_klines(conn, [kline(symbol, t, c) for t, c in closes.items()])
+        insert_klines(conn, [kline(symbol, t, c) for t, c in closes.items()], market="binance")
 
 
 def write_predictions(url: str, *records: PredictionRecord) -> None:

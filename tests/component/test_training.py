@@ -26,6 +26,7 @@ from pricebot.dataset import Dataset, dataset_from_frames
 from pricebot.features import WARMUP_MINUTES, compute_features, feature_names
 from pricebot.registry import CHALLENGER, CHAMPION, Registry, alias_history, model_name
 from pricebot.targets import parse_target
+from pricebot.training_report import read_report
 from pricebot.transform import update_features
 from pricebot_cli import app
 from pricebot_local.localdb import LocalPostgres
@@ -73,7 +74,12 @@ def seeded_env(seeded: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture(scope="module")
-def cli_run(seeded: str, mlflow_server: str) -> tuple[str, str]:
+def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("report") / "report.json"
+
+
+@pytest.fixture(scope="module")
+def cli_run(seeded: str, mlflow_server: str, report_path: Path) -> tuple[str, str]:
     """``pricebot train`` once for the module; the tests below look at what it left."""
     from pricebot.settings import get_settings
 
@@ -85,7 +91,7 @@ def cli_run(seeded: str, mlflow_server: str) -> tuple[str, str]:
         result = CliRunner().invoke(
             app,
             ["train", "--symbol", "avaxusdt", "--target", "ret60m", "--trials", "2",
-             "--folds", "3", "--quiet"],
+             "--folds", "3", "--quiet", "--report-json", str(report_path)],
         )  # fmt: skip
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
@@ -172,6 +178,26 @@ def test_the_registered_model_takes_exactly_the_feature_columns(
     assert np.isfinite(predictions).all()
     with pytest.raises(Exception, match="close"):
         model.predict(rows.assign(close=1.0).drop(columns=[feature_names("v1")[0]]))
+
+
+def test_the_report_json_says_what_the_run_found_and_did(
+    cli_run: tuple[str, str], report_path: Path
+) -> None:
+    _, uri = cli_run
+    client = MlflowClient(uri)
+
+    report = read_report(report_path)
+
+    # Then it names the registered version, and the run's own report.json is the same document
+    assert report.registration is not None
+    assert (report.registration.model_name, report.registration.version) == (NAME, "1")
+    assert report.selection_folds == [1, 2]
+    assert report.held_out_folds == [3]
+    assert {c.name for c in report.candidates} >= {"no_change", "ridge", "huber", "xgboost"}
+    logged = mlflow.artifacts.load_dict(f"runs:/{report.registration.parent_run_id}/report.json")
+    assert logged == json.loads(report_path.read_text())
+    version = client.get_model_version(NAME, "1")
+    assert version.tags["candidate"] == report.winner.name
 
 
 def test_the_challenger_move_is_in_the_alias_history(cli_run: tuple[str, str], seeded: str) -> None:
