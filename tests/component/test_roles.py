@@ -215,6 +215,7 @@ def test_without_the_environment_nothing_is_provisioned(database_url: str) -> No
 # --- privileges ---------------------------------------------------------------------------------
 ALLOWED = {
     "t_service": [
+        "SELECT count(*) FROM candle_markets",
         "SELECT count(*) FROM features",
         "SELECT count(*) FROM klines",
         "INSERT INTO predictions (made_at, symbol, target, model_name, model_version,"
@@ -230,6 +231,7 @@ ALLOWED = {
             "features",
             "predictions",
             "model_alias_events",
+            "candle_markets",
         )
     ],
     "t_pipeline": [
@@ -241,8 +243,12 @@ ALLOWED = {
         "UPDATE predictions SET actual = 0.1, scored_at = now() WHERE actual IS NULL",
         "SELECT id FROM predictions WHERE actual IS NULL FOR UPDATE SKIP LOCKED",
         "CREATE TEMP TABLE staging (LIKE klines INCLUDING DEFAULTS)",
+        "INSERT INTO candle_markets (symbol, class, markets) VALUES ('X', 'real', '{binance}')"
+        " ON CONFLICT (symbol) DO UPDATE SET markets = excluded.markets",
+        "DELETE FROM candle_markets WHERE symbol = 'X'",
     ],
     "t_training": [
+        "SELECT count(*) FROM candle_markets",
         "SELECT count(*) FROM klines",
         "SELECT count(*) FROM features",
         "INSERT INTO model_alias_events (model_name, alias, moved_by, reason)"
@@ -251,12 +257,14 @@ ALLOWED = {
 }
 DENIED = {
     "t_service": [
+        "INSERT INTO candle_markets (symbol, class, markets) VALUES ('X', 'real', '{binance}')",
         "INSERT INTO klines VALUES ('X', now(), 1, 1, 1, 1, 1, now(), 1, 1, 1, 1, '0', 't')",
         "UPDATE predictions SET actual = 1",
         "SELECT count(*) FROM ingestion_runs",
         "DELETE FROM predictions",
     ],
     "t_monitoring": [
+        "DELETE FROM candle_markets",
         "INSERT INTO model_alias_events (model_name, alias, moved_by, reason)"
         " VALUES ('m', 'champion', 'test', 'test')",
         "DELETE FROM klines",

@@ -9,12 +9,13 @@ doing everything, as before.
 ==========================  =====================================================================
 group role                  privileges
 ==========================  =====================================================================
-pricebot_service_group      read features and klines; add predictions (the prediction log)
+pricebot_service_group      read features, klines and candle markets; add predictions (the log)
 pricebot_monitoring_group   read every table (and every table created later: default privileges)
-pricebot_pipeline_group     ingest and backfill (klines, ingestion_runs, gaps), transform
-                            (features), scoring (read predictions, fill in ``actual`` and
-                            ``scored_at``)
-pricebot_training_group     read klines, features, gaps and the alias history; record alias moves
+pricebot_pipeline_group     ingest and backfill (klines, candle_markets, ingestion_runs, gaps),
+                            transform (features), scoring (read predictions, fill in ``actual``
+                            and ``scored_at``)
+pricebot_training_group     read klines, features, gaps, candle markets and the alias history;
+                            record alias moves
 ==========================  =====================================================================
 
 Every statement is idempotent (roles are created only if missing, grants repeat harmlessly), so
@@ -28,14 +29,14 @@ in the same revision, next to the CREATE (``GRANT SELECT, INSERT ON new_table TO
 pricebot_pipeline_group``, plus ``USAGE`` on its sequence when it has one).
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002 (the lead re-chains it after the market-data helper's 0003)
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -45,7 +46,10 @@ GROUPS = (
     "pricebot_pipeline_group",
     "pricebot_training_group",
 )
-TABLES = ("klines", "ingestion_runs", "gaps", "features", "predictions", "model_alias_events")
+TABLES = (
+    "klines", "ingestion_runs", "gaps", "features", "predictions", "model_alias_events",
+    "candle_markets",
+)  # fmt: skip
 
 GRANTS = """
 -- No role but the owner creates objects (already PostgreSQL 15's default; explicit for older).
@@ -54,14 +58,16 @@ GRANT USAGE ON SCHEMA public
     TO pricebot_service_group, pricebot_monitoring_group, pricebot_pipeline_group,
        pricebot_training_group;
 
-GRANT SELECT ON features, klines TO pricebot_service_group;
+GRANT SELECT ON features, klines, candle_markets TO pricebot_service_group;
 GRANT INSERT ON predictions TO pricebot_service_group;
 GRANT USAGE ON SEQUENCE predictions_id_seq TO pricebot_service_group;
 
-GRANT SELECT ON klines, ingestion_runs, gaps, features, predictions, model_alias_events
+GRANT SELECT ON klines, ingestion_runs, gaps, features, predictions, model_alias_events,
+                candle_markets
     TO pricebot_monitoring_group;
 
 GRANT SELECT, INSERT ON klines TO pricebot_pipeline_group;
+GRANT SELECT, INSERT, UPDATE, DELETE ON candle_markets TO pricebot_pipeline_group;
 GRANT SELECT, INSERT, UPDATE ON ingestion_runs TO pricebot_pipeline_group;
 GRANT USAGE ON SEQUENCE ingestion_runs_id_seq TO pricebot_pipeline_group;
 GRANT SELECT, INSERT, UPDATE, DELETE ON gaps TO pricebot_pipeline_group;
@@ -69,7 +75,8 @@ GRANT SELECT, INSERT, DELETE ON features TO pricebot_pipeline_group;
 GRANT SELECT ON predictions TO pricebot_pipeline_group;
 GRANT UPDATE (actual, scored_at) ON predictions TO pricebot_pipeline_group;
 
-GRANT SELECT ON klines, features, gaps, model_alias_events TO pricebot_training_group;
+GRANT SELECT ON klines, features, gaps, model_alias_events, candle_markets
+    TO pricebot_training_group;
 GRANT INSERT ON model_alias_events TO pricebot_training_group;
 GRANT USAGE ON SEQUENCE model_alias_events_id_seq TO pricebot_training_group;
 
