@@ -162,6 +162,7 @@ def price_view(
     choices: monitoring.ModelChoices | None,
 ) -> monitoring.Points | None:
     """Price with the predictions against what happened, and the predicted growth."""
+    settings = get_settings()
     st.subheader(f"{symbol} {spec.name}: price and predictions")
     with shown_as_message("Price and predictions"):
         # Up to one horizon past the end: where the last predictions' outcomes are.
@@ -172,13 +173,19 @@ def price_view(
             return None
         key = (choices.champion, tuple(choices.versions)) if choices else None
         use = model if (choices and choices.versions) else monitoring.AS_LOGGED
-        points = data.points(url, uri, symbol, spec.name, start, end, use, choices, key)
+        points = data.points(
+            url, uri, symbol, spec.name, start, end, use, choices, key, settings.max_gap_minutes
+        )
         if points.source == monitoring.REPLAY:
             st.caption(f"**Replay**: {points.label}. Not what was served.")
         else:
             st.caption(f"{points.label.capitalize()}.")
+        if points.in_sample_note:
+            st.caption(points.in_sample_note)
+        spans = monitoring.in_sample_spans(points.frame)
         st.altair_chart(
-            charts.price_with_predictions(prices, points.frame, points.source), width="stretch"
+            charts.price_with_predictions(prices, points.frame, points.source, spans, horizon),
+            width="stretch",
         )
         if points.frame.empty:
             hint = (
@@ -190,7 +197,7 @@ def price_view(
             return points
         st.markdown("**Predicted growth over time**")
         st.altair_chart(
-            charts.predicted_growth(points.frame, spec.is_classification), width="stretch"
+            charts.predicted_growth(points.frame, spec.is_classification, spans), width="stretch"
         )
         return points
     return None
@@ -207,13 +214,11 @@ def error_view(
         window = monitoring.default_window_minutes(start, end, spec.horizon_minutes)
         metrics = monitoring.rolling_metrics(points.frame, spec, window)
         if metrics.empty:
-            st.info(
-                f"No prediction in this range has an outcome yet: the horizon "
-                f"({spec.horizon_minutes} min) has not passed, or `pricebot score` has not run."
-            )
+            st.info(out_of_sample_hint(points, spec, "to score"))
             return
         label = f"{window / 60:g} h" if window >= 60 else f"{window} min"
         st.altair_chart(charts.rolling_errors(metrics, label), width="stretch")
+        st.caption(excluded_note(points))
 
 
 def pool_view(points: monitoring.Points | None, spec: TargetSpec) -> None:
@@ -224,13 +229,40 @@ def pool_view(points: monitoring.Points | None, spec: TargetSpec) -> None:
             return
         pools = monitoring.pool_curves(points.frame, spec, points.step_minutes)
         if pools.curve.empty:
-            st.info("No prediction in this range has a known outcome yet.")
+            st.info(out_of_sample_hint(points, spec, "to trade on"))
             return
         st.altair_chart(charts.pool_value(pools), width="stretch")
         st.caption(
             f"Model {pools.model_value:.4f} vs buy-and-hold {pools.buy_hold_value:.4f} (1.0 = "
-            f"broke even; 0.1% fee per side; {pools.pools} staggered pools, {pools.trades} buys)."
+            f"broke even; 0.1% fee per side; {pools.pools} staggered pools, {pools.trades} buys). "
+            + excluded_note(points)
         )
+
+
+def out_of_sample_hint(points: monitoring.Points, spec: TargetSpec, purpose: str) -> str:
+    """Why no point can be scored: all in-sample, or no outcome known yet."""
+    if points.in_sample and points.in_sample == len(points.frame):
+        return (
+            f"No out-of-sample prediction {purpose} in this range: every point is a row its "
+            "version was trained on. Move the start after its training data end."
+        )
+    return (
+        f"No out-of-sample prediction in this range has an outcome yet: the horizon "
+        f"({spec.horizon_minutes} min) has not passed, its candles are not stored yet, or it "
+        "crosses a gap in the candles (no outcome, as in training)."
+    )
+
+
+def excluded_note(points: monitoring.Points) -> str:
+    """What the figures leave out: in-sample points and horizons across long gaps."""
+    frame = points.frame
+    gaps = int(frame["crosses_gap"].sum())
+    parts = []
+    if points.in_sample:
+        parts.append(f"{points.in_sample} in-sample points (trained on) are left out")
+    if gaps:
+        parts.append(f"{gaps} points whose horizon crosses a gap in the candles have no outcome")
+    return ("; ".join(parts) + ".").capitalize() if parts else "Out-of-sample points only."
 
 
 def timeline_view(

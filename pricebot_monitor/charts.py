@@ -4,6 +4,7 @@ no computing here beyond picking columns."""
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from pricebot.monitoring import Health, PoolCurves
@@ -12,17 +13,59 @@ TIME_AXIS = alt.Axis(format="%Y-%m-%d %H:%M", labelAngle=0, title="time (UTC)", 
 HEIGHT = 280
 PREDICTED = "#f58518"
 ACTUAL = "#4c4c4c"
+IN_SAMPLE = "#9e9e9e"
+IN_SAMPLE_LABEL = "in-sample: trained on"
 
 
 def _time(field: str = "time", title: str = "time (UTC)") -> alt.X:
     return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=TIME_AXIS, title=title)
 
 
-def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: str) -> alt.Chart:
+def in_sample_band(spans: pd.DataFrame, offset: pd.Timedelta | None = None) -> alt.LayerChart:
+    """Shaded spans where the points are rows their version was trained on, labelled."""
+    frame = spans.assign(label=IN_SAMPLE_LABEL)
+    if offset is not None:
+        frame = frame.assign(start=frame["start"] + offset, end=frame["end"] + offset)
+    base = alt.Chart(frame)
+    rect = base.mark_rect(color=IN_SAMPLE, opacity=0.18).encode(
+        _time("start"),
+        alt.X2("end:T"),
+        tooltip=[
+            alt.Tooltip("label:N", title="in-sample"),
+            "version:N",
+            alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
+            alt.Tooltip("end:T", format="%Y-%m-%d %H:%M"),
+        ],
+    )
+    text = base.mark_text(align="left", baseline="top", dx=4, color="#616161").encode(
+        _time("start"), y=alt.value(4), text="label:N"
+    )
+    return alt.layer(rect, text)
+
+
+def _split(points: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample and in-sample points."""
+    flags = points["in_sample"].fillna(False).astype(bool) if "in_sample" in points else None
+    if flags is None:
+        return points, points.iloc[0:0]
+    return points[~flags], points[flags]
+
+
+def price_with_predictions(
+    prices: pd.DataFrame,
+    points: pd.DataFrame,
+    label: str,
+    spans: pd.DataFrame | None = None,
+    horizon: pd.Timedelta | None = None,
+) -> alt.Chart:
     """The price, and each prediction drawn where its horizon ends: the predicted price beside
-    the price that came."""
+    the price that came. In-sample predictions are grey over a shaded span."""
     predicted_name = f"predicted price at horizon end ({label})"
-    colors = alt.Scale(domain=["price (close)", predicted_name], range=[ACTUAL, PREDICTED])
+    in_sample_name = f"predicted price, {IN_SAMPLE_LABEL}"
+    colors = alt.Scale(
+        domain=["price (close)", predicted_name, in_sample_name],
+        range=[ACTUAL, PREDICTED, IN_SAMPLE],
+    )
     price = (
         alt.Chart(prices.assign(series="price (close)"))
         .mark_line(strokeWidth=1.2)
@@ -33,15 +76,21 @@ def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: st
             tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"), "close:Q", "low:Q", "high:Q"],
         )
     )
-    layers = [price]
-    predicted = points.dropna(subset=["predicted_price"])
-    if not predicted.empty:
-        frame = predicted[["end_time", "predicted_price", "end_close", "time"]].assign(
-            series=predicted_name
-        )
+    layers: list = []
+    if spans is not None and not spans.empty:
+        layers.append(in_sample_band(spans, horizon))
+    layers.append(price)
+    out_of_sample, in_sample = _split(points.dropna(subset=["predicted_price"]))
+    for part, name, dash in (
+        (in_sample, in_sample_name, [4, 3]),
+        (out_of_sample, predicted_name, [1, 0]),
+    ):
+        if part.empty:
+            continue
+        frame = part[["end_time", "predicted_price", "end_close", "time"]].assign(series=name)
         layers.append(
             alt.Chart(frame)
-            .mark_line(strokeWidth=1, opacity=0.85, point=len(frame) < 60)
+            .mark_line(strokeWidth=1, opacity=0.85, strokeDash=dash, point=len(frame) < 60)
             .encode(
                 _time("end_time"),
                 alt.Y("predicted_price:Q", scale=alt.Scale(zero=False)),
@@ -62,16 +111,21 @@ def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: st
     )
 
 
-def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
-    """The prediction over time (a return in %, or a probability) against what happened."""
+def predicted_growth(
+    points: pd.DataFrame, classification: bool, spans: pd.DataFrame | None = None
+) -> alt.Chart:
+    """The prediction over time (a return in %, or a probability) against what happened;
+    in-sample predictions grey over a shaded span."""
     value = "probability of the event" if classification else "return over the horizon (%)"
     scale = 1.0 if classification else 100.0
+    in_sample_name = f"predicted, {IN_SAMPLE_LABEL}"
+    flags = points["in_sample"].fillna(False).astype(bool) if "in_sample" in points else False
     frame = pd.concat(
         [
             pd.DataFrame(
                 {
                     "time": points["time"],
-                    "series": "predicted",
+                    "series": np.where(flags, in_sample_name, "predicted"),
                     "value": points["prediction"] * scale,
                 }
             ),
@@ -90,7 +144,10 @@ def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
             alt.Color(
                 "series:N",
                 title=None,
-                scale=alt.Scale(domain=["predicted", "actual"], range=[PREDICTED, ACTUAL]),
+                scale=alt.Scale(
+                    domain=["predicted", in_sample_name, "actual"],
+                    range=[PREDICTED, IN_SAMPLE, ACTUAL],
+                ),
             ),
             tooltip=[
                 alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
@@ -104,7 +161,10 @@ def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
         .mark_rule(color="grey", strokeWidth=0.6)
         .encode(y="y:Q")
     )
-    return alt.layer(lines, zero).properties(height=220).configure_legend(orient="top")
+    layers: list = [lines, zero]
+    if spans is not None and not spans.empty:
+        layers.insert(0, in_sample_band(spans))
+    return alt.layer(*layers).properties(height=220).configure_legend(orient="top")
 
 
 SERIES_COLORS = alt.Scale(

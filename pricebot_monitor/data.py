@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pricebot import monitoring
+from pricebot import errors, monitoring
 from pricebot.db import connect
 from pricebot.targets import parse_target
 
@@ -56,6 +56,18 @@ def _model(uri: str | None, symbol: str, target: str, version: str) -> Any:
     return monitoring.load_version(uri, symbol, target, version)
 
 
+@st.cache_data(ttl=REGISTRY_TTL, show_spinner=False)
+def training_end(
+    uri: str | None, version: str, _choices: monitoring.ModelChoices, name: str
+) -> datetime | None:
+    """``name`` stands for ``_choices`` in the cache key. A registry that cannot answer leaves
+    the end unknown (and the page says so) rather than hiding the predictions."""
+    try:
+        return monitoring.training_end(uri, _choices, version)
+    except errors.TrackingUnavailableError:
+        return None
+
+
 @st.cache_data(ttl=LIVE_TTL, show_spinner="Reading predictions…")
 def points(
     url: str,
@@ -66,13 +78,21 @@ def points(
     end: datetime,
     model: str,
     _choices: monitoring.ModelChoices | None,
-    choices_key: tuple,
+    choices_key: tuple | None,
+    max_gap_minutes: int,
 ) -> monitoring.Points:
     """``choices_key`` stands for ``_choices`` (not hashed) in the cache key."""
+
+    def end_of(version: str) -> datetime | None:
+        if _choices is None:
+            return None
+        return training_end(uri, version, _choices, _choices.name)
+
     with connect(url) as conn:
         return monitoring.prediction_points(
             conn, symbol, parse_target(target), start, end, model,
-            uri=uri, choices=_choices, loader=_model,
+            uri=uri, choices=_choices, loader=_model, training_end_of=end_of,
+            max_gap_minutes=max_gap_minutes,
         )  # fmt: skip
 
 

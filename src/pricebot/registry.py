@@ -239,6 +239,17 @@ class Registry:
                 return {}
             raise
 
+    def run_params(self, run_id: str | None) -> dict[str, str]:
+        """The run's params (e.g. ``dataset.end``); empty when there is no such run."""
+        if not run_id:
+            return {}
+        try:
+            return dict(self.client.get_run(run_id).data.params)
+        except Exception as exc:
+            if is_not_found(exc):
+                return {}
+            raise
+
     def run_json(self, run_id: str, artifact: str) -> Any:
         """A JSON artifact of a run (e.g. ``feature_importance.json``)."""
         import mlflow.artifacts

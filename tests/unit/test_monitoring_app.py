@@ -169,3 +169,32 @@ def test_a_registered_model_offers_the_live_champion_first_then_every_version(
         f"version {second.version}",
         f"version {first.version}",
     ]
+
+
+def test_a_replay_over_its_training_rows_says_they_are_in_sample_and_left_out(
+    page, database_url: str, tracking_uri: str, registered_model
+) -> None:
+    # Given a day of candles and features, and a version trained on the first half of it
+    from tests.fixtures.models import write_feature_rows
+
+    start = END - timedelta(days=1)
+    store_candles(database_url, "SOLUSDT", start - timedelta(hours=3), END)
+    write_feature_rows(database_url, "SOLUSDT", minute_times(start, END - timedelta(hours=1)))
+    model = registered_model("SOLUSDT", "ret19m", seed=4, training_end=start + timedelta(hours=12))
+    at = page(database_url, tracking_uri, targets="ret19m")
+
+    # When the user looks at that version over the day
+    widget(at.selectbox, "Symbol").select("SOLUSDT").run()
+    widget(at.date_input, "Start date (UTC)").set_value(start.date())
+    widget(at.time_input, "Start time (UTC)").set_value(start.time()).run()
+    widget(at.selectbox, "Model").set_value(model.version).run()
+
+    # Then the page says which points are in-sample, and that the figures leave them out
+    assert not at.exception
+    captions = texts(at.caption)
+    assert "Replay" in captions
+    assert "In-sample" in captions
+    assert f"version {model.version} to {start + timedelta(hours=12):%Y-%m-%d %H:%M} UTC" in (
+        captions
+    )
+    assert "in-sample points (trained on) are left out" in captions
