@@ -122,7 +122,7 @@ def main() -> None:
             "serves or is registered."
         )
     try:
-        monitoring.check_range(start, end)
+        monitoring.check_range(start, end, settings.monitor_max_range_days)
         spec = parse_target(target)
     except (errors.RangeError, TargetSpecError) as exc:
         st.error(str(exc))

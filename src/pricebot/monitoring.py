@@ -84,8 +84,9 @@ DATA_END_KEY = "dataset.end"
 # Ranges and steps
 
 
-def check_range(start: datetime, end: datetime) -> None:
-    """Refuse naive moments and empty or inverted ranges with a message saying what to fix."""
+def check_range(start: datetime, end: datetime, max_days: float | None = None) -> None:
+    """Refuse naive moments, empty or inverted ranges, and ranges longer than ``max_days``
+    (the page's cap, ``PRICEBOT_MONITOR_MAX_RANGE_DAYS``) with a message saying what to fix."""
     for name, moment in (("start", start), ("end", end)):
         if not isinstance(moment, datetime) or moment.tzinfo is None:
             raise RangeError(f"The {name} must be a date and time in UTC, got {moment!r}.")
@@ -93,6 +94,13 @@ def check_range(start: datetime, end: datetime) -> None:
         raise RangeError(
             f"The range is empty: the end ({end:%Y-%m-%d %H:%M} UTC) must be after the start "
             f"({start:%Y-%m-%d %H:%M} UTC). Move the end date or time later."
+        )
+    if max_days is not None and end - start > timedelta(days=max_days):
+        earliest = end - timedelta(days=max_days)
+        raise RangeError(
+            f"The range is {(end - start) / timedelta(days=1):,.1f} days; the page draws at "
+            f"most {max_days:g} days (PRICEBOT_MONITOR_MAX_RANGE_DAYS). Move the start to "
+            f"{earliest:%Y-%m-%d %H:%M} UTC or later, or raise the setting."
         )
 
 

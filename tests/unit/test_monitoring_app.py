@@ -28,7 +28,14 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[.
     """Factory: the page against ``database_url`` and ``tracking`` (unreachable by default)."""
     from pricebot.settings import get_settings
 
-    def open_page(database_url: str, tracking: str | None = None, targets: str = "ret24h"):
+    def open_page(
+        database_url: str,
+        tracking: str | None = None,
+        targets: str = "ret24h",
+        env: dict[str, str] | None = None,
+    ):
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("PRICEBOT_DATABASE_URL", database_url)
         monkeypatch.setenv("PRICEBOT_TARGETS", targets)
         monkeypatch.setenv("PRICEBOT_SYMBOLS", "BTCUSDT,ETHUSDT")
@@ -198,3 +205,39 @@ def test_a_replay_over_its_training_rows_says_they_are_in_sample_and_left_out(
         captions
     )
     assert "in-sample points (trained on) are left out" in captions
+
+
+def test_a_range_longer_than_the_cap_is_refused_with_what_to_change(page, market: str) -> None:
+    # Given a page capped at one day
+    at = page(market, env={"PRICEBOT_MONITOR_MAX_RANGE_DAYS": "1"})
+    widget(at.selectbox, "Symbol").select("ETHUSDT").run()
+
+    # When the user asks for two days
+    widget(at.date_input, "Start date (UTC)").set_value(START.date())
+    widget(at.date_input, "End date (UTC)").set_value(END.date()).run()
+
+    # Then nothing is queried or drawn, and the message says the cap, the setting and the fix
+    assert not at.exception
+    message = texts(at.error)
+    assert "the page draws at most 1 days (PRICEBOT_MONITOR_MAX_RANGE_DAYS)" in message
+    assert f"Move the start to {END - timedelta(days=1):%Y-%m-%d} " in message
+    assert "UTC or later, or raise the setting" in message
+    assert charts(at) == 0
+
+
+def test_every_cache_of_the_page_is_bounded_in_entries() -> None:
+    import ast
+
+    sources = sorted((APP.parent).glob("*.py"))
+    caches = []
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            if name.endswith(("cache_data", "cache_resource")):
+                keywords = {k.arg for k in node.keywords}
+                caches.append((source.name, node.lineno, "max_entries" in keywords))
+
+    assert caches, "no st.cache_data / st.cache_resource found: has the page moved?"
+    assert [c for c in caches if not c[2]] == []
