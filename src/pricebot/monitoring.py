@@ -133,9 +133,18 @@ def symbol_choices(conn: psycopg.Connection, configured: Iterable[str]) -> list[
 
 
 def target_choices(conn: psycopg.Connection, symbol: str, configured: Iterable[str]) -> list[str]:
-    """The configured targets, then any other target the prediction log holds for ``symbol``."""
+    """The configured targets, then any other target the prediction log holds for ``symbol``
+    (a loose index scan: one probe per target, not a pass over the log)."""
     rows = conn.execute(
-        "SELECT DISTINCT target FROM predictions WHERE symbol = %s ORDER BY 1", (symbol,)
+        """WITH RECURSIVE t AS (
+               (SELECT target FROM predictions WHERE symbol = %(s)s ORDER BY target LIMIT 1)
+               UNION ALL
+               SELECT (SELECT p.target FROM predictions p
+                       WHERE p.symbol = %(s)s AND p.target > t.target
+                       ORDER BY p.target LIMIT 1)
+               FROM t WHERE t.target IS NOT NULL)
+           SELECT target FROM t WHERE target IS NOT NULL""",
+        {"s": symbol},
     ).fetchall()
     return list(dict.fromkeys([*configured, *(row[0] for row in rows)]))
 
@@ -161,18 +170,31 @@ def price_series(
     max_points: int = MAX_POINTS,
 ) -> pd.DataFrame:
     """Candles of ``symbol`` in [start, end] aggregated per step in SQL: columns ``time`` (the
-    step's start), ``low``, ``high``, ``close`` (the step's last close), ``candles``."""
+    step's start), ``low``, ``high``, ``close`` (the step's last close), ``candles``.
+
+    One hashed pass over the range (no sort of its rows), then one primary-key probe per step
+    for the close of its last candle."""
     check_range(start, end)
     step = timedelta(minutes=step_minutes(start, end, max_points))
-    rows = conn.execute(
-        """SELECT date_bin(%(step)s, open_time, %(origin)s) AS time,
-                  min(low)::float8, max(high)::float8,
-                  (array_agg(close ORDER BY open_time DESC))[1]::float8, count(*)
-           FROM klines
-           WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time <= %(end)s
-           GROUP BY 1 ORDER BY 1""",
-        {"step": step, "origin": ORIGIN, "symbol": symbol, "start": start, "end": end},
-    ).fetchall()
+    with conn.transaction():
+        # Room to hash the steps in memory: the planner cannot tell that date_bin makes few
+        # groups, and would otherwise sort every row of the range on disk.
+        conn.execute("SET LOCAL work_mem = '32MB'")
+        steps = conn.execute(
+            """SELECT date_bin(%(step)s, open_time, %(origin)s), min(low)::float8,
+                      max(high)::float8, max(open_time), count(*)
+               FROM klines
+               WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time <= %(end)s
+               GROUP BY 1""",
+            {"step": step, "origin": ORIGIN, "symbol": symbol, "start": start, "end": end},
+        ).fetchall()
+    closes = dict(
+        conn.execute(
+            "SELECT open_time, close::float8 FROM klines WHERE symbol = %s AND open_time = ANY(%s)",
+            (symbol, [row[3] for row in steps]),
+        ).fetchall()
+    )
+    rows = sorted((t, low, high, closes.get(last), n) for t, low, high, last, n in steps)
     frame = pd.DataFrame(rows, columns=["time", "low", "high", "close", "candles"])
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame.astype({"low": "float64", "high": "float64", "close": "float64"})
@@ -198,22 +220,24 @@ def logged_points(
     ``version`` None: whatever was served ("as logged"); otherwise only that version's rows.
     """
     check_range(start, end)
-    step = step_minutes(start, end, max_points)
+    step = timedelta(minutes=step_minutes(start, end, max_points))
+    # One probe of the (symbol, target, feature_time) index per step, not a sort of the range.
     rows = conn.execute(
-        """SELECT DISTINCT ON (bucket)
-                  date_bin(%(step)s, feature_time, %(origin)s) AS bucket,
-                  feature_time, model_version, prediction, base_close
-           FROM predictions
-           WHERE symbol = %(symbol)s AND target = %(target)s
-             AND feature_time >= %(start)s AND feature_time <= %(end)s
-             AND (%(version)s::text IS NULL OR model_version = %(version)s)
-           ORDER BY bucket, feature_time, made_at DESC""",
-        {"step": timedelta(minutes=step), "origin": ORIGIN, "symbol": symbol,
-         "target": spec.name, "start": start, "end": end, "version": version},
+        """SELECT p.feature_time, p.model_version, p.prediction, p.base_close
+           FROM generate_series(date_bin(%(step)s, %(start)s::timestamptz, %(origin)s),
+                                %(end)s::timestamptz, %(step)s) AS b(bucket)
+           CROSS JOIN LATERAL (
+               SELECT feature_time, model_version, prediction, base_close FROM predictions
+               WHERE symbol = %(symbol)s AND target = %(target)s
+                 AND feature_time >= greatest(b.bucket, %(start)s)
+                 AND feature_time < b.bucket + %(step)s AND feature_time <= %(end)s
+                 AND (%(version)s::text IS NULL OR model_version = %(version)s)
+               ORDER BY feature_time, made_at DESC LIMIT 1) p
+           ORDER BY 1""",
+        {"step": step, "origin": ORIGIN, "symbol": symbol, "target": spec.name,
+         "start": start, "end": end, "version": version},
     ).fetchall()  # fmt: skip
-    frame = pd.DataFrame(
-        [row[1:] for row in rows], columns=["time", "version", "prediction", "base_close"]
-    )
+    frame = pd.DataFrame(rows, columns=["time", "version", "prediction", "base_close"])
     return with_outcomes(conn, symbol, spec, frame, max_gap_minutes=max_gap_minutes)
 
 
@@ -437,8 +461,7 @@ def training_end(uri: str | None, choices: ModelChoices, version: str) -> dateti
     run_id = choices.training_runs.get(version)
     if not run_id:
         return None
-    check_tracking(uri)
-    registry = Registry(uri)
+    registry = Registry(uri)  # model_choices has just checked that it answers
     try:
         params = registry.run_params(run_id)
     except Exception as exc:
@@ -619,14 +642,24 @@ def candidate_predictions(points: pd.DataFrame, spec: TargetSpec) -> dict[str, n
     return {MODEL_SERIES: points["prediction"].to_numpy(dtype="float64"), **baselines}
 
 
-def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int) -> pd.DataFrame:
+#: A rolling window spans a twentieth of the range: this many points per series draw it exactly
+#: enough, and keep the error chart (ten series) light for the browser.
+ROLLING_POINTS = 500
+
+
+def rolling_metrics(
+    points: pd.DataFrame,
+    spec: TargetSpec,
+    window_minutes: int,
+    max_points: int = ROLLING_POINTS,
+) -> pd.DataFrame:
     """Rolling MAE and directional accuracy over the last ``window_minutes`` of scored points,
     for the model and each baseline on the same points.
 
     Long format for charting: columns ``time``, ``metric`` (``mae`` or
-    ``directional_accuracy``), ``series`` and ``value``. Only points whose outcome is known
-    count, and never an in-sample one (its version was trained on it); buy-and-hold has no MAE of
-    its own (it predicts no return) and is left out of it.
+    ``directional_accuracy``), ``series`` and ``value``, at most ``max_points`` per series.
+    Only points whose outcome is known count, and never an in-sample one (its version was
+    trained on it); buy-and-hold has no MAE of its own (it predicts no return) and is left out.
     """
     columns = ["time", "metric", "series", "value"]
     scored = points[np.isfinite(points["actual"].to_numpy(dtype="float64")) & ~_in_sample(points)]
@@ -634,6 +667,9 @@ def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int)
         return pd.DataFrame(columns=columns)
     actual = scored["actual"].to_numpy(dtype="float64")
     truth = positive_truth(actual, spec)
+    # Every point counts in the windows; every k-th value is drawn (always the last one).
+    every = max(1, int(np.ceil(len(scored) / max_points)))
+    drawn = np.arange(len(scored))[::-1][::every][::-1]
     index = pd.DatetimeIndex(scored["time"])
     window = f"{int(window_minutes)}min"
     parts = []
@@ -646,9 +682,10 @@ def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int)
         for metric, values in metrics.items():
             parts.append(
                 pd.DataFrame(
-                    {"time": index, "metric": metric, "series": series, "value": values.to_numpy()}
+                    {"time": index[drawn], "metric": metric, "series": series,
+                     "value": values.to_numpy()[drawn]}
                 )
-            )
+            )  # fmt: skip
     return pd.concat(parts, ignore_index=True)
 
 
@@ -716,8 +753,8 @@ def champion_timeline(
 
     - ``alias history``: from table ``model_alias_events`` (each move of ``champion`` starts a
       segment that lasts until the next move);
-    - ``served (prediction log)``: runs of steps in which the log holds predictions of one
-      version (counted per step in SQL, merged here), so a rollback shows as a new segment.
+    - ``served (prediction log)``: runs of steps in which the log's first prediction of the
+      step is of one version (merged here), so a rollback shows as a new segment.
     """
     check_range(start, end)
     name = model_name(symbol, target)
@@ -733,21 +770,24 @@ def champion_timeline(
             continue
         segments.append((str(version), max(moved_at, start), min(until, end), "alias history"))
     step = timedelta(minutes=step_minutes(start, end, max_points))
+    # The version of the first prediction made in each step stands for the step: one probe of
+    # the (symbol, target, made_at) index per step, not a pass over the range's rows.
     rows = conn.execute(
-        """SELECT date_bin(%(step)s, made_at, %(origin)s) AS bucket, model_version, count(*)
-           FROM predictions
-           WHERE symbol = %(symbol)s AND target = %(target)s
-             AND made_at >= %(start)s AND made_at <= %(end)s
-           GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+        """SELECT b.bucket, p.model_version
+           FROM generate_series(date_bin(%(step)s, %(start)s::timestamptz, %(origin)s),
+                                %(end)s::timestamptz, %(step)s) AS b(bucket)
+           CROSS JOIN LATERAL (
+               SELECT model_version FROM predictions
+               WHERE symbol = %(symbol)s AND target = %(target)s
+                 AND made_at >= greatest(b.bucket, %(start)s)
+                 AND made_at < b.bucket + %(step)s AND made_at <= %(end)s
+               ORDER BY made_at LIMIT 1) p
+           ORDER BY 1""",
         {"step": step, "origin": ORIGIN, "symbol": symbol, "target": target,
          "start": start, "end": end},
     ).fetchall()  # fmt: skip
     current: list[Any] | None = None
-    seen: set[datetime] = set()
-    for bucket, version, _count in rows:
-        if bucket in seen:  # the busiest version of a step stands for it
-            continue
-        seen.add(bucket)
+    for bucket, version in rows:
         if current and current[0] == version and bucket <= current[2] + step:
             current[2] = bucket
             continue
@@ -771,7 +811,7 @@ def champion_timeline(
 class Health:
     """Newest candle per symbol and its age, the gaps in the range, recent ingestion runs."""
 
-    symbols: pd.DataFrame  # symbol, newest, age_minutes, candles, gaps, feature_rows, stale
+    symbols: pd.DataFrame  # symbol, newest, age_minutes, stale, newest_features, gaps
     gaps: pd.DataFrame  # symbol, start, end, minutes
     runs: pd.DataFrame  # started_at, symbol, source, rows_written, outcome, error
 
@@ -787,29 +827,44 @@ def data_health(
     now: datetime | None = None,
     runs: int = 30,
 ) -> Health:
-    """From :func:`pricebot.summary.data_summary`, :func:`pricebot.gaps.list_gaps` and
-    :func:`pricebot.runs.recent_runs` (the same reads the CLI uses)."""
+    """Per symbol with candles: the newest candle, its age, the newest feature row and the
+    recorded gaps (index probes only: a page must not count a year of rows to say how fresh
+    the data is); the gaps of ``symbol`` in the range (:func:`pricebot.gaps.list_gaps`) and
+    the recent ingestion runs (:func:`pricebot.runs.recent_runs`), as the CLI reads them."""
     from pricebot.db import connect
     from pricebot.gaps import list_gaps
     from pricebot.runs import recent_runs
-    from pricebot.summary import data_summary
 
     now = now or datetime.now(UTC)
-    summary = data_summary(url, feature_set)
-    symbols = pd.DataFrame(
-        [(s.symbol, s.last, s.candles, s.gaps, s.feature_rows) for s in summary],
-        columns=["symbol", "newest", "candles", "gaps", "feature_rows"],
-    )
-    symbols["newest"] = pd.to_datetime(symbols["newest"], utc=True)
+    with connect(url) as conn:
+        rows = conn.execute(
+            """WITH RECURSIVE s AS (
+                   (SELECT symbol FROM klines ORDER BY symbol LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT k.symbol FROM klines k WHERE k.symbol > s.symbol
+                           ORDER BY k.symbol LIMIT 1)
+                   FROM s WHERE s.symbol IS NOT NULL)
+               SELECT s.symbol,
+                      (SELECT open_time FROM klines k WHERE k.symbol = s.symbol
+                       ORDER BY open_time DESC LIMIT 1),
+                      (SELECT open_time FROM features f
+                       WHERE f.symbol = s.symbol AND f.feature_set = %(feature_set)s
+                       ORDER BY open_time DESC LIMIT 1),
+                      (SELECT count(*) FROM gaps g WHERE g.symbol = s.symbol)
+               FROM s WHERE s.symbol IS NOT NULL ORDER BY 1""",
+            {"feature_set": feature_set},
+        ).fetchall()
+        gaps = list_gaps(conn, symbol, start, end)
+        recent = recent_runs(conn, runs)
+    symbols = pd.DataFrame(rows, columns=["symbol", "newest", "newest_features", "gaps"])
+    for column in ("newest", "newest_features"):
+        symbols[column] = pd.to_datetime(symbols[column], utc=True)
     # A candle opened at t is complete at t + 1 min: its age counts from then.
     age = (pd.Timestamp(now) - symbols["newest"] - pd.Timedelta(minutes=1)) / pd.Timedelta(
         minutes=1
     )
     symbols["age_minutes"] = age.clip(lower=0).astype("float64")
     symbols["stale"] = symbols["age_minutes"] > stale_after_minutes
-    with connect(url) as conn:
-        gaps = list_gaps(conn, symbol, start, end)
-        recent = recent_runs(conn, runs)
     gap_frame = pd.DataFrame(
         [(g.symbol, g.start, g.end + timedelta(minutes=1), g.minutes) for g in gaps],
         columns=["symbol", "start", "end", "minutes"],

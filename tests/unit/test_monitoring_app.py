@@ -33,6 +33,7 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[.
         tracking: str | None = None,
         targets: str = "ret24h",
         env: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
     ):
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
@@ -44,7 +45,9 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[.
         get_settings.cache_clear()
         st.cache_data.clear()
         st.cache_resource.clear()
-        return AppTest.from_file(str(APP), default_timeout=60).run()
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params.update(query or {})
+        return at.run()
 
     yield open_page
     get_settings.cache_clear()
@@ -241,3 +244,21 @@ def test_every_cache_of_the_page_is_bounded_in_entries() -> None:
 
     assert caches, "no st.cache_data / st.cache_resource found: has the page moved?"
     assert [c for c in caches if not c[2]] == []
+
+
+def test_an_address_naming_a_symbol_and_range_opens_the_page_on_them(page, market: str) -> None:
+    # Given a link to ETHUSDT over one day
+    query = {"symbol": "ETHUSDT", "target": "ret24h", "start": "2026-03-02T06:00",
+             "end": "2026-03-03T06:00", "model": "as logged"}  # fmt: skip
+
+    # When the page opens from it
+    at = page(market, query=query)
+
+    # Then that is what it shows, and the address keeps naming what is shown
+    assert not at.exception
+    assert widget(at.selectbox, "Symbol").value == "ETHUSDT"
+    assert widget(at.date_input, "Start date (UTC)").value == date(2026, 3, 2)
+    assert widget(at.time_input, "Start time (UTC)").value.hour == 6
+    assert "Range shown: 2026-03-02 06:00 to 2026-03-03 06:00 UTC" in texts(at.caption)
+    widget(at.date_input, "End date (UTC)").set_value(date(2026, 3, 4)).run()
+    assert at.query_params["end"] == "2026-03-04T06:00"
