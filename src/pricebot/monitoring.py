@@ -261,9 +261,7 @@ def replay_points(
 
     check_range(start, end)
     step = step_minutes(start, end, max_points)
-    features = load_features(conn, symbol, start, end, feature_set)
-    minutes = features.index.asi8 // 60_000_000_000
-    features = features[minutes % step == 0]
+    features = load_features(conn, symbol, start, end, feature_set, every_minutes=step)
     if features.empty:
         frame = pd.DataFrame(columns=["time", "version", "prediction", "base_close"])
         return with_outcomes(conn, symbol, spec, frame, max_gap_minutes=max_gap_minutes)
