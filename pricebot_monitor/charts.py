@@ -39,12 +39,15 @@ def time_x(field: str = "time", title: str = "time (UTC)") -> Spec:
         "type": "temporal",
         "scale": {"type": "utc"},
         "title": title,
-        "axis": {"format": TIME_FORMAT, "formatType": "utc", "labelAngle": 0, "labelOverlap": True},
+        # With a UTC scale, the format is applied in UTC.
+        "axis": {"format": TIME_FORMAT, "labelAngle": 0, "labelOverlap": True},
     }
 
 
 def time_tip(field: str, title: str | None = None, fmt: str = TIME_FORMAT) -> Spec:
-    tip: Spec = {"field": field, "type": "temporal", "format": fmt, "formatType": "utc"}
+    """A time in a tooltip, in UTC (a UTC time unit makes Vega-Lite format it in UTC)."""
+    unit = "utcyearmonthdatehoursminutesseconds" if "%S" in fmt else "utcyearmonthdatehoursminutes"
+    tip: Spec = {"field": field, "type": "temporal", "timeUnit": unit, "format": fmt}
     if title:
         tip["title"] = title
     return tip
@@ -75,7 +78,7 @@ def colors(domain: list[str], range_: list[str], title: str | None = None) -> Sp
     }
 
 
-def in_sample_layers(dataset: str) -> list[Spec]:
+def in_sample_layers(dataset: str, axis_title: str = "time (UTC)") -> list[Spec]:
     """Shaded spans where the points are rows their version was trained on, labelled."""
     tooltip = [
         text_tip("label", "in-sample"),
@@ -87,7 +90,11 @@ def in_sample_layers(dataset: str) -> list[Spec]:
         {
             "data": {"name": dataset},
             "mark": {"type": "rect", "color": IN_SAMPLE, "opacity": 0.18},
-            "encoding": {"x": time_x("start"), "x2": {"field": "end"}, "tooltip": tooltip},
+            "encoding": {
+                "x": time_x("start", axis_title),
+                "x2": {"field": "end"},
+                "tooltip": tooltip,
+            },
         },
         {
             "data": {"name": dataset},
@@ -99,7 +106,7 @@ def in_sample_layers(dataset: str) -> list[Spec]:
                 "color": "#616161",
             },
             "encoding": {
-                "x": time_x("start"),
+                "x": time_x("start", axis_title),
                 "y": {"value": 4},
                 "text": {"field": "label", "type": "nominal"},
             },
@@ -133,9 +140,14 @@ def price_with_predictions(
     the price that came. In-sample predictions are grey and dashed over a shaded span."""
     predicted_name = f"predicted price at horizon end ({label})"
     in_sample_name = f"predicted price, {IN_SAMPLE_LABEL}"
-    color = colors(
-        ["price (close)", predicted_name, in_sample_name], [ACTUAL, PREDICTED, IN_SAMPLE]
-    )
+    drawn = points.dropna(subset=["predicted_price"])
+    flags = _in_sample_flags(drawn)
+    names, shades = ["price (close)"], [ACTUAL]
+    if (~flags).any():
+        names, shades = [*names, predicted_name], [*shades, PREDICTED]
+    if flags.any():
+        names, shades = [*names, in_sample_name], [*shades, IN_SAMPLE]
+    color = colors(names, shades)
     datasets: dict[str, pd.DataFrame] = {
         "prices": prices[["time", "close", "low", "high"]].assign(series="price (close)")
     }
@@ -173,8 +185,6 @@ def price_with_predictions(
             },
         }
     )
-    drawn = points.dropna(subset=["predicted_price"])
-    flags = _in_sample_flags(drawn)
     for part, name, dash in (
         (drawn[flags], in_sample_name, [4, 3]),
         (drawn[~flags], predicted_name, [1, 0]),
@@ -253,7 +263,7 @@ def predicted_growth(
     shaded = _spans(spans)
     if shaded is not None:
         datasets["in_sample"] = shaded
-        layers += in_sample_layers("in_sample")
+        layers += in_sample_layers("in_sample", "predicted at (UTC)")
     layers += [
         {
             "data": {"name": "growth"},
@@ -261,9 +271,7 @@ def predicted_growth(
             "encoding": {
                 "x": time_x(title="predicted at (UTC)"),
                 "y": {"field": "value", "type": "quantitative", "title": value},
-                "color": colors(
-                    ["predicted", in_sample_name, "actual"], [PREDICTED, IN_SAMPLE, ACTUAL]
-                ),
+                "color": colors(*growth_series(bool(flags.any()))),
                 "tooltip": [
                     time_tip("time"),
                     text_tip("series"),
@@ -284,6 +292,14 @@ def predicted_growth(
         "config": LEGEND_ON_TOP,
         "usermeta": CANVAS,
     }
+
+
+def growth_series(in_sample: bool) -> tuple[list[str], list[str]]:
+    """The growth chart's series and colours: the in-sample series only when there is one."""
+    if in_sample:
+        names = ["predicted", f"predicted, {IN_SAMPLE_LABEL}", "actual"]
+        return names, [PREDICTED, IN_SAMPLE, ACTUAL]
+    return ["predicted", "actual"], [PREDICTED, ACTUAL]
 
 
 def rolling_errors(metrics: pd.DataFrame, window_label: str, width: int = 860) -> Spec:
