@@ -67,18 +67,11 @@ UNRECORDED_MARKET = "unrecorded"
 
 
 def candle_market(conn: psycopg.Connection, symbol: str) -> str:
-    """The market class of ``symbol``'s stored candles: "real", "simulated:<mode>", "mixed", or
-    "unrecorded" when no provenance is kept for them.
+    """The market class of ``symbol``'s stored candles ("real", "simulated:<mode>"), as
+    :mod:`pricebot.provenance` records it; "unrecorded" for candles stored with no provenance."""
+    from pricebot import provenance
 
-    The provenance contract's :mod:`pricebot.provenance` (built by the market-data work) is the
-    one source of this; until it is on this branch the market is "unrecorded" (the ``klines``
-    source column says "rest" for Binance and the simulated exchange alike, so it cannot tell).
-    """
-    try:
-        from pricebot import provenance
-    except ImportError:  # not merged yet: drop this guard when it is
-        return UNRECORDED_MARKET
-    return str(provenance.market_class(provenance.symbol_markets(conn, symbol)))
+    return provenance.market_class(provenance.symbol_markets(conn, symbol))
 
 
 def dataset_from_frames(
