@@ -65,7 +65,10 @@ class Child:
 
 @dataclass
 class StackOptions:
-    days: int = 14
+    # Four weeks of feature rows: the promotion gate decides on the newest of five folds, and it
+    # needs about 4.5 days (110 hourly holds) of held-out data to find the demo market's skill
+    # reliably (benchmarks/bench_gate.py: power 0.70 with two weeks, 0.95 with four).
+    days: int = 28
     trials: int = 10
     offline: bool | None = None  # None: use Binance when it answers
     smoke: bool = False
