@@ -43,6 +43,11 @@ class SecretUnavailableError(PricebotError, RuntimeError):
     """A secret is missing or unreadable; the message names the secret."""
 
 
+class StoredRowsBreakRulesError(PricebotError, RuntimeError):
+    """A schema upgrade would add rules that rows already stored break; the message counts them,
+    names the first and says how to find them. The upgrade changed nothing."""
+
+
 class UnexpectedEventError(PricebotError, ValueError):
     """An event a handler was not built for; nothing was done."""
 
@@ -84,7 +89,12 @@ class RangeError(PricebotError, ValueError):
 
 
 class MalformedKlineError(PricebotError, ValueError):
-    """A kline row that is not what Binance sends; the message says which field and why."""
+    """A kline row that breaks a candle rule (:mod:`pricebot.candle_rules`); ``rule`` names the
+    rule, the message says which field and why."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class UnknownMarketError(PricebotError, ValueError):
@@ -132,6 +142,13 @@ class MalformedArchiveError(ArchiveError):
     """A row breaks the kline rules (not a number, prices out of order, ...)."""
 
     label = "malformed"
+
+
+class OversizedArchiveError(ArchiveError):
+    """The file holds more rows or bytes than the period its name gives can (a zip bomb, or not
+    a Binance Vision file)."""
+
+    label = "oversized"
 
 
 class MislabelledArchiveError(ArchiveError):

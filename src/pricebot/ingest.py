@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient
+from pricebot.candle_rules import MICROSECOND_THRESHOLD
 from pricebot.errors import MalformedKlineError, MalformedPayloadError, UsageError
 from pricebot.gaps import record_gaps
 from pricebot.klines import MINUTE_MS, insert_klines, parse_kline, to_datetime
@@ -358,7 +359,7 @@ class _SymbolJob:
         previous_ms = start_ms - MINUTE_MS
         for item in raw:
             try:
-                row = parse_kline(item, self.symbol, SOURCE)
+                row = parse_kline(item, self.symbol, SOURCE, now=self.now_ms)
             except MalformedKlineError as exc:
                 raise MalformedPayloadError(
                     f"Malformed kline for {self.symbol} at {_row_time(item)} in the page from "
@@ -367,6 +368,13 @@ class _SymbolJob:
                     "retry, and if it persists check that PRICEBOT_BINANCE_URL is Binance."
                 ) from exc
             open_ms = int(item[0])
+            if open_ms >= MICROSECOND_THRESHOLD:
+                raise MalformedPayloadError(
+                    f"{self.symbol}: open time {open_ms} in the page from "
+                    f"{to_datetime(start_ms).isoformat()} is in microseconds, but the REST API "
+                    "sends milliseconds; nothing from this page was written: check that "
+                    "PRICEBOT_BINANCE_URL is a Binance REST endpoint."
+                )
             if open_ms <= previous_ms:
                 raise MalformedPayloadError(
                     f"{self.symbol} {row[1].isoformat()}: open_time out of order or repeated "
