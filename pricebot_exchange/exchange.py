@@ -106,6 +106,11 @@ class ExchangeConfig(BaseModel):
     )
     latency_ms: float = Field(0.0, ge=0)
     restricted: bool = Field(False, description="Answer everything with 451.")
+    banned_until: datetime | None = Field(
+        None,
+        description="An IP ban: every request before this moment of the exchange's clock (the "
+        "frozen `now` if set) is answered 418 with Retry-After the seconds left, as Binance does.",
+    )
     announce_market: bool = Field(
         True,
         description="Name the market in an X-Pricebot-Market header (pricebot.provenance); off, "
@@ -120,7 +125,7 @@ class ExchangeConfig(BaseModel):
         "market: all their candles up to `now` are served; history_days and symbols do not apply.",
     )
 
-    @field_validator("now")
+    @field_validator("now", "banned_until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -494,6 +499,21 @@ class ExchangeState:
     def symbols(self) -> list[str]:
         return self.source().symbols(self.config)
 
+    def check_ban(self) -> None:
+        """Answer 418 while the configured IP ban lasts (on the exchange's clock)."""
+        until = self.config.banned_until
+        if until is None:
+            return
+        until_ms = int(until.timestamp() * 1000)
+        left_ms = until_ms - _now_ms(self.config)
+        if left_ms > 0:
+            raise _RateLimitedError(
+                418,
+                -(-left_ms // 1000),
+                f"Way too many requests; IP(127.0.0.1) banned until {until_ms}. Please use the "
+                "websocket for live updates to avoid bans.",
+            )
+
     def charge(self, weight: int) -> None:
         """Count ``weight`` against the limit; raise 429 / 418 as Binance would."""
         now = time.time()
@@ -721,6 +741,7 @@ def _endpoint(path: str, handler: Any, weight: int) -> Route:
         try:
             if config.restricted:
                 raise AnsweredError(451, 0, RESTRICTED_MESSAGE)
+            state.check_ban()
             state.charge(weight)
             if config.failure_rate and state.rng.random() < config.failure_rate:
                 status, body = state.rng.choice(_SERVER_ERRORS)

@@ -11,6 +11,7 @@ Imports neither numpy nor pandas: this is the cold-start path.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -22,7 +23,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pricebot import cloud
 from pricebot.db import connect
-from pricebot.ingest import catch_up
+from pricebot.ingest import BUSY, catch_up
+
+#: Seconds before the invocation's timeout at which waiting for the exchange stops.
+DEADLINE_MARGIN_SECONDS = 30
 
 logger = Logger()
 tracer = Tracer()
@@ -47,7 +51,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return {"fanned_out": len(batches)}
 
     with connect(cloud.database_url(config), autocommit=True) as conn:
-        results = catch_up(conn, symbols)
+        results = catch_up(conn, symbols, deadline=_deadline(context))
     now = datetime.now(UTC)
     written = [r for r in results if r.rows_written]
     metrics.add_metric("CandlesWritten", MetricUnit.Count, sum(r.rows_written for r in results))
@@ -65,8 +69,32 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ]
         )
         cloud.put_events(config.event_bus, cloud.KLINES_INGESTED, [detail.model_dump(mode="json")])
-    logger.info(
-        "caught up",
-        extra={"symbols": len(symbols), "candles": sum(r.rows_written for r in results)},
-    )
-    return {"symbols": len(symbols), "candles_written": sum(r.rows_written for r in results)}
+    answer: dict[str, Any] = {
+        "symbols": len(symbols),
+        "candles_written": sum(r.rows_written for r in results),
+    }
+    busy = [r.symbol for r in results if r.skipped == BUSY]
+    if busy:
+        answer["skipped_busy"] = busy
+    resume = max((r.resume_at for r in results if r.resume_at is not None), default=None)
+    if resume is not None:
+        # Not a failure: retrying would only ask a banning exchange again. The next scheduled
+        # run after the ban's end resumes; until then every run returns here without a request.
+        answer["resume_at"] = resume.isoformat()
+        metrics.add_metric("BannedSeconds", MetricUnit.Seconds, (resume - now).total_seconds())
+        logger.warning(
+            "banned by the exchange: no request until the ban ends; ingestion resumes then",
+            extra={"resume_at": resume.isoformat(),
+                   "not_caught_up": [r.symbol for r in results if r.resume_at is not None]},
+        )  # fmt: skip
+    logger.info("caught up", extra={"symbols": len(symbols), "candles": answer["candles_written"]})
+    return answer
+
+
+def _deadline(context: LambdaContext) -> float | None:
+    """When this invocation must stop waiting (epoch seconds): its timeout less a margin for
+    recording the ban and announcing what was written. None outside Lambda."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return time.time() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS

@@ -13,6 +13,7 @@ there right now.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 
@@ -185,7 +186,12 @@ class MalformedPayloadError(BinanceError):
 
 
 class RateLimitBanError(BinanceError):
-    """The exchange asks us to stay away longer than we are willing to wait in-process."""
+    """The exchange asks us to stay away longer than we are willing to wait in-process;
+    ``until`` is when the ban ends (our clock), ``status`` 418 or 429."""
+
+    def __init__(self, message: str, *, until: datetime, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.until = status, until
 
 
 class RetriesExhaustedError(BinanceError):

@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     )
     backoff_cap_seconds: float = Field(30.0, gt=0)
     max_retry_after_seconds: float = Field(
-        300.0, gt=0, description="Longest Retry-After (429/418) waited in-process before giving up."
+        60.0,
+        gt=0,
+        description="Longest Retry-After (429/418) waited in-process; a longer ban is recorded "
+        "in the database and no run asks the exchange before it ends. Keep it well below the "
+        "ingest Lambda's timeout (300 s).",
     )
     weight_limit: int = Field(6000, gt=0, description="Binance's request weight per minute.")
     weight_headroom: float = Field(

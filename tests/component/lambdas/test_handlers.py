@@ -296,3 +296,45 @@ def test_the_start_of_history_is_the_lookback_not_more(handlers: Any, database_u
     with psycopg.connect(database_url) as conn:
         first = conn.execute("SELECT min(open_time) FROM klines").fetchone()[0]
     assert first >= datetime.now(UTC) - timedelta(days=1, minutes=2)
+
+
+def test_a_ban_is_recorded_and_later_invocations_ask_nothing_until_it_ends(
+    handlers: Any, aws: dict, database_url: str
+) -> None:
+    # Given an exchange banning this client for ten minutes
+    handlers.market.config.banned_until = datetime.now(UTC) + timedelta(minutes=10)
+    # When the schedule fires, Then the invocation succeeds (a retry would only ask again),
+    # saying when ingestion resumes, having made one request, and announcing nothing
+    first = handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
+    resume = datetime.fromisoformat(first["resume_at"])
+    assert timedelta(minutes=9) < resume - datetime.now(UTC) <= timedelta(minutes=10, seconds=1)
+    assert first["candles_written"] == 0
+    asked = handlers.market.stats.requests()
+    assert asked == 1
+    # When the schedule fires again during the ban, Then nothing at all is asked
+    again = handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
+    assert again["resume_at"] == first["resume_at"]
+    assert handlers.market.stats.requests() == asked
+    assert received(aws) == []
+    assert candle_counts(database_url) == {}
+
+
+class ShortContext(FakeContext):
+    """An invocation with 40 s left before its timeout."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 40_000
+
+
+def test_an_invocation_does_not_wait_out_a_retry_after_its_time_left_cannot_cover(
+    handlers: Any,
+) -> None:
+    # Given a 30 s ban (within PRICEBOT_MAX_RETRY_AFTER_SECONDS) and an invocation whose
+    # timeout is 40 s away (30 s of which are its margin)
+    handlers.market.config.banned_until = datetime.now(UTC) + timedelta(seconds=30)
+    # When the schedule fires
+    result = handlers.ingest.lambda_handler(scheduled_event(), ShortContext())
+    # Then it returned with the ban's end after the one request that met it, instead of
+    # sleeping 30 s into its timeout and asking again
+    assert "resume_at" in result
+    assert handlers.market.stats.requests() == 1
