@@ -158,6 +158,11 @@ class MislabelledArchiveError(ArchiveError):
     label = "mislabelled"
 
 
+class VisionDownloadError(PricebotError, RuntimeError):
+    """A Binance Vision file could not be downloaded (the server kept failing or refused); what
+    arrived is kept for the next attempt to resume."""
+
+
 # --- the exchange (Binance REST) ---------------------------------------------------------------
 
 

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
         description="libpq URL of the PostgreSQL database holding candles and features.",
     )
     binance_url: str = Field("https://api.binance.com", description="Binance REST base URL.")
+    vision_url: str = Field(
+        "https://data.binance.vision",
+        description="Binance Vision base URL, where `pricebot backfill` downloads archives.",
+    )
     symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SYMBOLS), description="Symbols to ingest and serve."
     )
