@@ -43,16 +43,17 @@ def import_ms(module: str, tracing: bool = False, repeats: int = 7) -> float:
 
 _FIRST_CALL = """
 import importlib, json, sys, time
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 handler = importlib.import_module(sys.argv[1])
-imported = time.perf_counter()
+imported, imported_cpu = time.perf_counter(), time.process_time()
 for name in handler.DEFERRED:
     importlib.import_module(name)
 if handler.tracing_enabled():
     from aws_lambda_powertools.tracing import Tracer
     Tracer()
-done = time.perf_counter()
-print(json.dumps({"import": imported - started, "first_call": done - imported}))
+done, done_cpu = time.perf_counter(), time.process_time()
+print(json.dumps({"import": imported - started, "first_call": done - imported,
+                  "import_cpu": imported_cpu - cpu, "first_call_cpu": done_cpu - imported_cpu}))
 """
 
 
@@ -67,9 +68,14 @@ def cold_path_ms(module: str, tracing: bool, repeats: int = 7) -> dict[str, floa
                               text=True, env=env, check=True)  # fmt: skip
         runs.append(json.loads(done.stdout))
     median = lambda key: sorted(r[key] for r in runs)[len(runs) // 2] * 1000  # noqa: E731
-    return {"import_ms": round(median("import"), 1),
-            "first_call_imports_ms": round(median("first_call"), 1),
-            "cold_path_ms": round(median("import") + median("first_call"), 1)}  # fmt: skip
+    # CPU time is what the imports cost; wall time adds waiting for a core on a shared machine.
+    return {
+        "import_ms": round(median("import"), 1),
+        "import_cpu_ms": round(median("import_cpu"), 1),
+        "first_call_imports_ms": round(median("first_call"), 1),
+        "first_call_imports_cpu_ms": round(median("first_call_cpu"), 1),
+        "cold_path_cpu_ms": round(median("import_cpu") + median("first_call_cpu"), 1),
+    }
 
 
 def import_figures() -> dict:
@@ -81,11 +87,13 @@ def import_figures() -> dict:
         for tracing in (False, True):
             key = f"{module}[tracing {'on' if tracing else 'off'}]"
             measured = import_ms(module, tracing)
+            cold = cold_path_ms(module, tracing)
             figures[key] = {
                 "import_ms_importtime": round(measured, 1),
                 "aim_ms": AIM_IMPORT_MS[module],
-                "import_share_of_aim": round(measured / AIM_IMPORT_MS[module], 3),
-                **cold_path_ms(module, tracing),
+                "import_share_of_aim_wall": round(measured / AIM_IMPORT_MS[module], 3),
+                "import_share_of_aim_cpu": round(cold["import_cpu_ms"] / AIM_IMPORT_MS[module], 3),
+                **cold,
             }
     figures["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return figures

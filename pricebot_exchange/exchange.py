@@ -4,10 +4,16 @@ It answers ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo`` (a subse
 ``/api/v3/klines`` (interval ``1m``) with Binance's semantics and error shapes, from either the
 seeded synthetic process of :mod:`pricebot_exchange.synthetic` or replayed Binance Vision archives.
 
+Every answer names the exchange's market in an ``X-Pricebot-Market`` header
+(``simulated:<mode>``, see :mod:`pricebot.provenance`) so that clients record where their candles
+came from; ``announce_market=False`` makes it pass for Binance itself.
+
 Faults are switched on and off at runtime through the running exchange's ``.config``: random
-5xx answers, added latency, malformed rows, request-weight accounting with 429 / 418 and
-``Retry-After``, a restricted location (451), and outages (minute ranges with no candles). Their
-randomness comes from a RNG seeded from ``config.seed`` so a test sees the same faults every run.
+5xx answers, added latency, malformed rows (a bad price or a short row, or hostile ones: a candle
+from 2060, a negative volume, ``1e999999999``), request-weight accounting with 429 / 418 and
+``Retry-After``, an IP ban until a moment of its clock (418), a restricted location (451), and
+outages (minute ranges with no candles). Their randomness comes from a RNG seeded from
+``config.seed`` so a test sees the same faults every run.
 
 Weight is counted per wall-clock minute, as Binance does, with one simplification: a 429's
 ``Retry-After`` is ``retry_after_seconds`` and the used weight is cleared when it expires (rather

@@ -145,7 +145,8 @@ def check_kline(
             f"{symbol}: open time {stamp_text(open_raw, per_ms)} ({open_raw}) is in the future "
             f"(now is {stamp_text(now, 1)})",
         )
-    opened = stamp_text(open_raw, per_ms)
+    open_time = _datetime(open_raw, per_ms)
+    opened = _Iso(open_time)  # formatted only if a message needs it: this runs for every candle
     if open_raw % (MINUTE_MS * per_ms):
         raise _broken("on-a-minute", f"{symbol}: open time {opened} is not on a minute")
     if not open_raw < close_raw < open_raw + MINUTE_MS * per_ms:
@@ -184,11 +185,26 @@ def check_kline(
             f"{symbol} {opened}: prices out of order (open {texts[0]}, high {texts[1]}, "
             f"low {texts[2]}, close {texts[3]})",
         )
-    return _datetime(open_raw, per_ms), _datetime(close_raw, per_ms), texts, trades, ignore
+    return open_time, _datetime(close_raw, per_ms), texts, trades, ignore
+
+
+class _Iso:
+    """A moment that becomes its ISO 8601 text when put in a message."""
+
+    __slots__ = ("moment",)
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __str__(self) -> str:
+        return self.moment.isoformat()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
 
 def _checked_decimals(
-    row: Sequence[object], symbol: str, opened: str, trades: int, ignore: str
+    row: Sequence[object], symbol: str, opened: object, trades: int, ignore: str
 ) -> tuple[tuple[str, ...], list[Decimal]]:
     """The slow path: each field on its own, rule by rule, naming the field at fault."""
     texts, values = [], []
@@ -242,8 +258,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _datetime(raw: int, per_ms: int) -> datetime:
-    if per_ms == 1:
-        return _EPOCH + timedelta(milliseconds=raw)
+    if per_ms == 1:  # exact: a millisecond count divided by 1000 rounds to its microsecond
+        return datetime.fromtimestamp(raw / 1000, UTC)  # tz positional: measurably faster
     return _EPOCH + timedelta(microseconds=raw)
 
 

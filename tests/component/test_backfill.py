@@ -327,3 +327,15 @@ def test_pricebot_backfill_rejects_a_bad_date(settings_env: str) -> None:
     done = CliRunner().invoke(app, ["backfill", "--symbols", "BTCUSDT", "--since", "last year"])
     assert done.exit_code == 1
     assert "--since 'last year' is not a date" in done.output
+
+
+def test_synthetic_days_published_for_rehearsals_come_down_as_the_simulated_market(
+    vision: VisionServer, client: VisionClient, database_url: str
+) -> None:
+    # Given three days of the synthetic market published as Binance Vision daily files
+    vision.publish_synthetic_days("BTCUSDT", date(2026, 2, 1), date(2026, 2, 3))
+    # When they are backfilled
+    [result] = backfill(database_url, client, ["BTCUSDT"], date(2026, 2, 1), date(2026, 2, 3))
+    # Then every minute is stored, recorded as the simulated market it is
+    assert result.rows_new == count(database_url) == 3 * 1440
+    assert set(runs(database_url)) == {("archive", "simulated:market", "success")}
