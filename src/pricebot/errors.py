@@ -73,6 +73,10 @@ class FeatureInputError(PricebotError, ValueError):
     """Candles that cannot be turned into features; the message says what is wrong."""
 
 
+class MissingReferenceError(PricebotError, LookupError):
+    """A cross-asset feature set reads a reference coin whose candles were never stored."""
+
+
 class TargetSpecError(PricebotError, ValueError):
     """A target spec that does not parse; the message says what is wrong and shows examples."""
 
