@@ -2,11 +2,14 @@
 
 A file is loaded in one transaction: its CSV is streamed with COPY into a typed staging table
 (PostgreSQL parses the numbers, so a non-number fails with the line and column), checked in one
-SQL pass with the rules of :func:`pricebot.klines.parse_kline` plus the file's own label (interval
+SQL pass with the candle rules (:mod:`pricebot.candle_rules`) plus the file's own label (interval
 and date), and moved into ``klines`` by one ``INSERT ... SELECT`` that converts the timestamps
 (``ON CONFLICT DO NOTHING`` where the range already holds candles, e.g. from REST). Python
 touches bytes in megabyte chunks, never rows: that is what keeps the import near the speed of a
-bare COPY. Re-importing a file writes nothing; a bad file writes nothing.
+bare COPY. Re-importing a file writes nothing; a bad file writes nothing. A file is bounded by
+what the period its name gives can hold (rows, unpacked bytes), so a zip bomb of well-formed
+rows is refused before it fills the staging table; the market the candles came from is recorded
+with them (:mod:`pricebot.provenance`).
 
 Binance's layouts differ: spot files have no header row, USDT-M futures files have one; spot
 timestamps are microseconds from 2025-01-01 on, milliseconds before (and in futures files). Both

@@ -13,7 +13,7 @@ import pytest
 
 from pricebot import db
 from pricebot.archive import import_archive, write_archive
-from pricebot.candle_rules import check_kline
+from pricebot.candle_rules import RULES, check_kline
 from pricebot.errors import (
     MalformedArchiveError,
     MalformedPayloadError,
@@ -179,17 +179,23 @@ def test_the_upgrade_refuses_to_add_rules_that_stored_rows_break_and_changes_not
     assert "SELECT * FROM klines WHERE NOT (volume >= 0" in message
     assert "pricebot db upgrade" in message
     assert db.current_revision(database_url) == "0002"
-    with psycopg.connect(database_url) as conn:
-        added = conn.execute(
-            "SELECT count(*) FROM pg_constraint"
-            " WHERE conrelid = 'klines'::regclass AND contype = 'c'"
-        ).fetchone()[0]
-    assert added == 0
-    # When the row is deleted, Then the upgrade goes through
+    assert check_constraints(database_url) == []
+    # When the row is deleted, Then the upgrade goes through, adding a constraint per row rule
     with psycopg.connect(database_url) as conn:
         conn.execute("DELETE FROM klines WHERE volume < 0")
     db.upgrade(database_url)
-    assert db.current_revision(database_url) == "0003"
+    assert check_constraints(database_url) == sorted(
+        f"klines_{rule.replace('-', '_')}" for rule in RULES if rule != "fields"
+    )
+
+
+def check_constraints(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'klines'::regclass"
+            " AND contype = 'c' AND convalidated ORDER BY conname"
+        ).fetchall()
+    return [row[0] for row in rows]
 
 
 def test_a_file_with_more_rows_than_its_day_is_refused_before_it_is_all_read(
