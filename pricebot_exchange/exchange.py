@@ -4,10 +4,16 @@ It answers ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo`` (a subse
 ``/api/v3/klines`` (interval ``1m``) with Binance's semantics and error shapes, from either the
 seeded synthetic process of :mod:`pricebot_exchange.synthetic` or replayed Binance Vision archives.
 
+Every answer names the exchange's market in an ``X-Pricebot-Market`` header
+(``simulated:<mode>``, see :mod:`pricebot.provenance`) so that clients record where their candles
+came from; ``announce_market=False`` makes it pass for Binance itself.
+
 Faults are switched on and off at runtime through the running exchange's ``.config``: random
-5xx answers, added latency, malformed rows, request-weight accounting with 429 / 418 and
-``Retry-After``, a restricted location (451), and outages (minute ranges with no candles). Their
-randomness comes from a RNG seeded from ``config.seed`` so a test sees the same faults every run.
+5xx answers, added latency, malformed rows (a bad price or a short row, or hostile ones: a candle
+from 2060, a negative volume, ``1e999999999``), request-weight accounting with 429 / 418 and
+``Retry-After``, an IP ban until a moment of its clock (418), a restricted location (451), and
+outages (minute ranges with no candles). Their randomness comes from a RNG seeded from
+``config.seed`` so a test sees the same faults every run.
 
 Weight is counted per wall-clock minute, as Binance does, with one simplification: a 429's
 ``Retry-After`` is ``retry_after_seconds`` and the used weight is cleared when it expires (rather
@@ -39,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -63,6 +69,9 @@ from pricebot_exchange.synthetic import (
 )
 
 KLINES_WEIGHT = 2
+MalformedKind = Literal["price", "short", "future", "negative", "overflow"]
+_FUTURE_MS = int(datetime(2060, 1, 1, tzinfo=UTC).timestamp() * 1000)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SYNTHETIC_START = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=FIRST_DAY + 1)
 SYNTHETIC_END = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=LAST_DAY - 1)
 WEIGHTS = {"/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20}
@@ -94,8 +103,20 @@ class ExchangeConfig(BaseModel):
     weight_limit: int | None = Field(None, gt=0, description="Request weight allowed per minute.")
     retry_after_seconds: int = Field(1, ge=1)
     malformed_rate: float = Field(0.0, ge=0, le=1, description="Share of pages with a bad row.")
+    malformed_kinds: list[MalformedKind] = Field(
+        default_factory=lambda: ["price", "short"],
+        min_length=1,
+        description="How a spoilt row is spoilt (one chosen per page): price (not a number), "
+        "short (5 fields), future (opens in 2060), negative (volume below zero), overflow "
+        "(a price of 1e999999999).",
+    )
     latency_ms: float = Field(0.0, ge=0)
     restricted: bool = Field(False, description="Answer everything with 451.")
+    banned_until: datetime | None = Field(
+        None,
+        description="An IP ban: every request before this moment of the exchange's clock (the "
+        "frozen `now` if set) is answered 418 with Retry-After the seconds left, as Binance does.",
+    )
     announce_market: bool = Field(
         True,
         description="Name the market in an X-Pricebot-Market header (pricebot.provenance); off, "
@@ -110,7 +131,7 @@ class ExchangeConfig(BaseModel):
         "market: all their candles up to `now` are served; history_days and symbols do not apply.",
     )
 
-    @field_validator("now")
+    @field_validator("now", "banned_until")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -345,20 +366,29 @@ class _Archive:
 
 
 def _archive_lines(path: Path) -> list[list[str]]:
+    """The rows of an archive, read no further than its period can hold (a bomb stops there)."""
+    from pricebot.archive import parse_archive_name
+    from pricebot.errors import OversizedArchiveError
+
+    limit = parse_archive_name(path).max_bytes
     if path.suffix == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:
                 names = [n for n in archive.namelist() if n.endswith(".csv")]
                 if len(names) != 1:
                     raise ValueError(f"{path}: expected one .csv inside, found {names}")
-                text = archive.read(names[0]).decode()
+                with archive.open(names[0]) as member:
+                    data = member.read(limit + 1)
         except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
             raise ValueError(
                 f"{path}: not a readable zip archive ({exc}); download it again"
             ) from None
     else:
-        text = path.read_text()
-    lines = list(csv.reader(io.StringIO(text)))
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OversizedArchiveError(path, f"more than {limit:,} bytes: more than its period holds")
+    lines = list(csv.reader(io.StringIO(data.decode())))
     if lines and lines[0] and not lines[0][0].strip().isdigit():
         lines = lines[1:]  # futures archives carry a header row
     return [line for line in lines if line]
@@ -367,27 +397,27 @@ def _archive_lines(path: Path) -> list[list[str]]:
 def load_archive(paths: list[Path]) -> dict[str, _Archive]:
     """Candles of the archive files (or directories of them) by symbol, as served JSON rows.
 
-    Names and layouts are read as :mod:`pricebot.archive` reads them for import; timestamps are
-    served in milliseconds whatever the file holds. A bad name raises its ``ArchiveNameError``.
+    Names and layouts are read as :mod:`pricebot.archive` reads them for import, and every row
+    must pass the same candle rules (:mod:`pricebot.candle_rules`): the exchange serves nothing
+    an import would refuse. Timestamps are served in milliseconds whatever the file holds. A
+    bad name raises its ``ArchiveNameError``, a bad row ``MalformedArchiveError`` naming the
+    file, the line and the rule.
     """
     from pricebot.archive import find_archives, parse_archive_name
+    from pricebot.candle_rules import check_kline
+    from pricebot.errors import MalformedArchiveError, MalformedKlineError
 
     by_symbol: dict[str, dict[int, bytes]] = {}
     for path in find_archives(paths):
         symbol = parse_archive_name(path).symbol
         rows = by_symbol.setdefault(symbol, {})
         for number, line in enumerate(_archive_lines(path), start=1):
-            if len(line) < 11:
-                raise ValueError(f"{path}: line {number} has {len(line)} fields, expected 12")
             try:
-                open_ms, close_ms, trades = int(line[0]), int(line[6]), int(line[8])
-            except ValueError:
-                raise ValueError(
-                    f"{path}: line {number}: open time, close time or trades is not an integer"
-                ) from None
-            if open_ms >= 10**13:  # spot archives switched to microseconds in 2025
-                open_ms, close_ms = open_ms // 1000, close_ms // 1000
-            o, h, lo, c, v, q, tb, tq = (line[i].strip() for i in (1, 2, 3, 4, 5, 7, 9, 10))
+                opened, closed, decimals, trades, _ = check_kline(line, symbol)
+            except MalformedKlineError as exc:
+                raise MalformedArchiveError(path, f"row {number}: {exc}") from None
+            open_ms, close_ms = _epoch_ms(opened), _epoch_ms(closed)
+            o, h, lo, c, v, q, tb, tq = decimals
             rows[open_ms // MINUTE_MS] = (
                 f'[{open_ms},"{o}","{h}","{lo}","{c}","{v}",{close_ms},"{q}",{trades},'
                 f'"{tb}","{tq}","0"]'
@@ -397,6 +427,10 @@ def load_archive(paths: list[Path]) -> dict[str, _Archive]:
         minutes = np.array(sorted(rows), dtype=np.int64)
         out[symbol] = _Archive(minutes, [rows[m] for m in minutes.tolist()])
     return out
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 class ArchiveSource:
@@ -470,6 +504,21 @@ class ExchangeState:
 
     def symbols(self) -> list[str]:
         return self.source().symbols(self.config)
+
+    def check_ban(self) -> None:
+        """Answer 418 while the configured IP ban lasts (on the exchange's clock)."""
+        until = self.config.banned_until
+        if until is None:
+            return
+        until_ms = int(until.timestamp() * 1000)
+        left_ms = until_ms - _now_ms(self.config)
+        if left_ms > 0:
+            raise _RateLimitedError(
+                418,
+                -(-left_ms // 1000),
+                f"Way too many requests; IP(127.0.0.1) banned until {until_ms}. Please use the "
+                "websocket for live updates to avoid bans.",
+            )
 
     def charge(self, weight: int) -> None:
         """Count ``weight`` against the limit; raise 429 / 418 as Binance would."""
@@ -545,14 +594,21 @@ def _symbol_param(request: Request, state: ExchangeState, required: bool = True)
     return symbol
 
 
-def _corrupt(rng: random.Random, body: bytes) -> bytes:
-    """Spoil one row of the page as a broken upstream would: a bad price or a short row."""
+def _corrupt(rng: random.Random, body: bytes, kinds: list[MalformedKind]) -> bytes:
+    """Spoil one row of the page as a broken or hostile upstream would."""
     rows = json.loads(body)
     i = rng.randrange(len(rows))
-    if rng.random() < 0.5:
+    kind = rng.choice(kinds)
+    if kind == "price":
         rows[i][rng.choice((1, 2, 3, 4))] = "abc"
-    else:
+    elif kind == "short":
         rows[i] = rows[i][:5]
+    elif kind == "future":
+        rows[i][0], rows[i][6] = _FUTURE_MS, _FUTURE_MS + MINUTE_MS - 1
+    elif kind == "negative":
+        rows[i][5] = "-" + rows[i][5]
+    else:
+        rows[i][2] = "1e999999999"
     return json.dumps(rows, separators=(",", ":")).encode()
 
 
@@ -580,7 +636,7 @@ async def _klines(request: Request, state: ExchangeState) -> Response:
     rows, count = state.source().select(config, symbol, start_ms, end_ms, limit)
     body = b"[" + b",".join(rows) + b"]"
     if count and config.malformed_rate and state.rng.random() < config.malformed_rate:
-        body = _corrupt(state.rng, body)
+        body = _corrupt(state.rng, body, config.malformed_kinds)
     response = Response(body, media_type="application/json")
     response.candles = count  # type: ignore[attr-defined]
     return response
@@ -691,6 +747,7 @@ def _endpoint(path: str, handler: Any, weight: int) -> Route:
         try:
             if config.restricted:
                 raise AnsweredError(451, 0, RESTRICTED_MESSAGE)
+            state.check_ban()
             state.charge(weight)
             if config.failure_rate and state.rng.random() < config.failure_rate:
                 status, body = state.rng.choice(_SERVER_ERRORS)

@@ -21,7 +21,12 @@ from pricebot_local.localdb import LocalPostgres
 from pricebot_local.stack import free_port  # re-exported: tests import it from here
 
 # Fixture modules, each owned by the area it serves.
-pytest_plugins = ["tests.fixtures.mlflow", "tests.fixtures.exchange", "tests.fixtures.models"]
+pytest_plugins = [
+    "tests.fixtures.mlflow",
+    "tests.fixtures.exchange",
+    "tests.fixtures.models",
+    "tests.fixtures.vision",
+]
 
 TEMPLATE_DB = "pricebot_template"
 _counter = itertools.count()

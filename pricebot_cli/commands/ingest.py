@@ -117,11 +117,13 @@ def register(app: typer.Typer) -> None:
             ) from None
 
         table = Table(title="catch-up")
-        for column in ("symbol", "first new", "newest stored", "candles", "pages", "retries",
-                       "gaps"):  # fmt: skip
+        skipped = any(r.skipped for r in results)
+        columns = ["symbol", "first new", "newest stored", "candles", "pages", "retries", "gaps"]
+        for column in columns + (["note"] if skipped else []):
             table.add_column(column, justify="right" if column in {"candles", "pages",
                              "retries", "gaps"} else "left")  # fmt: skip
         for r in results:
+            note = [] if not skipped else [_note(r)]
             table.add_row(
                 r.symbol,
                 _when(r.start),
@@ -130,8 +132,19 @@ def register(app: typer.Typer) -> None:
                 str(r.pages),
                 str(r.retries),
                 str(r.gaps),
+                *note,
             )
         console.print(table)
+        resume = max((r.resume_at for r in results if r.resume_at is not None), default=None)
+        if resume is not None:
+            from pricebot.errors import RateLimitBanError
+
+            raise RateLimitBanError(
+                f"{settings.binance_url} has banned this client until {resume:%Y-%m-%d %H:%M:%S} "
+                "UTC; no request is made before then, so the symbols marked banned were not "
+                "caught up: run `pricebot ingest` again after that.",
+                until=resume,
+            )
 
     @app.command("gaps")
     def gaps(
@@ -175,6 +188,13 @@ def register(app: typer.Typer) -> None:
         label = f"{len(found)} gap{'s' if len(found) != 1 else ''}"
         table.add_row(label, "", f"{sum(g.minutes for g in found):,}")
         console.print(table)
+
+
+def _note(result: object) -> str:
+    resume_at = getattr(result, "resume_at", None)
+    if resume_at is not None:
+        return f"banned: resumes after {resume_at:%H:%M:%S} UTC"
+    return getattr(result, "skipped", None) or ""
 
 
 def _when(moment: datetime | None) -> str:

@@ -86,13 +86,17 @@ def transform(
                 progress.advance(task)
 
     table = Table(title=f"features {feature_set} ({mode})")
-    for column in ("symbol", "candles read", "rows written", "newest row", "seconds"):
+    columns = ["symbol", "candles read", "rows written", *(["unchanged"] if full else []),
+               "newest row", "seconds"]  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "symbol" else "right")
     for r in results:
         newest = r.newest.strftime("%Y-%m-%d %H:%M") if r.newest else "none yet"
+        kept = [f"{r.rows_kept:,}"] if full else []
         table.add_row(
-            r.symbol, f"{r.candles_read:,}", f"{r.rows_written:,}", newest, f"{r.seconds:.2f}"
-        )
+            r.symbol, f"{r.candles_read:,}", f"{r.rows_written:,}", *kept, newest,
+            f"{r.seconds:.2f}",
+        )  # fmt: skip
     console.print(table)
     days = warmup_minutes(feature_set) / 1440
     for r in results:
@@ -102,4 +106,8 @@ def transform(
                 f"it and {r.candles_read:,} minutes are stored."
             )
     total = sum(r.rows_written for r in results)
-    console.print(f"{total:,} feature rows written for {len(results)} symbol(s).")
+    kept = sum(r.rows_kept for r in results)
+    unchanged = f"; {kept:,} recomputed rows identical to those stored were kept" if full else ""
+    console.print(
+        f"{total:,} feature rows written for {len(results)} symbol(s){unchanged}.", soft_wrap=True
+    )

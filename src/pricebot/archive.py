@@ -2,11 +2,14 @@
 
 A file is loaded in one transaction: its CSV is streamed with COPY into a typed staging table
 (PostgreSQL parses the numbers, so a non-number fails with the line and column), checked in one
-SQL pass with the rules of :func:`pricebot.klines.parse_kline` plus the file's own label (interval
+SQL pass with the candle rules (:mod:`pricebot.candle_rules`) plus the file's own label (interval
 and date), and moved into ``klines`` by one ``INSERT ... SELECT`` that converts the timestamps
 (``ON CONFLICT DO NOTHING`` where the range already holds candles, e.g. from REST). Python
 touches bytes in megabyte chunks, never rows: that is what keeps the import near the speed of a
-bare COPY. Re-importing a file writes nothing; a bad file writes nothing.
+bare COPY. Re-importing a file writes nothing; a bad file writes nothing. A file is bounded by
+what the period its name gives can hold (rows, unpacked bytes), so a zip bomb of well-formed
+rows is refused before it fills the staging table; the market the candles came from is recorded
+with them (:mod:`pricebot.provenance`).
 
 Binance's layouts differ: spot files have no header row, USDT-M futures files have one; spot
 timestamps are microseconds from 2025-01-01 on, milliseconds before (and in futures files). Both
@@ -31,7 +34,9 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import psycopg
+import psycopg.rows
 
+from pricebot import candle_rules
 from pricebot.db import connect
 from pricebot.errors import (
     ArchiveError,
@@ -40,10 +45,11 @@ from pricebot.errors import (
     DatabaseUnavailableError,
     MalformedArchiveError,
     MislabelledArchiveError,
+    OversizedArchiveError,
     TruncatedArchiveError,
 )
 from pricebot.gaps import record_gaps
-from pricebot.klines import _MICROSECOND_THRESHOLD, MINUTE
+from pricebot.klines import MINUTE
 from pricebot.provenance import BINANCE_VISION, check_compatible, check_market, record_market
 from pricebot.runs import RunStats, finish_run, start_run
 
@@ -57,22 +63,8 @@ _NAME = re.compile(
 )
 _COPY_LINE = re.compile(r"line (\d+)")
 _COPY_COLUMN = re.compile(r"column (\w+)")
-_US_PER_MINUTE = 60_000_000
 _PERIOD_WORD = {"monthly": "month", "daily": "day"}
-_STAGING_COLUMNS = (
-    ("open_time", "bigint"),
-    ("open", "numeric"),
-    ("high", "numeric"),
-    ("low", "numeric"),
-    ("close", "numeric"),
-    ("volume", "numeric"),
-    ("close_time", "bigint"),
-    ("quote_volume", "numeric"),
-    ("trades", "bigint"),
-    ("taker_buy_base_volume", "numeric"),
-    ("taker_buy_quote_volume", "numeric"),
-    ("ignore", "text"),
-)
+_STAGING_COLUMNS = candle_rules.STAGED_COLUMNS
 _NUMERIC_COLUMNS = [name for name, kind in _STAGING_COLUMNS if kind == "numeric"]
 
 
@@ -98,6 +90,17 @@ class ArchiveName:
             return self.start + timedelta(days=1)
         days = calendar.monthrange(self.first_day.year, self.first_day.month)[1]
         return self.start + timedelta(days=days)
+
+    @property
+    def minutes(self) -> int:
+        """How many 1-minute candles the period can hold: the most rows a genuine file has."""
+        return (self.end - self.start) // MINUTE
+
+    @property
+    def max_bytes(self) -> int:
+        """The most bytes a genuine file of the period can take, uncompressed (a header line
+        and every minute's row at the widest a well-formed row can be)."""
+        return (self.minutes + 1) * candle_rules.MAX_LINE_BYTES
 
     @property
     def stem(self) -> str:
@@ -232,6 +235,8 @@ def _open_csv(path: Path, name: ArchiveName) -> Iterator[BinaryIO]:
     """The CSV as a byte stream: the file itself, or the single member of the zip, unpacked
     as it is read."""
     if name.extension == "csv":
+        if path.stat().st_size > name.max_bytes:
+            raise _oversized(path, name, f"{path.stat().st_size:,} bytes")
         with path.open("rb") as handle:
             yield handle
         return
@@ -251,6 +256,8 @@ def _open_csv(path: Path, name: ArchiveName) -> Iterator[BinaryIO]:
                 f"{[m.filename for m in members]}",
             )
         member = members[0]
+        if member.file_size > name.max_bytes:  # what the zip says it unpacks to
+            raise _oversized(path, name, f"{member.file_size:,} bytes unpacked")
         if Path(member.filename).stem != name.stem:
             raise MislabelledArchiveError(
                 path, f"the zip is named {name.stem} but holds {member.filename}"
@@ -273,14 +280,22 @@ class _Sniffed:
 
 
 def _stream_chunks(
-    stream: BinaryIO, path: Path, sniffed: _Sniffed, on_bytes: ProgressCallback | None
+    stream: BinaryIO,
+    path: Path,
+    name: ArchiveName,
+    sniffed: _Sniffed,
+    on_bytes: ProgressCallback | None,
 ) -> Iterator[bytes]:
     """Yield the CSV in large chunks, sniffing the header and timestamp unit from the first one.
 
-    Decompression errors surface here (a corrupt zip member) and become a clear error.
+    Decompression errors surface here (a corrupt zip member) and become a clear error. Bytes
+    and lines are counted as they are unpacked: a file that goes on past what its period can
+    hold (a zip bomb of well-formed rows, whatever its header claims) is refused before more
+    than one chunk beyond that bound reaches the staging table.
     """
     first = True
     last = b""
+    size = lines = 0
     while True:
         try:
             chunk = stream.read(CHUNK_BYTES)
@@ -290,6 +305,12 @@ def _stream_chunks(
             ) from None
         if not chunk:
             break
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+        if size > name.max_bytes:
+            raise _oversized(path, name, f"more than {name.max_bytes:,} bytes unpacked")
+        if lines > name.minutes + 1:  # a header line, then one row per minute at most
+            raise _oversized(path, name, f"more than {name.minutes + 1:,} lines")
         if on_bytes is not None:
             on_bytes(len(chunk))
         last = chunk
@@ -308,7 +329,7 @@ def _sniff(chunk: bytes, sniffed: _Sniffed) -> bytes:
         chunk = chunk.partition(b"\n")[2]
     first_field = chunk[:40].split(b",", 1)[0].strip()
     if first_field.isdigit():
-        sniffed.microseconds = int(first_field) >= _MICROSECOND_THRESHOLD
+        sniffed.microseconds = int(first_field) >= candle_rules.MICROSECOND_THRESHOLD
     return chunk
 
 
@@ -436,6 +457,7 @@ def _import_file(
     stats = start_run(conn, name.symbol, SOURCE, market)
     result.run_id = stats.run_id
     try:
+        _check_period_has_begun(path, name)
         result.checksum = verify_checksum(path)
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -478,7 +500,7 @@ def _load(
     conn.execute(f"CREATE TEMP TABLE archive_staging ({columns}) ON COMMIT DROP")
     sniffed = _Sniffed(header=False, microseconds=False)
     with _open_csv(path, name) as stream, conn.cursor() as cur:
-        chunks = _stream_chunks(stream, path, sniffed, on_bytes)
+        chunks = _stream_chunks(stream, path, name, sniffed, on_bytes)
         try:
             first = next(chunks, b"")
             # Text format: ~20% quicker to parse than csv, and Binance never quotes a field.
@@ -494,22 +516,25 @@ def _load(
     result.timestamps = "us" if sniffed.microseconds else "ms"
     if result.rows <= 0:
         raise MalformedArchiveError(path, "the file holds no kline rows")
-    # Everything is compared in microseconds; a per-file factor normalises millisecond files.
-    scale = 1 if sniffed.microseconds else 1000
+    if result.rows > name.minutes:
+        raise _oversized(path, name, f"{result.rows:,} rows")
+    # The rules are checked in the file's own unit against bounds computed here: no staged
+    # value is multiplied before it is known to be in range, so no stamp overflows.
+    per_ms = 1000 if sniffed.microseconds else 1
     params = {
-        "scale": scale,
-        "period_start": _epoch_us(name.start),
-        "period_end": _epoch_us(name.end),
-        "minute": _US_PER_MINUTE,
+        **candle_rules.staged_params(sniffed.microseconds),
+        "period_start": _epoch_ms(name.start) * per_ms,
+        "period_end": _epoch_ms(name.end) * per_ms,
     }
     low, high, bad = conn.execute(
-        f"SELECT min(open_time) * %(scale)s, max(open_time) * %(scale)s,"
-        f" count(*) FILTER (WHERE NOT ({_VALID})) FROM archive_staging",
+        f"SELECT min(open_time), max(open_time), count(*) FILTER (WHERE {_BROKEN} IS NOT NULL)"
+        " FROM archive_staging",
         params,
     ).fetchone()
     if bad:
         raise _first_bad_row(conn, path, name, params, sniffed)
-    result.start, result.end = _from_epoch_us(low), _from_epoch_us(high)
+    to_us = 1000 // per_ms
+    result.start, result.end = _from_epoch_us(low * to_us), _from_epoch_us(high * to_us)
     result.rows_new = _insert(conn, path, name.symbol, result, sniffed.microseconds)
 
 
@@ -562,24 +587,11 @@ def _insert(
     return conn.execute(f"{insert} ON CONFLICT (symbol, open_time) DO NOTHING", params).rowcount
 
 
-# The rules of pricebot.klines.parse_kline, in microseconds, plus the file's label: each open
-# time must fall in the period its name gives. NaN and infinities parse as numeric but are not
-# prices (NaN compares greater than every number, so it fails the ordering checks too).
-# Prices in order with a finite high and low are finite; the volumes are checked one by one.
-_FINITE = " AND ".join(
-    ["high < 'Infinity'", "low > '-Infinity'"]
-    + [f"{c} < 'Infinity' AND {c} > '-Infinity'" for c in _NUMERIC_COLUMNS[4:]]
+# The candle rules (pricebot.candle_rules) after the file's own label: each open time must fall
+# in the period its name gives. One CASE per row names the first rule it breaks.
+_BROKEN = candle_rules.staged_rule_sql(
+    [("in-the-period", "open_time >= %(period_start)s AND open_time < %(period_end)s")]
 )
-_ALL_FINITE = " AND ".join(f"{c} < 'Infinity' AND {c} > '-Infinity'" for c in _NUMERIC_COLUMNS)
-_VALID = f"""
-    open_time * %(scale)s %% %(minute)s = 0
-    AND close_time * %(scale)s > open_time * %(scale)s
-    AND close_time * %(scale)s < open_time * %(scale)s + %(minute)s
-    AND low <= high AND low <= open AND open <= high AND low <= close AND close <= high
-    AND trades >= 0
-    AND open_time * %(scale)s >= %(period_start)s AND open_time * %(scale)s < %(period_end)s
-    AND {_FINITE}
-"""
 
 
 def _first_bad_row(
@@ -589,22 +601,23 @@ def _first_bad_row(
     params: dict[str, int],
     sniffed: _Sniffed,
 ) -> ArchiveError:
-    """Explain the first row that failed the checks (only runs on the error path)."""
-    row = conn.execute(
-        f"""SELECT ctid, open_time, close_time, open::text, high::text, low::text, close::text,
-                   trades, ({_ALL_FINITE}) AS finite
-            FROM archive_staging WHERE NOT ({_VALID}) LIMIT 1""",
-        params,
-    ).fetchone()
-    ctid, open_raw, close_raw, open_, high, low, close, trades, finite = row
+    """Explain the first row that broke a rule (only runs on the error path)."""
+    columns = ", ".join(f"{c}::text AS {c}" if kind == "numeric" else c
+                        for c, kind in candle_rules.STAGED_COLUMNS)  # fmt: skip
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            f"SELECT ctid, {_BROKEN} AS rule, {columns} FROM archive_staging"
+            f" WHERE {_BROKEN} IS NOT NULL LIMIT 1",
+            params,
+        ).fetchone()
     line = conn.execute(
-        "SELECT count(*) FROM archive_staging WHERE ctid <= %s::tid", (ctid,)
+        "SELECT count(*) FROM archive_staging WHERE ctid <= %s::tid", (row["ctid"],)
     ).fetchone()[0] + int(sniffed.header)  # fmt: skip
-    scale = params["scale"]
-    open_us, close_us = open_raw * scale, close_raw * scale
-    opened = _from_epoch_us(open_us)
-    where = f"line {line} (open time {opened.isoformat()})"
-    if not name.start <= opened < name.end:
+    per_ms = 1000 if sniffed.microseconds else 1
+    open_raw, close_raw, rule = row["open_time"], row["close_time"], row["rule"]
+    opened = candle_rules.stamp_text(open_raw, per_ms)
+    where = f"line {line} (open time {opened})"
+    if rule == "in-the-period":
         named = name.stem.split("-1m-", 1)[1]
         return MislabelledArchiveError(
             path,
@@ -612,34 +625,43 @@ def _first_bad_row(
             f"name gives ({name.start:%Y-%m-%d %H:%M} to {name.end - MINUTE:%Y-%m-%d %H:%M}); "
             "the file is mislabelled: rename it after its contents or download the right one",
         )
-    span_us = close_us - open_us + scale  # close times end 1 ms (or µs) before the next open
-    label = _interval_label(span_us)
-    if label is not None and label != "1m":
+    # close times end 1 ms (or µs) before the next open
+    label = _interval_label((close_raw - open_raw + 1) * (1000 // per_ms))
+    if rule in ("on-a-minute", "one-minute") and label is not None and label != "1m":
         return MislabelledArchiveError(
             path,
-            f"{where}: close time {_from_epoch_us(close_us).isoformat()} ends a {label} candle, "
-            f"so these are {label} klines, but the file name says 1m: the file is mislabelled; "
-            "import only 1m kline files",
+            f"{where}: close time {candle_rules.stamp_text(close_raw, per_ms)} ends a {label} "
+            f"candle, so these are {label} klines, but the file name says 1m: the file is "
+            "mislabelled; import only 1m kline files",
         )
-    if open_us % _US_PER_MINUTE:
-        return MalformedArchiveError(
-            path, f"{where}: the open time is not on a minute (raw value {open_raw})"
-        )
-    if not open_us < close_us < open_us + _US_PER_MINUTE:
-        return MalformedArchiveError(
-            path,
-            f"{where}: close time {close_raw} does not end the 1m candle opened at {open_raw} "
-            "(it must come after the open and before the next minute)",
-        )
-    if not finite:
-        return MalformedArchiveError(path, f"{where}: a price or volume is NaN or infinite")
-    if trades < 0:
-        return MalformedArchiveError(path, f"{where}: negative trade count {trades}")
     return MalformedArchiveError(
         path,
-        f"{where}: prices out of order (open {open_}, high {high}, low {low}, close {close}); "
-        "high must be >= open, close >= low",
+        f"{where}: {candle_rules.explain_staged(rule, row, sniffed.microseconds)}. Nothing was "
+        "imported from this file.",
     )
+
+
+def _oversized(path: Path, name: ArchiveName, found: str) -> OversizedArchiveError:
+    word = _PERIOD_WORD[name.period]
+    return OversizedArchiveError(
+        path,
+        f"the file holds {found}, more than a {word} can: a {word} has {name.minutes:,} "
+        f"minutes, so at most {name.minutes:,} rows and {name.max_bytes:,} bytes unpacked. It "
+        "is not a Binance Vision file (or not of the period its name gives); nothing was "
+        "imported from it.",
+    )
+
+
+def _check_period_has_begun(path: Path, name: ArchiveName) -> None:
+    """A file for a period that has not begun cannot hold a genuine candle: refuse it unread."""
+    if name.start > datetime.now(UTC) + candle_rules.CLOCK_SKEW:
+        named = name.stem.split("-1m-", 1)[1]
+        raise MalformedArchiveError(
+            path,
+            f"the file names {named}, a {_PERIOD_WORD[name.period]} that has not begun (rule "
+            f"not-in-the-future: {candle_rules.summary('not-in-the-future')}); nothing was "
+            "imported from it",
+        )
 
 
 def _interval_label(span_us: int) -> str | None:
@@ -677,16 +699,23 @@ def _copy_error(path: Path, exc: psycopg.Error, sniffed: _Sniffed) -> ArchiveErr
             f"{line} stops mid-row ({problem}) at the end of the file: the file was cut off; "
             "download it again. Nothing was imported from it.",
         )
+    if isinstance(exc, psycopg.errors.NumericValueOutOfRange):
+        # A number PostgreSQL cannot even hold (1e999999999, a stamp past bigint): in-range.
+        return MalformedArchiveError(
+            path,
+            f"{line}{column}: {problem} (rule in-range: {candle_rules.summary('in-range')}). "
+            "Nothing was imported from this file.",
+        )
     return MalformedArchiveError(
         path,
-        f"{line}{column}: {problem}; a Binance kline row has 12 comma-separated fields "
-        "(open time, open, high, low, close, volume, close time, quote volume, trades, taker buy "
-        "base, taker buy quote, ignore). Nothing was imported from this file.",
+        f"{line}{column}: {problem} (rule fields: a Binance kline row has 12 comma-separated "
+        "fields: open time, open, high, low, close, volume, close time, quote volume, trades, "
+        "taker buy base, taker buy quote, ignore). Nothing was imported from this file.",
     )
 
 
-def _epoch_us(moment: datetime) -> int:
-    return int((moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
+def _epoch_ms(moment: datetime) -> int:
+    return int((moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1))
 
 
 def _from_epoch_us(value: int) -> datetime:

@@ -81,8 +81,14 @@ class BinanceClient:
     """Market-data calls against ``base_url`` with retries, rate-limit care and typed errors.
 
     ``sleep`` is every pause the client takes (retry waits and weight throttling), injectable so
-    that tests of a 60-second Retry-After need not wait 60 seconds. ``transport`` is httpx's and
-    is only for the rare caller that needs one; the tests talk real HTTP.
+    that tests of a 60-second Retry-After need not wait 60 seconds; ``clock`` (epoch seconds) is
+    the time bans are reckoned in, injectable with it. ``transport`` is httpx's and is only for
+    the rare caller that needs one; the tests talk real HTTP.
+
+    A 418 or 429 is waited out in-process when its Retry-After is at most ``max_retry_after``
+    and ends before ``deadline`` (epoch seconds on ``clock``, e.g. a Lambda's timeout less a
+    margin); otherwise :class:`RateLimitBanError` says until when, for the caller to record
+    (:mod:`pricebot.bans`).
     """
 
     def __init__(
@@ -97,12 +103,16 @@ class BinanceClient:
         weight_limit: int = 6000,
         weight_headroom: float = 0.8,
         sleep: Sleep = time.sleep,
+        clock: Callable[[], float] = time.time,
+        deadline: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_after = max_retry_after
+        self.clock = clock
+        self.deadline = deadline
         self.weight_budget = weight_limit * weight_headroom
         self._sleep = sleep
         self._backoff = wait_exponential_jitter(
@@ -129,7 +139,11 @@ class BinanceClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings | None = None, *, sleep: Sleep = time.sleep
+        cls,
+        settings: Settings | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> BinanceClient:
         s = settings or get_settings()
         return cls(
@@ -142,6 +156,7 @@ class BinanceClient:
             weight_limit=s.weight_limit,
             weight_headroom=s.weight_headroom,
             sleep=sleep,
+            clock=clock,
         )
 
     def close(self) -> None:
@@ -246,6 +261,13 @@ class BinanceClient:
                 "PRICEBOT_MAX_RETRIES / PRICEBOT_HTTP_TIMEOUT_SECONDS."
             ) from last
 
+    def longest_wait(self) -> float:
+        """The longest Retry-After this client sits out: the setting, or less when the
+        deadline is nearer."""
+        if self.deadline is None:
+            return self.max_retry_after
+        return max(0.0, min(self.max_retry_after, self.deadline - self.clock()))
+
     def _wait(self, state: RetryCallState) -> float:
         """Exactly the Retry-After the exchange asked for, else capped exponential with jitter."""
         exc = state.outcome.exception() if state.outcome else None
@@ -278,11 +300,16 @@ class BinanceClient:
         if status in (418, 429):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             what = "banned (418)" if status == 418 else "rate limited (429)"
-            if retry_after is not None and retry_after > self.max_retry_after:
+            if retry_after is not None and retry_after > self.longest_wait():
+                until = datetime.fromtimestamp(self.clock() + retry_after, UTC)
                 raise RateLimitBanError(
                     f"{self.base_url} has {what} this client for {retry_after:.0f}s, longer than "
-                    f"PRICEBOT_MAX_RETRY_AFTER_SECONDS={self.max_retry_after:g}: run again "
-                    "after that, and lower the request rate (PRICEBOT_WEIGHT_HEADROOM)."
+                    f"this run waits (PRICEBOT_MAX_RETRY_AFTER_SECONDS={self.max_retry_after:g}"
+                    f"{', or the time the run has left' if self.deadline is not None else ''}):"
+                    f" no request until {until:%Y-%m-%d %H:%M:%S} UTC; lower the request rate "
+                    "(PRICEBOT_WEIGHT_HEADROOM) if it recurs.",
+                    status=status,
+                    until=until,
                 )
             raise TransientError(f"{what}, Retry-After {retry_after}", retry_after=retry_after)
         if status >= 500:

@@ -13,6 +13,7 @@ there right now.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 
@@ -41,6 +42,11 @@ class TrackingUnavailableError(PricebotError, RuntimeError):
 
 class SecretUnavailableError(PricebotError, RuntimeError):
     """A secret is missing or unreadable; the message names the secret."""
+
+
+class StoredRowsBreakRulesError(PricebotError, RuntimeError):
+    """A schema upgrade would add rules that rows already stored break; the message counts them,
+    names the first and says how to find them. The upgrade changed nothing."""
 
 
 class UnexpectedEventError(PricebotError, ValueError):
@@ -88,7 +94,12 @@ class RangeError(PricebotError, ValueError):
 
 
 class MalformedKlineError(PricebotError, ValueError):
-    """A kline row that is not what Binance sends; the message says which field and why."""
+    """A kline row that breaks a candle rule (:mod:`pricebot.candle_rules`); ``rule`` names the
+    rule, the message says which field and why."""
+
+    def __init__(self, message: str, rule: str | None = None) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 class UnknownMarketError(PricebotError, ValueError):
@@ -138,10 +149,22 @@ class MalformedArchiveError(ArchiveError):
     label = "malformed"
 
 
+class OversizedArchiveError(ArchiveError):
+    """The file holds more rows or bytes than the period its name gives can (a zip bomb, or not
+    a Binance Vision file)."""
+
+    label = "oversized"
+
+
 class MislabelledArchiveError(ArchiveError):
     """The rows do not match the file name: another interval, or dates outside the named period."""
 
     label = "mislabelled"
+
+
+class VisionDownloadError(PricebotError, RuntimeError):
+    """A Binance Vision file could not be downloaded (the server kept failing or refused); what
+    arrived is kept for the next attempt to resume."""
 
 
 # --- the exchange (Binance REST) ---------------------------------------------------------------
@@ -172,7 +195,12 @@ class MalformedPayloadError(BinanceError):
 
 
 class RateLimitBanError(BinanceError):
-    """The exchange asks us to stay away longer than we are willing to wait in-process."""
+    """The exchange asks us to stay away longer than we are willing to wait in-process;
+    ``until`` is when the ban ends (our clock), ``status`` 418 or 429."""
+
+    def __init__(self, message: str, *, until: datetime, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.until = status, until
 
 
 class RetriesExhaustedError(BinanceError):

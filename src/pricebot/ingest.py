@@ -26,7 +26,6 @@ No numpy, no pandas: the ingest Lambda imports this and must start fast.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
@@ -35,8 +34,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from pricebot.bans import Ban, active_ban, record_ban
 from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient
-from pricebot.errors import MalformedKlineError, MalformedPayloadError, UsageError
+from pricebot.candle_rules import MICROSECOND_THRESHOLD
+from pricebot.errors import (
+    MalformedKlineError,
+    MalformedPayloadError,
+    RateLimitBanError,
+    UsageError,
+)
 from pricebot.gaps import record_gaps
 from pricebot.klines import MINUTE_MS, insert_klines, parse_kline, to_datetime
 from pricebot.provenance import check_compatible
@@ -49,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "rest"
 BUSY = "another run is catching it up"
+BANNED = "banned by the exchange"
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,8 @@ class IngestResult:
     requests: int = 0
     run_id: int | None = None
     market: str | None = None
-    skipped: str | None = None  # why the symbol was not caught up (then nothing was asked)
+    skipped: str | None = None  # why the symbol was not (fully) caught up
+    resume_at: datetime | None = None  # when banned: the ban's end, when runs go on
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ def catch_up(
     settings: Settings | None = None,
     client: BinanceClient | None = None,
     on_page: OnPage | None = None,
+    deadline: float | None = None,
 ) -> list[IngestResult]:
     """Catch up every symbol (in turn) from ``settings.binance_url`` on the connection ``conn``.
 
@@ -116,21 +125,41 @@ def catch_up(
     list first, once, so a typo fails before any work with the bad names in the message. The
     first failure stops the run and is raised (its symbol's audit row says 'failed'); symbols
     already done stay done.
+
+    A ban is not a failure: while one is recorded for the exchange (:mod:`pricebot.bans`) no
+    request is made, and a ban met on the way is recorded and ends the run; either way the
+    symbols not caught up come back with ``resume_at``, the ban's end. ``deadline`` (epoch
+    seconds, e.g. a Lambda's timeout less a margin) bounds any Retry-After waited in-process.
     """
     settings = settings or get_settings()
     symbols = [s.upper() for s in dict.fromkeys(symbols)]
+    _check_connection(conn)
     own_client = client is None
     client = client or BinanceClient.from_settings(settings)
+    if deadline is not None:
+        client.deadline = deadline
+    results: list[IngestResult] = []
+    now_ms: int | None = None
     try:
-        client.check_symbols(symbols)
-        now_ms = exchange_now_ms(client)
-        return [
-            catch_up_symbol(
-                conn, client, symbol, since=since, settings=settings, now_ms=now_ms,
-                on_page=on_page,
-            )
-            for symbol in symbols
-        ]  # fmt: skip
+        ban = active_ban(conn, client.base_url, _now(client))
+        if ban is None:
+            try:
+                client.check_symbols(symbols)
+                now_ms = exchange_now_ms(client)
+            except RateLimitBanError as exc:
+                ban = _record(conn, client, exc)
+        for symbol in symbols:
+            if ban is not None:
+                results.append(_banned(symbol, ban))
+                continue
+            result = catch_up_symbol(conn, client, symbol, since=since, settings=settings,
+                                     now_ms=now_ms, on_page=on_page)  # fmt: skip
+            results.append(result)
+            if result.resume_at is not None:
+                ban = active_ban(conn, client.base_url, _now(client))
+        if ban is not None:
+            log.warning("%s", ban.describe(_now(client)))
+        return results
     finally:
         if own_client:
             client.close()
@@ -138,7 +167,7 @@ def catch_up(
 
 def exchange_now_ms(client: BinanceClient) -> int:
     """The earlier of the exchange's clock and ours: a candle closing after it is still open."""
-    return min(client.server_time_ms(), int(time.time() * 1000))
+    return min(client.server_time_ms(), int(client.clock() * 1000))
 
 
 def catch_up_symbol(
@@ -157,33 +186,49 @@ def catch_up_symbol(
     with :class:`pricebot.errors.SymbolNotListedError` on its first page. While it runs it holds
     the symbol's ingestion lock on ``conn``: a run that finds the lock taken (another run is
     catching the symbol up) makes no request and returns at once, ``skipped`` saying so, so
-    overlapping runs never double the request weight.
+    overlapping runs never double the request weight. While the exchange's ban is recorded
+    (by any run) it makes no request either; a ban met on the way is recorded, the pages before
+    it are kept, and the result's ``resume_at`` says when the next run may go on.
     """
     settings = settings or get_settings()
     _check_connection(conn)
-    now_ms = exchange_now_ms(client) if now_ms is None else now_ms
+    ban = active_ban(conn, client.base_url, _now(client))
+    if ban is not None:
+        return _banned(symbol, ban)
     with symbol_lock(conn, symbol) as held:
         if not held:
             log.info("%s: another run is catching it up; skipped", symbol)
             return IngestResult(symbol=symbol, start=None, end=None, rows_written=0, pages=0,
                                 retries=0, gaps=0, skipped=BUSY)  # fmt: skip
         close_interrupted_runs(conn, symbol, SOURCE)
-        if client.market is None:  # known from any answer; a client that asked nothing yet
-            client.server_time_ms()
+        try:
+            now_ms = exchange_now_ms(client) if now_ms is None else now_ms
+            if client.market is None:  # known from any answer; a client that asked nothing yet
+                client.server_time_ms()
+        except RateLimitBanError as exc:
+            return _banned(symbol, _record(conn, client, exc))
         market = client.market
         stats = start_run(conn, symbol, SOURCE, market)
         retries_before, requests_before = client.retries, client.requests
         job = _SymbolJob(conn, client, symbol, settings, stats, now_ms, on_page)
+        resume_at = None
         try:
             check_compatible(conn, symbol, market)
             job.run(since)
+        except RateLimitBanError as exc:
+            # Pages before the ban are committed; record where this run stopped, and the ban.
+            stats.retries = client.retries - retries_before
+            stats.range_end = job.newest_stored
+            finish_run(conn, stats, exc)
+            resume_at = _record(conn, client, exc).until
         except BaseException as exc:
             stats.retries = client.retries - retries_before
             stats.range_end = stats.range_end or job.newest_stored
             finish_run(conn, stats, exc)
             raise
-        stats.retries = client.retries - retries_before
-        finish_run(conn, stats)
+        else:
+            stats.retries = client.retries - retries_before
+            finish_run(conn, stats)
     return IngestResult(
         symbol=symbol,
         start=job.first_written,
@@ -195,7 +240,25 @@ def catch_up_symbol(
         requests=client.requests - requests_before,
         run_id=stats.run_id,
         market=market,
+        skipped=None if resume_at is None else BANNED,
+        resume_at=resume_at,
     )
+
+
+def _now(client: BinanceClient) -> datetime:
+    return datetime.fromtimestamp(client.clock(), UTC)
+
+
+def _record(conn: psycopg.Connection, client: BinanceClient, exc: RateLimitBanError) -> Ban:
+    ban = record_ban(conn, Ban(client.base_url, exc.until, exc.status or 418, str(exc)))
+    log.warning("%s", ban.describe(_now(client)))
+    return ban
+
+
+def _banned(symbol: str, ban: Ban) -> IngestResult:
+    """A symbol not caught up (no request made) because the exchange banned us."""
+    return IngestResult(symbol=symbol, start=None, end=None, rows_written=0, pages=0, retries=0,
+                        gaps=0, skipped=BANNED, resume_at=ban.until)  # fmt: skip
 
 
 @contextmanager
@@ -358,7 +421,7 @@ class _SymbolJob:
         previous_ms = start_ms - MINUTE_MS
         for item in raw:
             try:
-                row = parse_kline(item, self.symbol, SOURCE)
+                row = parse_kline(item, self.symbol, SOURCE, now=self.now_ms)
             except MalformedKlineError as exc:
                 raise MalformedPayloadError(
                     f"Malformed kline for {self.symbol} at {_row_time(item)} in the page from "
@@ -367,6 +430,13 @@ class _SymbolJob:
                     "retry, and if it persists check that PRICEBOT_BINANCE_URL is Binance."
                 ) from exc
             open_ms = int(item[0])
+            if open_ms >= MICROSECOND_THRESHOLD:
+                raise MalformedPayloadError(
+                    f"{self.symbol}: open time {open_ms} in the page from "
+                    f"{to_datetime(start_ms).isoformat()} is in microseconds, but the REST API "
+                    "sends milliseconds; nothing from this page was written: check that "
+                    "PRICEBOT_BINANCE_URL is a Binance REST endpoint."
+                )
             if open_ms <= previous_ms:
                 raise MalformedPayloadError(
                     f"{self.symbol} {row[1].isoformat()}: open_time out of order or repeated "

@@ -1,20 +1,19 @@
 """The raw candle table: the twelve Binance kline fields, validated and stored as sent.
 
-Both the REST ingestion and the archive import go through :func:`parse_kline` so that a row is
-checked the same way whichever door it came in by. Nothing here imports numpy or pandas: the
-ingest Lambda uses this module and must start fast.
+Rows written from Python (the REST ingestion, tests, tools) go through :func:`parse_kline`,
+which checks the rules of :mod:`pricebot.candle_rules`; the archive import checks the same
+rules in SQL, and the table's CHECK constraints hold them for any writer. Nothing here imports
+numpy or pandas: the ingest Lambda uses this module and must start fast.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 
 import psycopg
 
-from pricebot.errors import MalformedKlineError
+from pricebot.candle_rules import MICROSECOND_THRESHOLD, check_kline
 from pricebot.provenance import record_market
 
 MINUTE = timedelta(minutes=1)
@@ -35,20 +34,11 @@ KLINE_COLUMNS = (
     "ignore",
     "source",
 )
-_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_DECIMAL = re.compile(rf"^{_NUMBER}$")
-_DECIMALS = re.compile(rf"{_NUMBER}(?:\t{_NUMBER}){{7}}")
-_DECIMAL_FIELDS = ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"),
-                   (7, "quote_volume"), (9, "taker_buy_base_volume"),
-                   (10, "taker_buy_quote_volume"))  # fmt: skip
-# Binance's archives switched spot timestamps to microseconds on 2025-01-01; anything above this
-# (year 2286 in milliseconds) must be microseconds.
-_MICROSECOND_THRESHOLD = 10**13
 
 
 def to_datetime(stamp: int) -> datetime:
     """A Binance timestamp (milliseconds, or microseconds in newer spot archives) in UTC."""
-    if stamp >= _MICROSECOND_THRESHOLD:
+    if stamp >= MICROSECOND_THRESHOLD:
         return datetime.fromtimestamp(stamp / 1_000_000, UTC)
     return datetime.fromtimestamp(stamp / 1000, UTC)  # tz positional: measurably faster
 
@@ -57,59 +47,18 @@ def to_millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def parse_kline(row: Sequence[object], symbol: str, source: str) -> tuple:
+def parse_kline(
+    row: Sequence[object], symbol: str, source: str, *, now: int | None = None
+) -> tuple:
     """Validate one 12-field kline and return it as a row of :data:`KLINE_COLUMNS`.
 
-    Prices and volumes stay strings so that ``numeric`` stores exactly the digits sent.
-    Raises :class:`MalformedKlineError` naming the field at fault.
+    Every rule of :mod:`pricebot.candle_rules` is checked (``now``, epoch ms, is the clock the
+    time rules compare with; by default ours). Prices and volumes stay strings so that
+    ``numeric`` stores exactly the digits sent. Raises :class:`MalformedKlineError` naming the
+    rule and the field at fault.
     """
-    if not isinstance(row, list | tuple) or len(row) < 11:
-        raise MalformedKlineError(f"{symbol}: a kline has 12 fields, got {row!r:.200}")
-    try:
-        open_ms, close_ms, trades = int(row[0]), int(row[6]), int(row[8])
-    except (TypeError, ValueError) as exc:
-        raise MalformedKlineError(
-            f"{symbol}: open time, close time or trades not integers in {row!r:.200}"
-        ) from exc
-    open_time, close_time = to_datetime(open_ms), to_datetime(close_ms)
-    if open_time.second or open_time.microsecond:
-        raise MalformedKlineError(f"{symbol}: open time {open_time.isoformat()} is not on a minute")
-    if not open_time < close_time < open_time + MINUTE:
-        raise MalformedKlineError(
-            f"{symbol}: close time {close_time.isoformat()} does not end the 1m candle opened at "
-            f"{open_time.isoformat()} (is this a 1m kline?)"
-        )
-    # One match for all eight (a tab cannot occur inside a number, so each must match alone):
-    # this runs for every candle ingested. Strings as Binance sends them take the fast path;
-    # anything else (padding, numbers as JSON numbers, garbage) is normalised and checked field
-    # by field, which also names the field at fault.
-    decimals: Sequence[str] = (row[1], row[2], row[3], row[4], row[5], row[7], row[9], row[10])
-    try:
-        clean = _DECIMALS.fullmatch("\t".join(decimals)) is not None  # type: ignore[arg-type]
-    except TypeError:
-        clean = False
-    if not clean:
-        decimals = [str(row[index]).strip() for index, _ in _DECIMAL_FIELDS]
-        for (index, name), text in zip(_DECIMAL_FIELDS, decimals, strict=True):
-            if not _DECIMAL.match(text):
-                raise MalformedKlineError(
-                    f"{symbol} {open_time.isoformat()}: {name}={row[index]!r} is not a number"
-                )
+    open_time, close_time, decimals, trades, ignore = check_kline(row, symbol, now=now)
     open_, high, low, close, volume, quote, taker_base, taker_quote = decimals
-    try:
-        lo, hi = Decimal(low), Decimal(high)
-        if lo > hi or not lo <= Decimal(open_) <= hi or not lo <= Decimal(close) <= hi:
-            raise MalformedKlineError(
-                f"{symbol} {open_time.isoformat()}: prices out of order "
-                f"(open {open_}, high {high}, low {low}, close {close})"
-            )
-    except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
-        raise MalformedKlineError(f"{symbol}: bad price in {row!r:.200}") from exc
-    if trades < 0:
-        raise MalformedKlineError(
-            f"{symbol} {open_time.isoformat()}: negative trade count {trades}"
-        )
-    ignore = str(row[11]) if len(row) > 11 else "0"
     return (symbol, open_time, open_, high, low, close, volume, close_time, quote, trades,
             taker_base, taker_quote, ignore, source)  # fmt: skip
 

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         description="libpq URL of the PostgreSQL database holding candles and features.",
     )
     binance_url: str = Field("https://api.binance.com", description="Binance REST base URL.")
+    vision_url: str = Field(
+        "https://data.binance.vision",
+        description="Binance Vision base URL, where `pricebot backfill` downloads archives.",
+    )
     symbols: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_SYMBOLS), description="Symbols to ingest and serve."
     )
@@ -64,7 +68,11 @@ class Settings(BaseSettings):
     )
     backoff_cap_seconds: float = Field(30.0, gt=0)
     max_retry_after_seconds: float = Field(
-        300.0, gt=0, description="Longest Retry-After (429/418) waited in-process before giving up."
+        60.0,
+        gt=0,
+        description="Longest Retry-After (429/418) waited in-process; a longer ban is recorded "
+        "in the database and no run asks the exchange before it ends. Keep it well below the "
+        "ingest Lambda's timeout (300 s).",
     )
     weight_limit: int = Field(6000, gt=0, description="Binance's request weight per minute.")
     weight_headroom: float = Field(

@@ -20,6 +20,7 @@ an incremental update: run ``pricebot transform --full`` after a back-fill.
 
 Rows are written with binary COPY, one transaction per symbol, under a per-(symbol, feature set)
 advisory lock so that two transforms running at once (the Lambda and a CLI) cannot interleave.
+A full recompute writes only the rows that differ from those stored (:func:`replace_features`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from pricebot.features import (
 from pricebot.klines import last_open_time
 
 MINUTE = timedelta(minutes=1)
+#: A full recompute deleting more separate runs of changed rows than this rewrites them all.
+_MAX_DELETE_RANGES = 1000
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class TransformResult:
     full: bool
     newest: datetime | None
     seconds: float
+    rows_kept: int = 0  # a full recompute: stored rows found identical and left as they were
 
 
 def last_feature_time(conn: psycopg.Connection, symbol: str, feature_set: str) -> datetime | None:
@@ -206,14 +210,13 @@ def update_symbol(
         references = reference_candles(conn, symbol, definition, candles, last)
         since = None if last is None else last + MINUTE
         frame = compute_features(candles, feature_set, references, since=since)
+        kept = 0
         if last is not None:
             frame = frame[frame.index > last]
         if full:
-            conn.execute(
-                "DELETE FROM features WHERE symbol = %s AND feature_set = %s",
-                (symbol, feature_set),
-            )
-        written = write_features(conn, symbol, feature_set, frame)
+            written, kept = replace_features(conn, symbol, feature_set, frame)
+        else:
+            written = write_features(conn, symbol, feature_set, frame)
     newest = frame.index[-1].to_pydatetime() if len(frame) else last
     return TransformResult(
         symbol=symbol,
@@ -223,7 +226,96 @@ def update_symbol(
         full=full or last is None,
         newest=newest,
         seconds=time.perf_counter() - started,
+        rows_kept=kept,
     )
+
+
+def replace_features(
+    conn: psycopg.Connection, symbol: str, feature_set: str, frame: pd.DataFrame
+) -> tuple[int, int]:
+    """Make the stored rows of ``symbol`` exactly ``frame``; returns (rows written, rows kept).
+
+    Only what differs is written: stored rows identical to the recomputed ones (bit for bit:
+    the computation is deterministic) stay where they are; the others are deleted, and the
+    changed and new rows copied in. Deleting rows and inserting the same keys again in one
+    transaction makes every insert check the unique index against the row it replaces, which
+    costs about twice a copy into an empty table; a recompute after a back-fill changes only
+    the rows whose windows reach the filled minutes, so most rows are kept and the recompute
+    costs a read of the stored year instead, compared in the binary layout both already have
+    (no float conversion, no copy of the year). The caller's transaction makes it all or
+    nothing.
+    """
+    names = feature_names(feature_set)
+    rows = feature_rows(symbol, feature_set, frame)
+    try:
+        stored = pgbinary.read_packed(
+            conn,
+            "FROM features WHERE symbol = %s AND feature_set = %s",
+            [symbol, feature_set],
+            [("open_time", "open_time", "timestamptz"), ("close", "close", "float8"),
+             ("values", "values", "float8[]")],
+            array_length=len(names),
+        )  # fmt: skip
+    except pgbinary.CopyLayoutError:  # rows of another width or with NULLs: none can be kept
+        stored = None
+    if stored is None or len(stored) == 0:
+        if stored is None:
+            _delete_all(conn, symbol, feature_set)
+        return _copy(conn, rows), 0
+    if len(stored) == len(rows) and np.array_equal(stored["open_time"], rows["open_time"]):
+        keep_new = keep_old = _identical(stored, rows)  # the usual case: the same minutes
+    else:
+        old_times = stored["open_time"].astype(np.int64)  # ascending, as read_packed returns
+        new_times = rows["open_time"].astype(np.int64)
+        at = np.minimum(np.searchsorted(old_times, new_times), len(old_times) - 1)
+        found = np.flatnonzero(old_times[at] == new_times)
+        same = _identical(stored[at[found]], rows[found])
+        keep_new = np.zeros(len(rows), dtype=bool)
+        keep_new[found[same]] = True
+        keep_old = np.zeros(len(stored), dtype=bool)
+        keep_old[at[found[same]]] = True
+    runs = _runs(~keep_old)
+    if len(runs) > _MAX_DELETE_RANGES or (~keep_old).sum() > len(stored) // 2:
+        # Mostly different (say a definition changed in place): keeping a few rows would cost
+        # more statements than it saves.
+        _delete_all(conn, symbol, feature_set)
+        return _copy(conn, rows), 0
+    edges = [index for a, b in runs for index in (a, b - 1)]
+    stamps = open_time_index(stored["open_time"][edges]).to_pydatetime()
+    with conn.cursor() as cur:
+        # Changed rows come in runs (the windows touched by a filled gap): one range each.
+        cur.executemany(
+            "DELETE FROM features WHERE symbol = %s AND feature_set = %s"
+            " AND open_time BETWEEN %s AND %s",
+            [(symbol, feature_set, stamps[2 * i], stamps[2 * i + 1]) for i in range(len(runs))],
+        )
+    return _copy(conn, rows[~keep_new]), int(keep_new.sum())
+
+
+def _identical(stored: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row: the same close and values, bit for bit, in the big-endian layout both share."""
+    close = stored["close"].view(">i8") == rows["close"].view(">i8")
+    values = stored["values"]["value"].view(">i8") == rows["values"]["value"].view(">i8")
+    return close & values.all(axis=1)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The [start, stop) index ranges where ``mask`` is true."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(),
+                    strict=True))  # fmt: skip
+
+
+def _delete_all(conn: psycopg.Connection, symbol: str, feature_set: str) -> None:
+    conn.execute(
+        "DELETE FROM features WHERE symbol = %s AND feature_set = %s", (symbol, feature_set)
+    )
+
+
+def _copy(conn: psycopg.Connection, rows: np.ndarray) -> int:
+    if len(rows):
+        pgbinary.copy_in(conn, "features (symbol, feature_set, open_time, close, values)", rows)
+    return len(rows)
 
 
 def update_features(

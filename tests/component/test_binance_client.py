@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -229,3 +229,34 @@ def test_a_retry_after_longer_than_allowed_stops_with_a_message(market: RunningE
     assert pauses.seconds == []
     assert "rate limited (429) this client for 1s" in str(caught.value)
     assert "PRICEBOT_MAX_RETRY_AFTER_SECONDS" in str(caught.value)
+
+
+def test_a_ban_longer_than_allowed_says_until_when_on_the_clients_clock(
+    market: RunningExchange,
+) -> None:
+    # Given an exchange banning for two minutes of its clock, and a client whose clock is fixed
+    market.config.banned_until = NOW + timedelta(minutes=2)
+    pauses = Pauses()
+    client = client_for(market, pauses, max_retry_after=60, clock=lambda: 1_000_000.0)
+    # When it asks for a page
+    with client, pytest.raises(RateLimitBanError) as caught:
+        client.klines("BTCUSDT", START_MS, NOW_MS)
+    # Then it stops at once, with the status and the ban's end on its own clock
+    assert pauses.seconds == []
+    assert caught.value.status == 418
+    assert caught.value.until == datetime.fromtimestamp(1_000_120, UTC)
+    assert "banned (418) this client for 120s" in str(caught.value)
+    assert market.stats.requests("/api/v3/klines") == 1
+
+
+def test_a_retry_after_that_would_outlast_the_deadline_is_not_waited(
+    market: RunningExchange,
+) -> None:
+    # Given a 30 s ban, a client willing to wait 60 s, but with only 10 s left before its deadline
+    market.config.banned_until = NOW + timedelta(seconds=30)
+    pauses = Pauses()
+    client = client_for(market, pauses, max_retry_after=60, clock=lambda: 500.0, deadline=510.0)
+    # When it asks for a page, Then it does not wait: the run would be killed mid-wait
+    with client, pytest.raises(RateLimitBanError, match="or the time the run has left"):
+        client.klines("BTCUSDT", START_MS, NOW_MS)
+    assert pauses.seconds == []

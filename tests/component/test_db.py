@@ -41,9 +41,11 @@ def test_cli_db_upgrade_unreachable_database_says_what_to_check() -> None:
 @pytest.mark.parametrize("text", ["0.01000000", "67234.12000000", "0.00000001", "123456789.1"])
 def test_numeric_prices_round_trip_exactly(database_url: str, text: str) -> None:
     with psycopg.connect(database_url) as conn:
+        # A closed candle on a minute (the candle rules' CHECK constraints hold for any writer).
         conn.execute(
-            "INSERT INTO klines VALUES ('X', now(), %s, %s, %s, %s, %s, now(), %s, 1, %s, %s,"
-            " '0', 'test')",
+            "INSERT INTO klines VALUES ('X', date_trunc('minute', now()) - interval '1 minute',"
+            " %s, %s, %s, %s, %s, date_trunc('minute', now()) - interval '1 millisecond', %s, 1,"
+            " %s, %s, '0', 'test')",
             [text] * 8,
         )
         value = conn.execute("SELECT open::text FROM klines").fetchone()[0]

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pricebot.archive import write_archive
-from pricebot.errors import MalformedKlineError
+from pricebot.candle_rules import check_kline
+from pricebot.errors import MalformedArchiveError, MalformedKlineError
 from pricebot.klines import parse_kline
 from pricebot_exchange.exchange import (
     RESTRICTED_MESSAGE,
@@ -254,6 +255,32 @@ def test_a_truncated_archive_is_refused_clearly(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match="not a readable zip archive"):
         create_app(ExchangeConfig(archives=[path]))
+
+
+def test_an_archive_breaking_a_candle_rule_is_refused_naming_file_row_and_rule(
+    tmp_path: Path,
+) -> None:
+    # Given an archive whose fourth row has a negative volume
+    first_ms = int(datetime(2026, 2, 1, tzinfo=UTC).timestamp() * 1000)
+    rows = archive_rows(first_ms, 10, 1)
+    rows[3][5] = "-12.50"
+    path = write_archive(tmp_path, "AVAXUSDT", date(2026, 2, 1), rows)
+    # When the exchange is asked to replay it, Then it refuses to serve what an import would
+    with pytest.raises(MalformedArchiveError, match=r"row 4: .*negative volume=-12.50") as caught:
+        create_app(ExchangeConfig(archives=[path]))
+    assert caught.value.path == path
+    assert "rule non-negative" in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["market", "random_walk", "swinging"])
+def test_every_candle_served_passes_the_candle_rules(mode: str) -> None:
+    # Given two days of the synthetic market in each mode, up to the still-open candle
+    config = ExchangeConfig(now=NOW, history_days=2, market=mode)
+    rows = synthetic_klines(config, "BTCUSDT", 0, NOW_MS)
+    # When each is checked as ingestion checks it, Then none is refused
+    for row in rows:
+        check_kline(row, "BTCUSDT", now=NOW_MS)
+    assert len(rows) == 2 * 1440 + 1
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -213,6 +213,11 @@ def test_without_the_environment_nothing_is_provisioned(database_url: str) -> No
 
 
 # --- privileges ---------------------------------------------------------------------------------
+# A closed candle on a minute: the candle rules' CHECK constraints (migration 0003) hold for all.
+A_CANDLE = (
+    "INSERT INTO klines VALUES ('X', date_trunc('minute', now()) - interval '1 minute', 1, 1, 1,"
+    " 1, 1, date_trunc('minute', now()) - interval '1 millisecond', 1, 1, 1, 1, '0', 't')"
+)
 ALLOWED = {
     "t_service": [
         "SELECT count(*) FROM candle_markets",
@@ -232,10 +237,11 @@ ALLOWED = {
             "predictions",
             "model_alias_events",
             "candle_markets",
+            "exchange_bans",
         )
     ],
     "t_pipeline": [
-        "INSERT INTO klines VALUES ('X', now(), 1, 1, 1, 1, 1, now(), 1, 1, 1, 1, '0', 't')",
+        A_CANDLE,
         "INSERT INTO ingestion_runs (symbol, source) VALUES ('X', 'rest')",
         "UPDATE ingestion_runs SET outcome = 'success'",
         "DELETE FROM gaps",
@@ -246,6 +252,10 @@ ALLOWED = {
         "INSERT INTO candle_markets (symbol, class, markets) VALUES ('X', 'real', '{binance}')"
         " ON CONFLICT (symbol) DO UPDATE SET markets = excluded.markets",
         "DELETE FROM candle_markets WHERE symbol = 'X'",
+        "INSERT INTO exchange_bans (exchange, banned_until, status, message)"
+        " VALUES ('https://x', now(), 418, 'm') ON CONFLICT (exchange) DO UPDATE"
+        " SET banned_until = excluded.banned_until",
+        "SELECT count(*) FROM exchange_bans WHERE banned_until > now()",
     ],
     "t_training": [
         "SELECT count(*) FROM candle_markets",
@@ -258,7 +268,7 @@ ALLOWED = {
 DENIED = {
     "t_service": [
         "INSERT INTO candle_markets (symbol, class, markets) VALUES ('X', 'real', '{binance}')",
-        "INSERT INTO klines VALUES ('X', now(), 1, 1, 1, 1, 1, now(), 1, 1, 1, 1, '0', 't')",
+        A_CANDLE,
         "UPDATE predictions SET actual = 1",
         "SELECT count(*) FROM ingestion_runs",
         "DELETE FROM predictions",

@@ -171,10 +171,88 @@ def test_full_recompute_picks_up_a_backfilled_gap(database_url: str) -> None:
     assert len(expected) == 2 * DAY
 
 
+def ctids(url: str, symbol: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT ctid::text FROM features WHERE symbol = %s ORDER BY open_time", (symbol,)
+        )]  # fmt: skip
+
+
+def test_a_full_recompute_of_unchanged_candles_writes_nothing_and_keeps_every_row(
+    database_url: str,
+) -> None:
+    # Given features computed from candles that have not changed since
+    store(database_url, kline_rows("BTCUSDT", HISTORY))
+    update_features(database_url, ["BTCUSDT"])
+    before, where = stored_features(database_url, "BTCUSDT"), ctids(database_url, "BTCUSDT")
+    # When they are recomputed in full
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        result = update_symbol(conn, "BTCUSDT", full=True)
+    # Then every recomputed row equals its stored one, so none was rewritten
+    assert (result.rows_written, result.rows_kept) == (0, len(before))
+    assert ctids(database_url, "BTCUSDT") == where
+    pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), before)
+
+
+def test_a_full_recompute_after_a_late_gap_is_filled_rewrites_only_the_rows_it_changes(
+    database_url: str,
+) -> None:
+    # Given features computed while one minute, six hours before the end, was missing
+    rows = kline_rows("BTCUSDT", HISTORY)
+    gap = HISTORY - 360
+    store(database_url, [row for i, row in enumerate(rows) if i != gap])
+    update_features(database_url, ["BTCUSDT"])
+    # and the minute arriving later
+    store(database_url, [rows[gap]])
+    # When the features are recomputed in full
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        result = update_symbol(conn, "BTCUSDT", full=True)
+        expected = compute_features(load_candles(conn, "BTCUSDT"))
+    # Then the table is what the complete candles give, and only the rows from the filled
+    # minute on (whose windows hold it) were written; those before it were kept
+    pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), expected)
+    changed = int((expected.index >= rows[gap][1]).sum())
+    assert (result.rows_written, result.rows_kept) == (changed, len(expected) - changed)
+    assert 0 < changed < len(expected) // 2
+
+
+def test_a_full_recompute_replaces_rows_of_another_width(database_url: str) -> None:
+    # Given stored rows of an older definition (three values each)
+    store(database_url, kline_rows("BTCUSDT", HISTORY))
+    update_features(database_url, ["BTCUSDT"])
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE features SET values = values[1:3]")
+    # When they are recomputed in full, Then all are replaced by the current definition's
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        result = update_symbol(conn, "BTCUSDT", full=True)
+        expected = compute_features(load_candles(conn, "BTCUSDT"))
+    pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), expected)
+    assert (result.rows_written, result.rows_kept) == (len(expected), 0)
+
+
+def test_a_full_recompute_deletes_rows_the_candles_no_longer_give(database_url: str) -> None:
+    # Given features computed, then the newest 100 candles deleted
+    store(database_url, kline_rows("BTCUSDT", HISTORY))
+    update_features(database_url, ["BTCUSDT"])
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "DELETE FROM klines WHERE open_time > (SELECT max(open_time) FROM klines) - "
+            "interval '100 minutes'"
+        )
+    # When they are recomputed in full, Then the rows past the newest candle are gone
+    update_features(database_url, ["BTCUSDT"], full=True)
+    with psycopg.connect(database_url) as conn:
+        expected = compute_features(load_candles(conn, "BTCUSDT"))
+    pd.testing.assert_frame_equal(stored_features(database_url, "BTCUSDT"), expected)
+
+
 def test_a_failed_full_recompute_leaves_the_table_as_it_was(database_url: str) -> None:
     # Given stored features, and a database that will refuse the next write
     store(database_url, kline_rows("BTCUSDT", HISTORY))
     update_features(database_url, ["BTCUSDT"])
+    with psycopg.connect(database_url) as conn:  # a stale row the recompute must replace
+        conn.execute("UPDATE features SET close = close + 1 WHERE open_time = "
+                     "(SELECT max(open_time) FROM features)")  # fmt: skip
     before = stored_features(database_url, "BTCUSDT")
     with psycopg.connect(database_url) as conn:
         conn.execute(
@@ -377,7 +455,8 @@ def test_cli_transform_full_recomputes(settings_env: str) -> None:
 
     assert result.exit_code == 0, result.output
     assert "full recompute" in result.output
-    assert "2,880 feature rows written" in result.output
+    assert "0 feature rows written" in result.output
+    assert "2,880 recomputed rows identical to those stored were kept" in result.output
 
 
 def test_cli_transform_too_little_history_says_how_much_is_needed(settings_env: str) -> None:

@@ -8,6 +8,7 @@ over HTTP.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -274,19 +275,39 @@ def test_transform_refuses_an_ingest_batch_event(handlers: Any) -> None:
         )
 
 
-@pytest.mark.parametrize("module", ["lambdas.ingest.handler"])
-def test_ingest_handler_imports_neither_numpy_nor_pandas(module: str) -> None:
-    code = (
-        f"import sys, {module}; heavy = sorted({{'numpy', 'pandas'}} & set(sys.modules));"
-        " print(','.join(heavy))"
-    )
-    env_note = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "eu-west-1"}
-    import os
-
+@pytest.mark.parametrize(
+    ("module", "tracing"),
+    [("lambdas.ingest.handler", "true"), ("lambdas.ingest.handler", "false"),
+     ("lambdas.transform.handler", "true")],
+)  # fmt: skip
+def test_importing_a_handler_defers_the_heavy_stack_to_its_first_use(
+    module: str, tracing: str
+) -> None:
+    # Given a fresh interpreter, tracing off or on
+    heavy = ["numpy", "pandas", "psycopg", "httpx", "pydantic_settings", "aws_xray_sdk",
+             "botocore.session", "boto3"]  # fmt: skip
+    code = f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    env = {**os.environ, "POWERTOOLS_TRACE_DISABLED": tracing, "AWS_DEFAULT_REGION": "eu-west-1"}
+    # When only the handler module is imported (a Lambda's init)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env_note}, check=True)  # fmt: skip
-
+                          env=env, check=True)  # fmt: skip
+    # Then none of the heavy stack came with it: Powertools' Logger and Metrics are all it needs
     assert done.stdout.strip() == ""
+
+
+def test_with_tracing_on_the_handler_runs_inside_powertools_tracer(
+    handlers: Any, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    # Given tracing switched on (as the deployed functions have it)
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "false")
+    handlers.ingest._instrumented.cache_clear()
+    try:
+        # When a batch is ingested, Then it runs inside the Tracer, and the work is done
+        event = custom_event(cloud.INGEST_BATCH, {"symbols": ["ETHUSDT"]})
+        result = handlers.ingest.lambda_handler(event, FakeContext())
+        assert result["candles_written"] == candle_counts(database_url)["ETHUSDT"] > 0
+    finally:
+        handlers.ingest._instrumented.cache_clear()
 
 
 def test_the_start_of_history_is_the_lookback_not_more(handlers: Any, database_url: str) -> None:
@@ -296,3 +317,45 @@ def test_the_start_of_history_is_the_lookback_not_more(handlers: Any, database_u
     with psycopg.connect(database_url) as conn:
         first = conn.execute("SELECT min(open_time) FROM klines").fetchone()[0]
     assert first >= datetime.now(UTC) - timedelta(days=1, minutes=2)
+
+
+def test_a_ban_is_recorded_and_later_invocations_ask_nothing_until_it_ends(
+    handlers: Any, aws: dict, database_url: str
+) -> None:
+    # Given an exchange banning this client for ten minutes
+    handlers.market.config.banned_until = datetime.now(UTC) + timedelta(minutes=10)
+    # When the schedule fires, Then the invocation succeeds (a retry would only ask again),
+    # saying when ingestion resumes, having made one request, and announcing nothing
+    first = handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
+    resume = datetime.fromisoformat(first["resume_at"])
+    assert timedelta(minutes=9) < resume - datetime.now(UTC) <= timedelta(minutes=10, seconds=1)
+    assert first["candles_written"] == 0
+    asked = handlers.market.stats.requests()
+    assert asked == 1
+    # When the schedule fires again during the ban, Then nothing at all is asked
+    again = handlers.ingest.lambda_handler(scheduled_event(), FakeContext())
+    assert again["resume_at"] == first["resume_at"]
+    assert handlers.market.stats.requests() == asked
+    assert received(aws) == []
+    assert candle_counts(database_url) == {}
+
+
+class ShortContext(FakeContext):
+    """An invocation with 40 s left before its timeout."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 40_000
+
+
+def test_an_invocation_does_not_wait_out_a_retry_after_its_time_left_cannot_cover(
+    handlers: Any,
+) -> None:
+    # Given a 30 s ban (within PRICEBOT_MAX_RETRY_AFTER_SECONDS) and an invocation whose
+    # timeout is 40 s away (30 s of which are its margin)
+    handlers.market.config.banned_until = datetime.now(UTC) + timedelta(seconds=30)
+    # When the schedule fires
+    result = handlers.ingest.lambda_handler(scheduled_event(), ShortContext())
+    # Then it returned with the ban's end after the one request that met it, instead of
+    # sleeping 30 s into its timeout and asking again
+    assert "resume_at" in result
+    assert handlers.market.stats.requests() == 1

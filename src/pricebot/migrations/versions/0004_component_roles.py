@@ -11,7 +11,8 @@ group role                  privileges
 ==========================  =====================================================================
 pricebot_service_group      read features, klines and candle markets; add predictions (the log)
 pricebot_monitoring_group   read every table (and every table created later: default privileges)
-pricebot_pipeline_group     ingest and backfill (klines, candle_markets, ingestion_runs, gaps),
+pricebot_pipeline_group     ingest and backfill (klines, candle_markets, ingestion_runs, gaps,
+                            exchange_bans),
                             transform (features), scoring (read predictions, fill in ``actual``
                             and ``scored_at``)
 pricebot_training_group     read klines, features, gaps, candle markets and the alias history;
@@ -29,14 +30,14 @@ in the same revision, next to the CREATE (``GRANT SELECT, INSERT ON new_table TO
 pricebot_pipeline_group``, plus ``USAGE`` on its sequence when it has one).
 
 Revision ID: 0004
-Revises: 0002 (the lead re-chains it after the market-data helper's 0003)
+Revises: 0003
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -48,7 +49,7 @@ GROUPS = (
 )
 TABLES = (
     "klines", "ingestion_runs", "gaps", "features", "predictions", "model_alias_events",
-    "candle_markets",
+    "candle_markets", "exchange_bans",
 )  # fmt: skip
 
 GRANTS = """
@@ -63,11 +64,12 @@ GRANT INSERT ON predictions TO pricebot_service_group;
 GRANT USAGE ON SEQUENCE predictions_id_seq TO pricebot_service_group;
 
 GRANT SELECT ON klines, ingestion_runs, gaps, features, predictions, model_alias_events,
-                candle_markets
+                candle_markets, exchange_bans
     TO pricebot_monitoring_group;
 
 GRANT SELECT, INSERT ON klines TO pricebot_pipeline_group;
 GRANT SELECT, INSERT, UPDATE, DELETE ON candle_markets TO pricebot_pipeline_group;
+GRANT SELECT, INSERT, UPDATE ON exchange_bans TO pricebot_pipeline_group;
 GRANT SELECT, INSERT, UPDATE ON ingestion_runs TO pricebot_pipeline_group;
 GRANT USAGE ON SEQUENCE ingestion_runs_id_seq TO pricebot_pipeline_group;
 GRANT SELECT, INSERT, UPDATE, DELETE ON gaps TO pricebot_pipeline_group;
