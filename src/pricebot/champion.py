@@ -34,13 +34,21 @@ log = logging.getLogger(__name__)
 # Slot states, as /models reports them.
 PENDING = "pending"  # not looked up yet
 SERVING = "serving"  # serving what the alias points at
-KEPT = "kept"  # serving an older version: the alias vanished or its new version failed to load
-MISSING = "missing"  # nothing to serve: no champion registered yet (or it never loaded)
+KEPT = "kept"  # serving an older version: the alias vanished, its new version failed to load,
+#                or the registry cannot be reached right now
+MISSING = "missing"  # nothing to serve: the registry has no champion for it
+FAILED = "failed"  # nothing to serve: the champion's version cannot be loaded (retried)
+UNREACHABLE = "unreachable"  # nothing to serve yet: the registry could not be asked
+
+#: States in which a slot's first look at the registry is settled: what the registry holds is
+#: known (served, absent, or broken). ``pending`` and ``unreachable`` are not: readiness waits.
+SETTLED = frozenset({SERVING, KEPT, MISSING, FAILED})
 
 # Events handed to the ``on_event`` callback (the service counts them in Prometheus).
 SWAPPED = "swapped"
 SWAP_FAILED = "swap_failed"
 ALIAS_VANISHED = "alias_vanished"
+REGISTRY_UNREACHABLE = "registry_unreachable"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,7 @@ class ServedModel:
     model: Any = field(repr=False)
     metrics: dict[str, float] = field(default_factory=dict)
     feature_importance: dict[str, float] | None = None
+    market: str | None = None  # version tag ``market``: the class of its training candles
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
@@ -79,6 +88,7 @@ class ServedModel:
             "loaded_at": self.loaded_at,
             "metrics": self.metrics,
             "feature_importance": self.feature_importance,
+            "market": self.market,
         }
 
 
@@ -156,6 +166,8 @@ class ModelPool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._first_pass = threading.Event()
+        self._registry_checked: datetime | None = None
+        self._registry_error: str | None = None
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -195,9 +207,21 @@ class ModelPool:
             return [slot.describe() for slot in self._slots.values()]
 
     def ready(self) -> bool:
-        """True once every slot has been looked up: loaded, or reported missing."""
+        """True once the registry has been asked about every slot and answered: each model is
+        loaded, or known to be absent or broken there. A slot the registry could not be asked
+        about yet (unreachable at start) keeps the service not ready."""
         with self._lock:
-            return all(slot.state != PENDING for slot in self._slots.values())
+            return all(slot.state in SETTLED for slot in self._slots.values())
+
+    def registry_status(self) -> dict[str, Any]:
+        """Whether the last look-up reached the registry, when, and the error if it did not."""
+        with self._lock:
+            return {
+                "uri": self.registry.where,
+                "reachable": self._registry_error is None and self._registry_checked is not None,
+                "checked_at": self._registry_checked,
+                "error": self._registry_error,
+            }
 
     # -- the poller ----------------------------------------------------------------------------
 
@@ -240,8 +264,10 @@ class ModelPool:
         try:
             version = self.registry.alias_target(slot.name, self.alias)
         except Exception as exc:  # connection refused, timeouts: the registry is unreachable
-            self._registry_error(slot, now, exc)
+            self._unreachable(slot, now, exc)
             return
+        with self._lock:
+            self._registry_checked, self._registry_error = now, None
         if version is None:
             self._alias_missing(slot, now)
             return
@@ -285,21 +311,25 @@ class ModelPool:
         if event:
             self._emit(event, slot)
 
-    def _registry_error(self, slot: Slot, now: datetime, exc: Exception) -> None:
+    def _unreachable(self, slot: Slot, now: datetime, exc: Exception) -> None:
         reason = f"model registry unreachable ({type(exc).__name__}: {_first_line(exc)})"
         with self._lock:
+            self._registry_checked, self._registry_error = now, reason
             slot.checked_at = now
             if slot.served is not None:
                 slot.state = KEPT
                 slot.message = f"{reason}; still serving version {slot.served.version}"
+            elif slot.state in (MISSING, FAILED):
+                pass  # what the registry said last still holds; /models shows the registry
             else:
-                slot.state = MISSING
-                slot.fix = "check that the MLflow server at MLFLOW_TRACKING_URI is up"
+                slot.state = UNREACHABLE
+                slot.fix = f"check that the MLflow server at {self.registry.where} is up"
                 slot.message = (
                     f"No model loaded for {slot.symbol} {slot.target}: {reason}. Check "
                     f"MLFLOW_TRACKING_URI; the service retries every {self.poll_seconds:g}s."
                 )
         log.warning("%s: %s", slot.name, reason)
+        self._emit(REGISTRY_UNREACHABLE, slot)
 
     def _load_and_swap(self, slot: Slot, version: Any, now: datetime) -> None:
         number = str(version.version)
@@ -317,7 +347,7 @@ class ModelPool:
                     slot.state = KEPT
                     slot.message = f"{reason}; still serving version {slot.served.version}"
                 else:
-                    slot.state, slot.fix = MISSING, fix_command(slot.symbol)
+                    slot.state, slot.fix = FAILED, fix_command(slot.symbol)
                     slot.message = (
                         f"No model for {slot.symbol} {slot.target}: {reason}. Register a working "
                         f"version (`{fix_command(slot.symbol)}`); retrying in {delay:.0f}s."
@@ -367,6 +397,7 @@ class ModelPool:
             model=model,
             metrics=metrics,
             feature_importance=importance,
+            market=tags.get("market"),
         )
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:
