@@ -11,18 +11,14 @@ are older than the service serves, ADAUSDT has no champion at all.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from mlflow import MlflowClient
 
@@ -32,12 +28,18 @@ from pricebot_local.localdb import LocalPostgres
 from pricebot_service.cli import service_command, service_env
 from tests.conftest import TEMPLATE_DB, free_port
 from tests.fixtures.models import (
-    RegisteredModel,
     minutes_back,
     register_broken_version,
     register_model,
     write_feature_rows,
 )
+from tests.fixtures.service import (
+    Service,
+    drop_database,
+    on_every_worker,
+    wait_for,
+)
+from tests.fixtures.service import start_service as _start_service
 
 pytestmark = pytest.mark.system
 
@@ -47,35 +49,6 @@ KEY = "test-key-current"
 OLD_KEY = "test-key-being-rotated-out"
 
 
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    database_url: str
-    key: str | None = None
-    models: dict[str, RegisteredModel] = field(default_factory=dict)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.key} if self.key else {}
-
-    def post(self, path: str, body: object, timeout: float = 10) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=timeout, headers=self.headers)
-
-    def get(self, path: str, **options: object) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=10, **options)  # type: ignore[arg-type]
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout=10)
-
-
 def start_service(
     root: Path,
     database_url: str,
@@ -83,61 +56,15 @@ def start_service(
     symbols: list[str],
     *,
     keys: tuple[str, ...] = (KEY,),
-    ready: bool = True,
     **env: str,
 ) -> Service:
-    """``pricebot serve``'s command with these settings; waits for /readyz (or for /livez only
-    when ``ready`` is False)."""
-    port = free_port()
-    log = root / f"service-{port}.log"
-    environment = service_env(
-        {
-            "PRICEBOT_DATABASE_URL": database_url,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "PRICEBOT_SYMBOLS": ",".join(symbols),
-            "PRICEBOT_TARGETS": TARGET,
-            "PRICEBOT_ALIAS_POLL_SECONDS": "1",
-            "PRICEBOT_PREDICTION_LOG_FLUSH_MS": "50",
-            "PRICEBOT_HOME": str(root / "home"),
-            "BENTOML_HOME": str(root / "bentoml"),
-            "PRICEBOT_API_KEYS": ",".join(keys),
-            **env,
-        }
+    return _start_service(
+        root, database_url, tracking_uri, symbols, target=TARGET, keys=keys, **env
     )
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            service_command(port),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    service = Service(
-        f"http://127.0.0.1:{port}", process, log, database_url, keys[0] if keys else None
-    )
-    probe = "/readyz" if ready else "/livez"
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{service.url}{probe}", timeout=2).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            service.stop()
-            raise TimeoutError(f"service not ready: {log.read_text()[-3000:]}")
-        time.sleep(0.25)
 
 
 def create_database(postgres: LocalPostgres, name: str) -> str:
     return postgres.create_database(name, template=TEMPLATE_DB)
-
-
-def drop_database(postgres: LocalPostgres, name: str) -> None:
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_recent_features(url: str, symbol: str, seed: int, *, age_minutes: int = 0) -> None:
@@ -186,20 +113,6 @@ def logged(url: str, symbol: str) -> int:
         return conn.execute(
             "SELECT count(*) FROM predictions WHERE symbol = %s", (symbol,)
         ).fetchone()[0]
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-def on_every_worker(condition, times: int = 12):
-    """A condition on an answer, true for ``times`` answers in a row: each request is taken by
-    whichever worker accepts it first, so a run of them reaches every worker."""
-    return lambda: all(condition() for _ in range(times))
 
 
 # -- predictions --------------------------------------------------------------------------------
