@@ -34,7 +34,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -93,6 +92,7 @@ class Api:
         self.keys = keys
         self.metrics = metrics
         self.spec = json.dumps(spec).encode()
+        self._heads: dict[str, tuple[tuple, bytes]] = {}  # model name -> (key, JSON head)
         self.max_body = settings.max_body_bytes
         self.max_batch = settings.max_batch_symbols
         self.routes: dict[str, tuple[frozenset[str], Callable[[Scope, bytes], Awaitable[Any]]]] = {
@@ -146,6 +146,9 @@ class Api:
         elif isinstance(answer, tuple):  # (content type, bytes), already encoded
             status = 200
             await _send(send, status, answer[1], content_type=answer[0])
+        elif isinstance(answer, bytes):  # JSON, already encoded
+            status = 200
+            await _send(send, status, answer)
         else:
             status = 200
             await _send(send, status, _dumps(answer))
@@ -153,7 +156,7 @@ class Api:
 
     # -- the routes ----------------------------------------------------------------------------
 
-    async def predict(self, scope: Scope, body: bytes) -> dict[str, Any]:
+    async def predict(self, scope: Scope, body: bytes) -> bytes:
         request = _parse(schemas.PredictRequest, body)
         try:
             try:
@@ -167,7 +170,7 @@ class Api:
             raise HttpError(status, error) from None
         return self._prediction(result)
 
-    async def predict_batch(self, scope: Scope, body: bytes) -> dict[str, Any]:
+    async def predict_batch(self, scope: Scope, body: bytes) -> bytes:
         request = _parse(schemas.PredictBatchRequest, body)
         if len(request.symbols) > self.max_batch:
             raise HttpError(
@@ -185,7 +188,8 @@ class Api:
             answers = await anyio.to_thread.run_sync(
                 self.predictor.predict_many, request.symbols, request.target
             )
-        predictions, errors = [], []
+        predictions: list[bytes] = []
+        errors: list[dict[str, Any]] = []
         for symbol, answer in zip(request.symbols, answers, strict=True):
             if isinstance(answer, Prediction):
                 predictions.append(self._prediction(answer))
@@ -200,7 +204,7 @@ class Api:
                         "fix": error.get("fix"),
                     }
                 )
-        return {"predictions": predictions, "errors": errors}
+        return b'{"predictions":[%s],"errors":%s}' % (b",".join(predictions), _dumps(errors))
 
     async def models(self, scope: Scope, body: bytes) -> dict[str, Any]:
         if body.strip() not in (b"", b"{}"):
@@ -213,21 +217,50 @@ class Api:
         }
 
     async def prometheus(self, scope: Scope, body: bytes) -> tuple[str, bytes]:
-        return CONTENT_TYPE, await anyio.to_thread.run_sync(exposition)
+        def current() -> bytes:
+            self.metrics.flush()  # this worker's last second too
+            return exposition()
+
+        return CONTENT_TYPE, await anyio.to_thread.run_sync(current)
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _prediction(self, result: Prediction) -> dict[str, Any]:
-        self.metrics.served(
-            result.symbol, result.target, result.model_version, result.feature_age_seconds
-        )
-        answer = asdict(result)
-        answer["feature_time"] = result.feature_time.isoformat()
+    def _prediction(self, result: Prediction) -> bytes:
+        """The answer as JSON (the fields of schemas.PredictionOut). Everything but its age,
+        staleness and id is the same for every answer from one model version and feature row,
+        so that part is encoded once per (version, row) and reused."""
         if not math.isfinite(result.prediction):
             raise ValueError(
                 f"{result.model_name} v{result.model_version} answered {result.prediction}"
             )
-        return answer
+        self.metrics.served(
+            result.symbol, result.target, result.model_version, result.feature_age_seconds
+        )
+        key = (result.model_version, result.feature_time, result.prediction)
+        cached = self._heads.get(result.model_name)
+        if cached is None or cached[0] != key:
+            head = _dumps(
+                {
+                    "symbol": result.symbol,
+                    "target": result.target,
+                    "prediction": result.prediction,
+                    "implied_price": result.implied_price,
+                    "close": result.close,
+                    "horizon_minutes": result.horizon_minutes,
+                    "model_name": result.model_name,
+                    "model_version": result.model_version,
+                    "alias": result.alias,
+                    "feature_time": result.feature_time.isoformat(),
+                }
+            )
+            cached = self._heads[result.model_name] = (key, head[:-1])
+        stale = b"true" if result.stale else b"false"
+        return b'%s,"feature_age_seconds":%s,"stale":%s,"request_id":"%s"}' % (
+            cached[1],
+            repr(result.feature_age_seconds).encode(),
+            stale,
+            result.request_id.encode(),
+        )
 
     def _fault(self, exc: PricebotError) -> tuple[int, dict[str, Any]]:
         if isinstance(exc, UnknownModelError):
@@ -305,7 +338,7 @@ def _invalid(exc: ValidationError) -> dict[str, Any]:
 
 
 def _dumps(data: Any) -> bytes:
-    return json.dumps(data, default=_default, allow_nan=False).encode()
+    return json.dumps(data, default=_default, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _default(value: Any) -> Any:

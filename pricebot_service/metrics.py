@@ -6,25 +6,52 @@ them. BentoML's own per-request metrics middleware is switched off (it costs mor
 of an answer); the request counts and durations it gave are here as
 ``pricebot_http_requests_total`` and ``pricebot_http_request_duration_seconds``.
 
-Label children are looked up once and reused: ``labels()`` takes a lock and builds a key on
-every call, which the hot path does not need to pay for.
+The request path never touches a Prometheus value itself. In multiprocess mode every update
+takes a lock and a ``getpid()`` system call (several per request, a hundred for a batch), so
+the request path adds to plain dictionaries and a daemon thread writes them to the Prometheus
+values once a second (``FLUSH_SECONDS``): counters as one increment per series, histograms as
+one increment per touched bucket plus the sum. A scrape therefore lags by at most that second.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
 import os
+import threading
+from collections import defaultdict
 from typing import Any
 
 from pricebot.champion import REGISTRY_UNREACHABLE, SWAP_FAILED, SWAPPED
 from pricebot.predictions import DROPPED, FAILED, LOST_AT_EXIT, REJECTED, WRITTEN
 
+log = logging.getLogger("pricebot.service")
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FLUSH_SECONDS = 1.0
 
 _FAST = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_SLOW = (*_FAST, 2.5, 5.0, 10.0)
+INF = float("inf")
+
+
+class _Histogram:
+    """Observations of one histogram series, bucketed in memory until the next flush."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, flush_seconds: float = FLUSH_SECONDS) -> None:
         import prometheus_client as prom
 
         self.requests = prom.Counter(
@@ -34,7 +61,7 @@ class Metrics:
             "pricebot_http_request_duration_seconds",
             "Time from a request's first byte in to its answer's last byte out, per route.",
             ["route"],
-            buckets=(*_FAST, 2.5, 5.0, 10.0),
+            buckets=_SLOW,
         )
         self.predictions = prom.Counter(
             "pricebot_predictions_total",
@@ -65,6 +92,7 @@ class Metrics:
             ["stage"],
             buckets=_FAST,
         )
+        self._bounds = {self.duration: (*_SLOW, INF), self.stage: (*_FAST, INF)}
         self.log_rows = prom.Counter(
             "pricebot_prediction_log_rows_total",
             "Prediction-log rows by outcome: written; dropped (the queue was full while the "
@@ -76,42 +104,74 @@ class Metrics:
             "pricebot_prediction_log_failed_writes_total",
             "Prediction-log write attempts that failed (each is retried after a back-off).",
         )
-        self._stages: dict[str, Any] = {}
-        self._routes: dict[str, Any] = {}
-        self._statuses: dict[tuple[str, int], Any] = {}
-        self._served: dict[tuple[str, str, str], Any] = {}
-        self._ages: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._counts: defaultdict[tuple[Any, tuple[str, ...]], float] = defaultdict(float)
+        self._gauges: dict[tuple[Any, tuple[str, ...]], float] = {}
+        self._histograms: dict[tuple[Any, tuple[str, ...]], _Histogram] = {}
+        self._flush_seconds = flush_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> Metrics:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the writer and write what is buffered."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # metrics must never take the service down
+                log.exception("writing the metrics failed; retrying next second")
+
+    def flush(self) -> None:
+        """Write the buffered updates to the Prometheus values."""
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(float)
+            gauges, self._gauges = self._gauges, {}
+            histograms, self._histograms = self._histograms, {}
+        for (metric, labels), amount in counts.items():
+            (metric.labels(*labels) if labels else metric).inc(amount)
+        for (metric, labels), value in gauges.items():
+            metric.labels(*labels).set(value)
+        for (metric, labels), buffered in histograms.items():
+            _write_histogram(metric.labels(*labels), buffered)
 
     # -- the request path ----------------------------------------------------------------------
 
     def answered(self, route: str, status: int, seconds: float) -> None:
-        counter = self._statuses.get((route, status))
-        if counter is None:
-            counter = self._statuses[(route, status)] = self.requests.labels(route, str(status))
-        counter.inc()
-        histogram = self._routes.get(route)
-        if histogram is None:
-            histogram = self._routes[route] = self.duration.labels(route)
-        histogram.observe(seconds)
+        with self._lock:
+            self._counts[(self.requests, (route, str(status)))] += 1
+            self._observe(self.duration, (route,), seconds)
 
     def served(self, symbol: str, target: str, version: str, age_seconds: float) -> None:
-        key = (symbol, target, version)
-        counter = self._served.get(key)
-        if counter is None:
-            counter = self._served[key] = self.predictions.labels(symbol, target, version)
-        counter.inc()
-        gauge = self._ages.get(symbol)
-        if gauge is None:
-            gauge = self._ages[symbol] = self.feature_age.labels(symbol)
-        gauge.set(age_seconds)
+        with self._lock:
+            self._counts[(self.predictions, (symbol, target, version))] += 1
+            self._gauges[(self.feature_age, (symbol,))] = age_seconds
 
     def observe(self, stage: str, seconds: float) -> None:
-        histogram = self._stages.get(stage)
-        if histogram is None:
-            histogram = self._stages[stage] = self.stage.labels(stage)
-        histogram.observe(seconds)
+        with self._lock:
+            self._observe(self.stage, (stage,), seconds)
 
-    # -- events from the core ------------------------------------------------------------------
+    def _observe(self, metric: Any, labels: tuple[str, ...], seconds: float) -> None:
+        key = (metric, labels)
+        buffered = self._histograms.get(key)
+        if buffered is None:
+            buffered = self._histograms[key] = _Histogram(self._bounds[metric])
+        buffered.observe(seconds)
+
+    # -- events from the core (rare: written at once) ------------------------------------------
 
     def on_model_event(self, event: str, slot: Any) -> None:
         if event == SWAPPED:
@@ -124,9 +184,27 @@ class Metrics:
     def on_log_event(self, kind: str, rows: int) -> None:
         if kind == FAILED:
             self.log_failed_writes.inc()
-            return
-        if kind in (WRITTEN, DROPPED, REJECTED, LOST_AT_EXIT):
+        elif kind in (WRITTEN, DROPPED, REJECTED, LOST_AT_EXIT):
             self.log_rows.labels(kind).inc(rows)
+
+
+def _write_histogram(child: Any, buffered: _Histogram) -> None:
+    """Add bucketed observations to a histogram child: one increment per touched bucket.
+
+    prometheus_client has no bulk observe; its children keep one value per bucket
+    (``_buckets``, non-cumulative) and the sum (``_sum``), which are what ``observe`` increments.
+    Without them (another client version), each observation is replayed at its bucket's bound.
+    """
+    buckets, total = getattr(child, "_buckets", None), getattr(child, "_sum", None)
+    if buckets is None or total is None or len(buckets) != len(buffered.counts):
+        for bound, count in zip(buffered.bounds, buffered.counts, strict=True):
+            for _ in range(count):
+                child.observe(bound)
+        return
+    for value, count in zip(buckets, buffered.counts, strict=True):
+        if count:
+            value.inc(count)
+    total.inc(buffered.total)
 
 
 def exposition() -> bytes:

@@ -66,7 +66,7 @@ class PriceBot:
                 "reach this port. Set PRICEBOT_API_KEYS (and PRICEBOT_REQUIRE_API_KEY=true "
                 "wherever it is deployed)."
             )
-        metrics = Metrics()
+        self.metrics = metrics = Metrics().start()
         # Each worker takes connections only once it is started (the workers share one
         # listening socket), so a worker that has not loaded its models yet never answers a
         # request with "still loading" while another one says the service is ready.
@@ -98,6 +98,7 @@ class PriceBot:
     def close(self) -> None:
         """Stop polling and write every logged prediction before the process exits."""
         self.predictor.close()
+        self.metrics.stop()
 
 
 def _version() -> str:

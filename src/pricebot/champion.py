@@ -253,26 +253,31 @@ class ModelPool:
             self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
 
     def refresh(self) -> None:
-        """One pass: look up each alias and load/swap where it moved."""
-        for slot in list(self._slots.values()):
-            if self._stop.is_set():
-                return
-            self._refresh_slot(slot)
-
-    def _refresh_slot(self, slot: Slot) -> None:
+        """One pass: learn where every alias points (one paged registry search, not a look-up
+        per model: a service of 100 symbols asks once, not 100 times) and load/swap where one
+        moved. The version's details are fetched only for a slot whose alias moved."""
         now = datetime.now(UTC)
+        slots = list(self._slots.values())
         try:
-            version = self.registry.alias_target(slot.name, self.alias)
+            targets = self.registry.alias_versions(self.alias, [slot.name for slot in slots])
         except Exception as exc:  # connection refused, timeouts: the registry is unreachable
-            self._unreachable(slot, now, exc)
+            for slot in slots:
+                self._unreachable(slot, now, exc)
             return
         with self._lock:
             self._registry_checked, self._registry_error = now, None
-        if version is None:
+        for slot in slots:
+            if self._stop.is_set():
+                return
+            try:
+                self._refresh_slot(slot, targets.get(slot.name), now)
+            except Exception as exc:  # the registry failed in the middle of the pass
+                self._unreachable(slot, now, exc)
+
+    def _refresh_slot(self, slot: Slot, number: str | None, now: datetime) -> None:
+        if number is None:
             self._alias_missing(slot, now)
             return
-
-        number = str(version.version)
         with self._lock:
             slot.checked_at = now
             slot.alias_version = number
@@ -285,6 +290,9 @@ class ModelPool:
             return
         if number == slot.failed_version and time.monotonic() < slot.retry_at:
             return  # a version that just failed: retried with back-off, not every poll
+        version = self.registry.get_version(slot.name, number)
+        if version is None:  # deleted between the search and now: next pass sees the truth
+            return
         self._load_and_swap(slot, version, now)
 
     def _alias_missing(self, slot: Slot, now: datetime) -> None:

@@ -223,3 +223,21 @@ def test_a_champion_that_cannot_be_loaded_is_failed_and_settled(
     assert f"version {broken} failed to load" in status["message"]
     with pytest.raises(NoChampionError, match="failed to load"):
         pool.get(symbol, TARGET)
+
+
+def test_one_pass_follows_every_alias_of_the_pool(
+    tracking_uri: str, registered_model: Callable[..., RegisteredModel]
+) -> None:
+    first, second, absent = next(_symbols), next(_symbols), next(_symbols)
+    one = registered_model(first, TARGET, seed=11)
+    two = registered_model(second, TARGET, seed=12)
+    pool = make_pool(tracking_uri, first, second, absent)
+
+    pool.refresh()
+
+    states = {s["symbol"]: (s["state"], s["alias_version"]) for s in pool.status()}
+    assert states == {
+        first: (SERVING, one.version),
+        second: (SERVING, two.version),
+        absent: (MISSING, None),
+    }

@@ -169,11 +169,11 @@ def test_a_new_feature_row_changes_the_prediction(
 
 
 def started_predictor(
-    database_url: str, tracking_uri: str, symbol: str, tmp_path: Path, **options: object
+    database_url: str, tracking_uri: str, symbol: str | list[str], tmp_path: Path, **options: object
 ) -> Predictor:
     settings = Settings(
         database_url=database_url,
-        symbols=[symbol],
+        symbols=[symbol] if isinstance(symbol, str) else symbol,
         targets=[TARGET],
         home=tmp_path,
         alias_poll_seconds=60,
@@ -256,6 +256,27 @@ def test_a_batch_answers_each_symbol_or_its_error_and_logs_the_answers(
 
     assert [type(a).__name__ for a in answers] == ["Prediction", "UnknownModelError", "Prediction"]
     assert logged_count(database_url) == 2
+
+
+def test_a_batch_reads_every_row_in_one_query_and_names_a_symbol_without_features(
+    database_url: str,
+    tracking_uri: str,
+    registered_model: Callable[..., RegisteredModel],
+    tmp_path: Path,
+) -> None:
+    registered_model("MANY1USDT", TARGET, seed=11)
+    registered_model("MANY2USDT", TARGET, seed=12)
+    written = write_feature_rows(database_url, "MANY1USDT", minutes_back(datetime.now(UTC), 3))
+    predictor = started_predictor(database_url, tracking_uri, ["MANY1USDT", "MANY2USDT"], tmp_path)
+    try:
+        first, missing = predictor.predict_many(["MANY1USDT", "MANY2USDT"], TARGET)
+    finally:
+        predictor.close()
+
+    assert predictor.features.queries == 1
+    assert first.feature_time == written.index[-1]
+    assert isinstance(missing, NoFeaturesError)
+    assert "No v1 features for MANY2USDT" in str(missing)
 
 
 def test_the_pool_cancels_a_statement_running_longer_than_the_timeout(database_url: str) -> None:
