@@ -29,6 +29,8 @@ Every answer is counted and timed in Prometheus (:mod:`pricebot_service.metrics`
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import math
@@ -158,13 +160,14 @@ class Api:
 
     async def predict(self, scope: Scope, body: bytes) -> bytes:
         request = _parse(schemas.PredictRequest, body)
+        predict = functools.partial(
+            self.predictor.predict, request.symbol, request.target, explain=request.explain
+        )
         try:
             try:
-                result = self.predictor.predict(request.symbol, request.target, block=False)
+                result = predict(block=False)
             except WouldBlock:
-                result = await anyio.to_thread.run_sync(
-                    self.predictor.predict, request.symbol, request.target
-                )
+                result = await anyio.to_thread.run_sync(predict)
         except PricebotError as exc:
             status, error = self._fault(exc)
             raise HttpError(status, error) from None
@@ -236,6 +239,8 @@ class Api:
         self.metrics.served(
             result.symbol, result.target, result.model_version, result.feature_age_seconds
         )
+        if result.explanation is not None or result.explanation_unavailable is not None:
+            return _dumps(_explained(result))
         key = (result.model_version, result.feature_time, result.prediction)
         cached = self._heads.get(result.model_name)
         if cached is None or cached[0] != key:
@@ -312,6 +317,18 @@ class Api:
             },
             ((b"connection", b"close"),),
         )
+
+
+def _explained(result: Prediction) -> dict[str, Any]:
+    answer = dataclasses.asdict(result)  # explained answers are rare: clarity over speed
+    answer["feature_time"] = result.feature_time.isoformat()
+    if result.explanation is None:
+        del answer["explanation"]
+    else:
+        answer["explanation"]["top"] = list(answer["explanation"]["top"])
+    if result.explanation_unavailable is None:
+        del answer["explanation_unavailable"]
+    return answer
 
 
 class _DisconnectedError(Exception):

@@ -37,6 +37,9 @@ class Request(BaseModel):
 class PredictRequest(Request):
     symbol: Symbol
     target: Target | None = None
+    explain: bool = Field(
+        False, description="Also return the top feature contributions to this answer."
+    )
 
 
 class PredictBatchRequest(Request):
@@ -70,6 +73,33 @@ class PredictionOut(BaseModel):
         "(rows older than PRICEBOT_MAX_FEATURE_AGE_SECONDS are not served at all: 503)."
     )
     request_id: str = Field(description="This prediction's id in the prediction log.")
+    explanation: ExplanationOut | None = Field(
+        None,
+        description="With explain: true. base + sum(top contributions) + rest = the output in "
+        "`space`.",
+    )
+    explanation_unavailable: str | None = Field(
+        None, description="With explain: true, when the served model cannot be explained: why."
+    )
+
+
+class ContributionOut(BaseModel):
+    feature: str
+    value: float = Field(description="The feature's value in the row used.")
+    contribution: float = Field(description="Its share of the output, in `space` units.")
+
+
+class ExplanationOut(BaseModel):
+    method: str = Field(
+        description="treeshap (XGBoost's TreeSHAP) or linear (coefficient x standardised value)."
+    )
+    space: str = Field(
+        description="prediction: the contributions add up to the prediction; log_odds: to the "
+        "log-odds of the event (classifiers)."
+    )
+    base: float = Field(description="The bias or intercept: the output with no contribution.")
+    top: list[ContributionOut] = Field(description="The largest contributions by size, first.")
+    rest: float = Field(description="The sum of the other features' contributions.")
 
 
 class BatchError(BaseModel):

@@ -69,6 +69,7 @@ class ServedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     feature_importance: dict[str, float] | None = None
     market: str | None = None  # version tag ``market``: the class of its training candles
+    estimator: Any = field(default=None, repr=False)  # the fitted estimator inside ``model``
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
@@ -76,6 +77,12 @@ class ServedModel:
             np.asarray(values, dtype="float64").reshape(1, -1), columns=list(self.columns)
         )
         return float(np.asarray(self.model.predict(frame), dtype="float64").ravel()[0])
+
+    def explain(self, values: np.ndarray, top: int) -> Any:
+        """The feature contributions to this row's output (:mod:`pricebot.explanations`)."""
+        from pricebot.explanations import explain
+
+        return explain(self.estimator, self.columns, values, top=top)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -380,6 +387,7 @@ class ModelPool:
         self._emit(SWAPPED, slot)
 
     def _load(self, slot: Slot, version: Any) -> ServedModel:
+        from pricebot.explanations import estimator_of
         from pricebot.features import feature_names
 
         tags = dict(version.tags or {})
@@ -406,6 +414,7 @@ class ModelPool:
             metrics=metrics,
             feature_importance=importance,
             market=tags.get("market"),
+            estimator=estimator_of(model),
         )
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:

@@ -215,3 +215,8 @@ class MarketMismatchError(PricebotError, LookupError):
 class ServiceConfigError(PricebotError, ValueError):
     """The service is configured so that it must not start (e.g. an API key is required and
     none is set); the message names the variable to set."""
+
+
+class ExplanationUnavailableError(PricebotError, ValueError):
+    """The served model is of a kind whose answers cannot be decomposed into feature
+    contributions (only tree ensembles and linear models can); the message names it."""

@@ -57,6 +57,7 @@ from pricebot.champion import ModelPool, ServedModel
 from pricebot.db import redact
 from pricebot.errors import (
     DatabaseUnavailableError,
+    ExplanationUnavailableError,
     MarketMismatchError,
     NoChampionError,
     NoFeaturesError,
@@ -64,6 +65,7 @@ from pricebot.errors import (
     StaleFeaturesError,
     UnknownModelError,
 )
+from pricebot.explanations import Explanation
 from pricebot.predictions import LogEvent, PredictionLog, PredictionRecord
 from pricebot.registry import Registry
 from pricebot.settings import Settings
@@ -87,6 +89,8 @@ Observer = Callable[[str, float], None]  # (stage, seconds): time spent per stag
 
 #: How long the class of a symbol's stored candles (real or simulated) is reused.
 MARKET_CACHE_SECONDS = 60.0
+#: Contributions an explained answer lists (the others are summed in ``rest``).
+EXPLAIN_TOP = 5
 
 
 class WouldBlock(Exception):  # noqa: N818 - control flow, like BlockingIOError; never shown
@@ -128,6 +132,8 @@ class Prediction:
     feature_age_seconds: float
     stale: bool
     request_id: str  # the prediction's id in the log (predictions.request_id)
+    explanation: Explanation | None = None  # when asked for and the model allows it
+    explanation_unavailable: str | None = None  # why not, when asked for and it does not
 
 
 class _SharedLookup:
@@ -364,6 +370,7 @@ class Predictor:
         self._db_pool = db_pool
         self._observe = observe or (lambda stage, seconds: None)
         self._memo: dict[str, tuple[tuple, float]] = {}
+        self._explained: dict[str, tuple[tuple, Explanation]] = {}
         self._age_limit = settings.feature_age_limit()
 
     @classmethod
@@ -431,15 +438,28 @@ class Predictor:
 
     # -- answering -----------------------------------------------------------------------------
 
-    def predict(self, symbol: str, target: str | None = None, *, block: bool = True) -> Prediction:
+    def predict(
+        self,
+        symbol: str,
+        target: str | None = None,
+        *,
+        block: bool = True,
+        explain: bool = False,
+    ) -> Prediction:
         """One prediction for ``symbol``, logged; raises the errors the service maps to 404/503
-        (and :class:`WouldBlock` when ``block`` is False and the answer needs I/O)."""
+        (and :class:`WouldBlock` when ``block`` is False and the answer needs I/O). With
+        ``explain``, the answer carries the top feature contributions to it."""
         now = datetime.now(UTC)
         symbol, target, model = self._resolve(symbol, target)
         started = time.perf_counter()
         row = self.features.latest(symbol, model.feature_set, block=block)
         fetched = time.perf_counter()
         prediction, record = self._compose(symbol, target, model, row, block, now)
+        if explain:
+            try:
+                prediction.explanation = self._explanation(model, row, block)
+            except ExplanationUnavailableError as exc:
+                prediction.explanation_unavailable = str(exc)
         composed = time.perf_counter()
         self.predictions.record(record)
         self._observe("features", fetched - started)
@@ -563,6 +583,19 @@ class Predictor:
                 "promote it.",
                 f"pricebot train --symbol {model.symbol}",
             )
+
+    def _explanation(self, model: ServedModel, row: Any, block: bool) -> Explanation:
+        """The answer's feature contributions, computed once per (model version, feature row)
+        like the output itself."""
+        key = (model.name, model.version, row.open_time)
+        memo = self._explained.get(model.name)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        if not block:
+            raise WouldBlock(key)
+        explanation = model.explain(row.values, EXPLAIN_TOP)
+        self._explained[model.name] = (key, explanation)
+        return explanation
 
     def _model_output(self, model: ServedModel, row: Any, block: bool = True) -> float:
         """The model's output for the row, computed once per (model version, feature row).

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from mlflow import MlflowClient
@@ -14,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from pricebot import db
 from pricebot.errors import MarketMismatchError, NoFeaturesError, StaleFeaturesError
+from pricebot.features import feature_names
 from pricebot.klines import insert_klines, parse_kline, to_millis
 from pricebot.serving import (
     DatabaseUnavailableError,
@@ -324,3 +326,29 @@ def real_kline(symbol: str) -> tuple:
     ms = to_millis(minute)
     row = [ms, "1.0", "1.0", "1.0", "1.0", "1.0", ms + 59_999, "1.0", 1, "0.5", "0.5", "0"]
     return parse_kline(row, symbol, "archive")
+
+
+def test_an_explained_answer_adds_up_to_the_prediction(
+    database_url: str,
+    tracking_uri: str,
+    registered_model: Callable[..., RegisteredModel],
+    tmp_path: Path,
+) -> None:
+    model = registered_model("WHYUSDT", TARGET, seed=13)
+    frame = write_feature_rows(database_url, "WHYUSDT", minutes_back(datetime.now(UTC), 2))
+    predictor = started_predictor(database_url, tracking_uri, "WHYUSDT", tmp_path)
+    try:
+        answer = predictor.predict("WHYUSDT", TARGET, explain=True)
+    finally:
+        predictor.close()
+
+    explanation = answer.explanation
+    values = frame.iloc[-1, 1:].to_numpy()
+    largest = int(np.argmax(np.abs(model.weights * values)))
+    assert explanation.method == "linear"
+    assert len(explanation.top) == 5
+    assert explanation.total == pytest.approx(answer.prediction, abs=1e-12)
+    assert explanation.top[0].feature == feature_names("v1")[largest]
+    assert explanation.top[0].contribution == pytest.approx(
+        model.weights[largest] * values[largest]
+    )

@@ -171,6 +171,22 @@ def test_the_log_records_the_feature_age_the_answer_reported(service: Service) -
     assert logged_age() == pytest.approx(answer["feature_age_seconds"], abs=1e-6)
 
 
+def test_an_explained_prediction_lists_the_contributions_adding_up_to_it(
+    service: Service,
+) -> None:
+    answer = service.post("/predict", {"symbol": "BTCUSDT", "explain": True})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    explanation = body["explanation"]
+    contributions = [c["contribution"] for c in explanation["top"]]
+    assert explanation["method"] == "linear"
+    assert len(contributions) == 5
+    assert explanation["base"] + sum(contributions) + explanation["rest"] == pytest.approx(
+        body["prediction"], abs=1e-12
+    )
+
+
 def test_target_defaults_to_the_first_served_one(service: Service) -> None:
     answer = service.post("/predict", {"symbol": "btcusdt"})
 
