@@ -193,9 +193,14 @@ class Api:
             )
         predictions: list[bytes] = []
         errors: list[dict[str, Any]] = []
+        served: list[tuple[str, str, str, float]] = []
         for symbol, answer in zip(request.symbols, answers, strict=True):
             if isinstance(answer, Prediction):
-                predictions.append(self._prediction(answer))
+                predictions.append(self._encoded(answer))
+                served.append(
+                    (answer.symbol, answer.target, answer.model_version,
+                     answer.feature_age_seconds)
+                )  # fmt: skip
             else:
                 status, error = self._fault(answer)
                 errors.append(
@@ -207,6 +212,7 @@ class Api:
                         "fix": error.get("fix"),
                     }
                 )
+        self.metrics.served_many(served)
         return b'{"predictions":[%s],"errors":%s}' % (b",".join(predictions), _dumps(errors))
 
     async def models(self, scope: Scope, body: bytes) -> dict[str, Any]:
@@ -229,6 +235,12 @@ class Api:
     # -- helpers -------------------------------------------------------------------------------
 
     def _prediction(self, result: Prediction) -> bytes:
+        self.metrics.served(
+            result.symbol, result.target, result.model_version, result.feature_age_seconds
+        )
+        return self._encoded(result)
+
+    def _encoded(self, result: Prediction) -> bytes:
         """The answer as JSON (the fields of schemas.PredictionOut). Everything but its age,
         staleness and id is the same for every answer from one model version and feature row,
         so that part is encoded once per (version, row) and reused."""
@@ -236,9 +248,6 @@ class Api:
             raise ValueError(
                 f"{result.model_name} v{result.model_version} answered {result.prediction}"
             )
-        self.metrics.served(
-            result.symbol, result.target, result.model_version, result.feature_age_seconds
-        )
         if result.explanation is not None or result.explanation_unavailable is not None:
             return _dumps(_explained(result))
         key = (result.model_version, result.feature_time, result.prediction)

@@ -160,6 +160,14 @@ class Metrics:
             self._counts[(self.predictions, (symbol, target, version))] += 1
             self._gauges[(self.feature_age, (symbol,))] = age_seconds
 
+    def served_many(self, answers: list[tuple[str, str, str, float]]) -> None:
+        """``served`` for every answer of a batch, under one lock."""
+        with self._lock:
+            counts, gauges = self._counts, self._gauges
+            for symbol, target, version, age_seconds in answers:
+                counts[(self.predictions, (symbol, target, version))] += 1
+                gauges[(self.feature_age, (symbol,))] = age_seconds
+
     def observe(self, stage: str, seconds: float) -> None:
         with self._lock:
             self._observe(self.stage, (stage,), seconds)

@@ -181,8 +181,8 @@ class PredictionLog:
             self._emit(DROPPED, 1)
             if self.dropped in (1, 10, 100, 1000) or self.dropped % 10_000 == 0:
                 log.error(
-                    "prediction log full (%d rows held while the database is away): dropped "
-                    "the oldest, %d so far",
+                    "prediction log full (%d rows waiting: the database is away or slower "
+                    "than the answers): dropped the oldest, %d so far",
                     self.max_pending,
                     self.dropped,
                 )

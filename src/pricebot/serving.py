@@ -369,7 +369,7 @@ class Predictor:
         self.predictions = predictions
         self._db_pool = db_pool
         self._observe = observe or (lambda stage, seconds: None)
-        self._memo: dict[str, tuple[tuple, float]] = {}
+        self._memo: dict[str, _Output] = {}
         self._explained: dict[str, tuple[tuple, Explanation]] = {}
         self._age_limit = settings.feature_age_limit()
 
@@ -524,9 +524,11 @@ class Predictor:
         self, symbol: str, target: str, model: ServedModel, row: Any, block: bool, now: datetime
     ) -> tuple[Prediction, PredictionRecord]:
         """The answer from ``row``, and its log record; refusals raise before anything is kept."""
-        self._check_market(model, block)
-        feature_time = _utc(row.open_time)
-        age = (now - feature_time).total_seconds()
+        if model.market:
+            self._check_market(model, block)
+        output = self._model_output(model, row, block)
+        feature_time = output.feature_time
+        age = now.timestamp() - output.feature_ts
         if age > self._age_limit:
             raise StaleFeaturesError(
                 f"The newest {model.feature_set} feature row of {symbol} is from "
@@ -536,7 +538,7 @@ class Predictor:
                 "Check ingestion and the transform (`pricebot ingest`, `pricebot transform`).",
                 "pricebot ingest && pricebot transform",
             )
-        value = self._model_output(model, row, block)
+        value = output.value
         close = float(row.close)
         request_id = _request_ids.new()
         prediction = Prediction(
@@ -597,25 +599,44 @@ class Predictor:
         self._explained[model.name] = (key, explanation)
         return explanation
 
-    def _model_output(self, model: ServedModel, row: Any, block: bool = True) -> float:
+    def _model_output(self, model: ServedModel, row: Any, block: bool = True) -> _Output:
         """The model's output for the row, computed once per (model version, feature row).
 
         A model version is a pure function of its input row, and a symbol's newest row changes
         about once a minute, so every request in between would recompute the same number. The
         memo keeps one entry per slot, replaced when the version or the row changes: a swap or a
-        new row is reflected on the very next request.
+        new row is reflected on the very next request. It also keeps the row's time as UTC and
+        as a timestamp, so the answer's age is one subtraction.
         """
-        key = (model.name, model.version, row.open_time)
         memo = self._memo.get(model.name)
-        if memo is not None and memo[0] == key:
-            return memo[1]
+        if memo is not None and memo.version == model.version:
+            if memo.row is row:  # the same cached row object: the common case
+                return memo
+            if memo.open_time == row.open_time:
+                memo.row = row
+                return memo
         if not block:
-            raise WouldBlock(key)
+            raise WouldBlock(model.name)
         started = time.perf_counter()
         value = model.predict(row.values)
         self._observe("model_call", time.perf_counter() - started)
-        self._memo[model.name] = (key, value)
-        return value
+        feature_time = _utc(row.open_time)
+        memo = self._memo[model.name] = _Output(
+            model.version, row, row.open_time, value, feature_time, feature_time.timestamp()
+        )
+        return memo
+
+
+@dataclass(slots=True)
+class _Output:
+    """A memoised model output and the row it was computed from."""
+
+    version: str
+    row: Any
+    open_time: Any
+    value: float
+    feature_time: datetime  # the row's open time, in UTC
+    feature_ts: float  # the same, as a POSIX timestamp
 
 
 def _is_simulated(market: str) -> bool:
