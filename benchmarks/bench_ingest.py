@@ -119,7 +119,8 @@ def run() -> dict:
         with BinanceClient.from_settings(settings) as client:
             db0, ex0 = _cpu_seconds(postmaster, True), _cpu_seconds(exchange.pid)
             wall0, cpu0 = time.perf_counter(), time.process_time()
-            results = catch_up(url, SYMBOLS, settings=settings, client=client)
+            with db.connect(url, autocommit=True) as conn:
+                results = catch_up(conn, SYMBOLS, settings=settings, client=client)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             db_cpu = _cpu_seconds(postmaster, True) - db0
             exchange_cpu = _cpu_seconds(exchange.pid) - ex0
@@ -128,7 +129,8 @@ def run() -> dict:
 
         with BinanceClient.from_settings(settings) as client:
             rerun0 = time.perf_counter()
-            rerun = catch_up(url, SYMBOLS, settings=settings, client=client)
+            with db.connect(url, autocommit=True) as conn:
+                rerun = catch_up(conn, SYMBOLS, settings=settings, client=client)
             rerun_seconds = time.perf_counter() - rerun0
 
         candles = sum(r.rows_written for r in results)

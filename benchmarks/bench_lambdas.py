@@ -62,7 +62,8 @@ def invocation_seconds(symbols: int = 50, minutes: int = 5, batch: int | None = 
 
             settings = Settings(binance_url=market.url, database_url=url)
             since = datetime.now(UTC) - timedelta(hours=2)
-            catch_up(url, names, since=since, settings=settings)
+            with db.connect(url, autocommit=True) as conn:
+                catch_up(conn, names, since=since, settings=settings)
             with psycopg.connect(url) as conn:
                 conn.execute(
                     "DELETE FROM klines WHERE open_time > now() - %s * interval '1 minute'",

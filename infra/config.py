@@ -16,6 +16,12 @@ from typing import Any, Literal
 
 MIN_BACKUP_RETENTION_DAYS = 7
 LAMBDA_RUNTIME = "python3.12"
+ANYWHERE = ("0.0.0.0/0", "::/0")
+MONITORING_AUTH = ("none", "cognito", "oidc")
+OIDC_KEYS = ("oidcIssuer", "oidcAuthorizationEndpoint", "oidcTokenEndpoint",
+             "oidcUserInfoEndpoint", "oidcClientId")  # fmt: skip
+# Config keys read as Pulumi secrets (encrypted in Pulumi.<stack>.yaml), never into settings.
+SECRET_KEYS = ("oidcClientSecret",)
 # <project>-<stack>-monitoring is a target-group name: 32 characters at most.
 MAX_NAME = 32 - len("-monitoring")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +45,13 @@ class StackSettings:
     az_count: int = 2
     nat_gateways: int = 1
     interface_endpoints: bool = True
-    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    # Who may reach the load balancer: nobody until it is set (the deploy opens it to its own
+    # runner for the smoke test only). 0.0.0.0/0 needs allowPublicIngress: true.
+    ingress_cidrs: tuple[str, ...] = ()
+    allow_public_ingress: bool = False
     certificate_arn: str | None = None
+    domain_name: str | None = None  # the name clients use (the certificate's); needs DNS
+    hosted_zone_id: str | None = None  # Route 53 zone: the stack then creates the alias record
 
     # Database.
     db_instance_class: str = "db.t4g.micro"
@@ -84,11 +95,34 @@ class StackSettings:
     service_cpu_target_percent: float = 60.0
     monitoring_cpu: int = 512
     monitoring_memory_mb: int = 1024
+    # Who may open the monitoring page: an ALB authenticate action (HTTPS only), or nobody
+    # ("none": the page is not routed at all).
+    monitoring_auth: Literal["none", "cognito", "oidc"] = "none"
+    cognito_domain_prefix: str | None = None  # default <project>-<stack>-<account id>
+    oidc_issuer: str | None = None
+    oidc_authorization_endpoint: str | None = None
+    oidc_token_endpoint: str | None = None
+    oidc_user_info_endpoint: str | None = None
+    oidc_client_id: str | None = None
 
-    # Training (an ECS task the retrain workflow starts).
+    # Jobs on the job image (trainingImageTag): migrations, bootstrap, training, scoring.
     training_image_tag: str | None = None
     training_cpu: int = 2048
     training_memory_mb: int = 8192
+    bootstrap_history_days: int = 90
+
+    # Alarms on the service and on the model.
+    service_error_alarm_count: int = 5  # 5XX answers in 5 minutes
+    latency_alarm_seconds: float = 1.0  # p95 target response time, 3 periods of 5 minutes
+    model_health_schedule: str = "rate(1 hour)"
+    model_health_window_hours: float = 24.0  # rolling window of matured outcomes
+    model_health_alarm_hours: int = 6  # champion worse than no change this many hours running
+    error_ratio_alarm_threshold: float = 1.0
+    drift_alarm_psi: float = 0.25
+
+    # The boundary every IAM role gets (the bootstrap stack's rolePermissionsBoundaryArn output;
+    # the scoped deploy role creates no role without it).
+    role_permissions_boundary_arn: str | None = None
 
     # Teardown.
     force_destroy: bool = False
@@ -142,6 +176,13 @@ class StackSettings:
                 ipaddress.ip_network(cidr)
             except ValueError:
                 problems.append(f"ingressCidrs holds {cidr!r}, which is not a CIDR block")
+        opened = sorted(set(self.ingress_cidrs) & set(ANYWHERE))
+        if opened and not self.allow_public_ingress:
+            problems.append(
+                f"ingressCidrs holds {opened}, the whole internet: list the ranges that need "
+                "the API and the page, or set allowPublicIngress: true to open it on purpose"
+            )
+        problems += self._access_problems()
         if self.lambda_architecture not in ("x86_64", "arm64"):
             problems.append(
                 f"lambdaArchitecture is {self.lambda_architecture!r}; use x86_64 or arm64 "
@@ -154,13 +195,69 @@ class StackSettings:
                 f"serviceMinTasks/serviceMaxTasks are {self.service_min_tasks}/"
                 f"{self.service_max_tasks}; need 1 <= min <= max"
             )
+        try:
+            canonical_targets(self.targets)
+        except ValueError as exc:
+            problems.append(f"targets: {exc}")
+        if not self.targets:
+            problems.append("targets is empty; list at least one, e.g. [ret24h]")
+        if self.bootstrap_history_days < 1:
+            problems.append("bootstrapHistoryDays must be at least 1")
+        if self.model_health_alarm_hours < 1:
+            problems.append("modelHealthAlarmHours must be at least 1")
         if problems:
             raise StackSettingsError("; ".join(problems))
+
+    def _access_problems(self) -> list[str]:
+        """HTTPS and the monitoring page's sign-in: consistent, or refused with the fix."""
+        problems = []
+        if self.monitoring_auth not in MONITORING_AUTH:
+            problems.append(
+                f"monitoringAuth is {self.monitoring_auth!r}; use none, cognito or oidc"
+            )
+        elif self.monitoring_auth != "none" and not self.certificate_arn:
+            problems.append(
+                f"monitoringAuth is {self.monitoring_auth}, but the load balancer's authenticate "
+                "actions work only on an HTTPS listener: set certificateArn (an ACM certificate "
+                "for domainName), or monitoringAuth: none to leave the page unrouted"
+            )
+        if self.certificate_arn and not self.domain_name:
+            problems.append(
+                "certificateArn is set but domainName is not: name the host the certificate is "
+                "for (clients, and the sign-in callback, use it instead of the ALB's own name)"
+            )
+        if self.hosted_zone_id and not self.domain_name:
+            problems.append("hostedZoneId is set but domainName is not")
+        if self.monitoring_auth == "oidc":
+            fields_of = config_keys()
+            missing = [k for k in OIDC_KEYS if not getattr(self, fields_of[k])]
+            if missing:
+                problems.append(f"monitoringAuth is oidc, so set {missing} too")
+        return problems
+
+    @property
+    def monitoring_routed(self) -> bool:
+        """Whether the load balancer routes /monitor at all (only behind a sign-in)."""
+        return self.monitoring_auth != "none"
 
     def missing_artifacts(self, root: Path = REPO_ROOT) -> list[str]:
         """The Lambda zips that `make layers` has not built yet (relative to the repo root)."""
         paths = (self.core_layer_zip, self.data_layer_zip, self.ingest_zip, self.transform_zip)
         return [p for p in paths if not (root / p).is_file()]
+
+
+def canonical_targets(targets: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Targets as the service names them in its log and metrics (RET1440M -> ret24h).
+
+    The model-health alarms' dimensions must match what the scoring job publishes, which is the
+    canonical spelling (pricebot.targets), so the stack uses the same function.
+    """
+    from pricebot.targets import TargetSpecError, parse_target
+
+    try:
+        return tuple(dict.fromkeys(parse_target(t).name for t in targets))
+    except TargetSpecError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _key(name: str) -> str:
@@ -217,6 +314,7 @@ def load_settings(
     if not region:
         raise StackSettingsError("aws:region is not set; run `pulumi config set aws:region <r>`")
     known = config_keys()
+    values = {k: v for k, v in values.items() if k not in SECRET_KEYS}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise StackSettingsError(

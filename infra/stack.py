@@ -2,30 +2,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.components import (
+    Alarms,
+    AlarmsArgs,
     Database,
     DatabaseArgs,
+    Jobs,
+    JobsArgs,
     MlflowServer,
     MlflowServerArgs,
     Monitoring,
     MonitoringArgs,
     Network,
     NetworkArgs,
+    OidcProvider,
     Pipeline,
     PipelineArgs,
+    Secrets,
+    SecretsArgs,
     Serving,
     ServingArgs,
     Storage,
     StorageArgs,
-    Training,
-    TrainingArgs,
 )
-from infra.config import REPO_ROOT, StackSettings
-from infra.tags import register_stack_tags
+from infra.components.fargate import TaskDeclaration
+from infra.components.pipeline import FunctionDeclaration
+from infra.config import REPO_ROOT, StackSettings, StackSettingsError, canonical_targets
+from infra.tags import register_permissions_boundary, register_stack_tags
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Values read from Pulumi *secret* config, kept out of :class:`StackSettings`."""
+
+    oidc_client_secret: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,12 +54,28 @@ class StackOutputs:
     bucket_name: pulumi.Output[str]
     repository_urls: dict[str, pulumi.Output[str]]
     training_task_parameter: pulumi.Output[str]
+    api_keys_secret_arn: pulumi.Output[str]
+    alb_security_group_id: pulumi.Output[str]
+    cluster_name: pulumi.Output[str]
+    service_names: dict[str, pulumi.Output[str]]
+    target_group_arns: dict[str, pulumi.Output[str]]
+    jobs: pulumi.Output[dict]
+    migrate_targets: pulumi.Output[list[str]]
+    monitoring_routed: bool
+    # Every ECS task and Lambda function as declared (not exported: for tests and the local
+    # rehearsal that runs each of them as declared).
+    declarations: dict[str, TaskDeclaration] = field(default_factory=dict)
+    functions: dict[str, FunctionDeclaration] = field(default_factory=dict)
 
 
-def build(settings: StackSettings) -> StackOutputs:
+def build(settings: StackSettings, secrets: StackSecrets | None = None) -> StackOutputs:
     """Declare every resource of the stack; call inside a Pulumi program (or under mocks)."""
     register_stack_tags(settings.tags)
+    if settings.role_permissions_boundary_arn:
+        register_permissions_boundary(settings.role_permissions_boundary_arn)
+    secrets = secrets or StackSecrets()
     s, name = settings, settings.name
+    targets = canonical_targets(s.targets)
 
     network = Network(
         "network",
@@ -57,6 +88,7 @@ def build(settings: StackSettings) -> StackOutputs:
             interface_endpoints=s.interface_endpoints,
             ingress_cidrs=s.ingress_cidrs,
             https=bool(s.certificate_arn),
+            alb_reaches_identity_provider=s.monitoring_routed,
         ),
     )
     sg = network.security_group_ids
@@ -75,7 +107,9 @@ def build(settings: StackSettings) -> StackOutputs:
             multi_az=s.db_multi_az,
         ),
     )
-    Pipeline(
+    logins = Secrets("secrets", SecretsArgs(name=name, force_destroy=s.force_destroy))
+    login = logins.login_secret_arns
+    pipeline = Pipeline(
         "pipeline",
         PipelineArgs(
             name=name,
@@ -87,7 +121,7 @@ def build(settings: StackSettings) -> StackOutputs:
             db_host=database.address,
             db_port=database.port,
             db_name=database.database_name,
-            db_secret_arn=database.secret_arn,
+            db_secret_arn=login["pipeline"],
             symbols=s.symbols,
             binance_url=s.binance_url,
             feature_set=s.feature_set,
@@ -124,8 +158,8 @@ def build(settings: StackSettings) -> StackOutputs:
         # The boot script installs MLflow from PyPI: the NAT route must exist before it runs.
         opts=pulumi.ResourceOptions(depends_on=[network]),
     )
-    # What both apps read: the database without credentials (libpq takes PGUSER/PGPASSWORD,
-    # which ECS injects from the secret), the tracking server, and what to serve.
+    # What every task reads: the database without credentials (each reads its own login's
+    # secret, PRICEBOT_DATABASE_SECRET_ARN, set per task), the tracking server, what to serve.
     app_environment = {
         "PRICEBOT_DATABASE_URL": pulumi.Output.format(
             "postgresql://{0}:{1}/{2}?sslmode=require",
@@ -136,7 +170,7 @@ def build(settings: StackSettings) -> StackOutputs:
         "MLFLOW_TRACKING_URI": mlflow.tracking_uri,
         "PRICEBOT_MODEL_ALIAS": s.model_alias,
         "PRICEBOT_SYMBOLS": ",".join(s.symbols),
-        "PRICEBOT_TARGETS": ",".join(s.targets),
+        "PRICEBOT_TARGETS": ",".join(targets),
         "PRICEBOT_FEATURE_SET": s.feature_set,
         "BENTOML_DO_NOT_TRACK": "True",
     }
@@ -153,9 +187,12 @@ def build(settings: StackSettings) -> StackOutputs:
             repository_url=storage.repository_urls["service"],
             repository_arn=storage.repository_arns["service"],
             image_tag=s.service_image_tag,
-            db_secret_arn=database.secret_arn,
+            db_secret_arn=login["service"],
+            api_keys_secret_arn=logins.api_keys_secret_arn,
             environment=app_environment,
             certificate_arn=s.certificate_arn,
+            domain_name=s.domain_name,
+            hosted_zone_id=s.hosted_zone_id,
             cpu=s.service_cpu,
             memory_mb=s.service_memory_mb,
             min_tasks=s.service_min_tasks,
@@ -178,19 +215,25 @@ def build(settings: StackSettings) -> StackOutputs:
             repository_url=storage.repository_urls["monitoring"],
             repository_arn=storage.repository_arns["monitoring"],
             image_tag=s.monitoring_image_tag,
-            db_secret_arn=database.secret_arn,
+            db_secret_arn=login["monitoring"],
             environment=app_environment,
+            auth=s.monitoring_auth,
+            domain_name=s.domain_name,
+            cognito_domain_prefix=(
+                s.cognito_domain_prefix
+                or aws.get_caller_identity_output().account_id.apply(lambda a: f"{name}-{a}")
+            ),
+            oidc=_oidc(s, secrets),
             cpu=s.monitoring_cpu,
             memory_mb=s.monitoring_memory_mb,
             log_retention_days=s.log_retention_days,
         ),
     )
-    training = Training(
-        "training",
-        TrainingArgs(
+    jobs = Jobs(
+        "jobs",
+        JobsArgs(
             name=name,
             region=s.region,
-            vpc_id=network.vpc_id,
             app_subnet_ids=network.app_subnet_ids,
             security_group_id=sg["training"],
             cluster_arn=serving.cluster_arn,
@@ -198,14 +241,49 @@ def build(settings: StackSettings) -> StackOutputs:
             repository_url=storage.repository_urls["training"],
             repository_arn=storage.repository_arns["training"],
             image_tag=s.training_image_tag,
-            db_secret_arn=database.secret_arn,
+            owner_secret_arn=database.secret_arn,
+            login_secret_arns=login,
+            role_secrets_json=logins.role_secrets_json(),
+            api_keys_secret_arn=logins.api_keys_secret_arn,
             symbols=s.symbols,
+            targets=targets,
             environment=app_environment,
-            cpu=s.training_cpu,
-            memory_mb=s.training_memory_mb,
+            training_cpu=s.training_cpu,
+            training_memory_mb=s.training_memory_mb,
+            bootstrap_history_days=s.bootstrap_history_days,
+            model_health_schedule=s.model_health_schedule,
+            model_health_window_hours=s.model_health_window_hours,
             log_retention_days=s.log_retention_days,
         ),
     )
+    apps = {"service": (serving.service_app.target_group.arn_suffix, serving.service_name)}
+    if monitoring.routed:
+        apps["monitoring"] = (monitoring.app.target_group.arn_suffix, monitoring.service_name)
+    Alarms(
+        "alarms",
+        AlarmsArgs(
+            name=name,
+            topic_arn=pipeline.alarm_topic_arn,
+            load_balancer_arn_suffix=serving.load_balancer.arn_suffix,
+            service_target_group_arn_suffix=serving.service_app.target_group.arn_suffix,
+            cluster_name=serving.cluster_name,
+            apps=apps,
+            symbols=s.symbols,
+            targets=targets,
+            feature_set=s.feature_set,
+            schedules_dead_letter_queue_name=jobs.dead_letter_queue.name,
+            service_error_alarm_count=s.service_error_alarm_count,
+            latency_alarm_seconds=s.latency_alarm_seconds,
+            model_health_alarm_hours=s.model_health_alarm_hours,
+            error_ratio_alarm_threshold=s.error_ratio_alarm_threshold,
+            drift_alarm_psi=s.drift_alarm_psi,
+        ),
+    )
+    service_names = {"service": serving.service_name}
+    target_group_arns = {"service": serving.service_app.target_group.arn}
+    if monitoring.routed:
+        service_names["monitoring"] = monitoring.service_name
+        target_group_arns["monitoring"] = monitoring.target_group_arn
     return StackOutputs(
         api_url=serving.url,
         monitoring_url=monitoring.url,
@@ -215,5 +293,37 @@ def build(settings: StackSettings) -> StackOutputs:
         mlflow_instance_id=mlflow.instance_id,
         bucket_name=storage.bucket_name,
         repository_urls=storage.repository_urls,
-        training_task_parameter=training.parameter_name,
+        training_task_parameter=jobs.parameter_name,
+        api_keys_secret_arn=logins.api_keys_secret_arn,
+        alb_security_group_id=network.alb_security_group_id,
+        cluster_name=serving.cluster_name,
+        service_names=service_names,
+        target_group_arns=target_group_arns,
+        jobs=jobs.run_spec,
+        migrate_targets=jobs.migrate_targets,
+        monitoring_routed=monitoring.routed,
+        declarations={
+            "service": serving.task.declaration,
+            "monitoring": monitoring.task.declaration,
+            **jobs.declarations,
+        },
+        functions=pipeline.declarations,
+    )
+
+
+def _oidc(s: StackSettings, secrets: StackSecrets) -> OidcProvider | None:
+    if s.monitoring_auth != "oidc":
+        return None
+    if secrets.oidc_client_secret is None:
+        raise StackSettingsError(
+            "monitoringAuth is oidc: set the client secret with "
+            "`pulumi config set --secret pricebot:oidcClientSecret ...`"
+        )
+    return OidcProvider(
+        issuer=s.oidc_issuer or "",
+        authorization_endpoint=s.oidc_authorization_endpoint or "",
+        token_endpoint=s.oidc_token_endpoint or "",
+        user_info_endpoint=s.oidc_user_info_endpoint or "",
+        client_id=s.oidc_client_id or "",
+        client_secret=secrets.oidc_client_secret,
     )

@@ -52,3 +52,24 @@ def tag_transformation(tags: Mapping[str, str]) -> pulumi.ResourceTransformation
 def register_stack_tags(tags: Mapping[str, str]) -> None:
     """Tag everything declared after this call (call it before building any component)."""
     pulumi.runtime.register_stack_transformation(tag_transformation(tags))
+
+
+def boundary_transformation(boundary_arn: str) -> pulumi.ResourceTransformation:
+    """A transformation putting the permissions boundary on every IAM role.
+
+    The deploy role may create and change only roles that carry this boundary
+    (infra/bootstrap_oidc), so a role the stack declares without it would fail the deploy.
+    """
+
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+        if args.type_ != "aws:iam/role:Role":
+            return None
+        props = {**args.props, "permissions_boundary": boundary_arn}
+        return pulumi.ResourceTransformationResult(props=props, opts=args.opts)
+
+    return transform
+
+
+def register_permissions_boundary(boundary_arn: str) -> None:
+    """Bound every role declared after this call."""
+    pulumi.runtime.register_stack_transformation(boundary_transformation(boundary_arn))

@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pricebot.provenance import MARKET_HEADER, simulated
 from pricebot_exchange.synthetic import (
     DAY_MS,
     FIRST_DAY,
@@ -95,6 +96,11 @@ class ExchangeConfig(BaseModel):
     malformed_rate: float = Field(0.0, ge=0, le=1, description="Share of pages with a bad row.")
     latency_ms: float = Field(0.0, ge=0)
     restricted: bool = Field(False, description="Answer everything with 451.")
+    announce_market: bool = Field(
+        True,
+        description="Name the market in an X-Pricebot-Market header (pricebot.provenance); off, "
+        "the exchange passes for Binance itself (for testing how clients label what they get).",
+    )
     missing: list[tuple[datetime, datetime]] = Field(
         default_factory=list, description="[start, end) ranges with no candles (outages)."
     )
@@ -455,6 +461,10 @@ class ExchangeState:
         self.banned_until = 0.0
         self.window_reset_at: float | None = None
 
+    def market(self) -> str:
+        """The market this exchange serves, as :mod:`pricebot.provenance` names it."""
+        return simulated("archive-replay" if self.config.archives else self.config.market)
+
     def source(self) -> SyntheticSource | ArchiveSource:
         return self.archive if self.config.archives else self.synthetic
 
@@ -695,6 +705,9 @@ def _endpoint(path: str, handler: Any, weight: int) -> Route:
         except AnsweredError as exc:
             response = _json({"code": exc.code, "msg": exc.msg}, exc.status)
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(state.used_weight)
+        if config.announce_market:
+            # Clients record where their candles came from (pricebot.provenance): say it's us.
+            response.headers[MARKET_HEADER] = state.market()
         state.stats.record(path, response.status_code, candles)
         return response
 

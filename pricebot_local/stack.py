@@ -1,11 +1,17 @@
 """The one-machine stack: everything the cloud runs, started and supervised on this machine.
 
-``pricebot up`` is the product's front door. It starts, in order: a PostgreSQL kept under
-``PRICEBOT_HOME`` (a restart keeps the data), the MLflow tracking server on it, the market source
-(Binance when reachable, else the simulated exchange — said plainly), a backfill, features, a
-trained and promoted model per symbol (reused on a warm start), the BentoML service and the
-Streamlit page; then a scheduler does locally what EventBridge does in the cloud: ingest and
-transform every minute, score logged predictions, retrain daily. Ctrl-C stops every child.
+``pricebot up`` is the product's front door. It starts a PostgreSQL kept under ``PRICEBOT_HOME``
+(a restart keeps the data), the MLflow tracking server on it, the market source (Binance when
+reachable, else the simulated exchange — said plainly), a backfill, features, a trained and
+promoted model per symbol (reused on a warm start), the BentoML service and the Streamlit page;
+then a scheduler does locally what EventBridge does in the cloud: ingest and transform every
+minute, score logged predictions, retrain daily. Ctrl-C stops every child.
+
+What does not wait for another part starts at once, and boots while the rest works: once
+PostgreSQL is up, the MLflow server, the exchange, the page and the service are all started,
+then the backfill runs while MLflow boots, and the models train while the service boots (it
+follows the champion alias by itself, polling every few seconds here, so each symbol is served
+as soon as its model is promoted). Each step prints its seconds.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
@@ -30,8 +38,14 @@ from pricebot.errors import PricebotError
 from pricebot.settings import Settings
 from pricebot_local.localdb import LocalPostgres
 
+if TYPE_CHECKING:
+    from pricebot.registry import Registry
+
 console = Console()
 OFFLINE_TARGET = "ret1h"
+#: How often the local service looks up the champion alias (the cloud's default is 30 s): a
+#: model promoted while the stack starts is served within seconds.
+SERVICE_POLL_SECONDS = 3.0
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -82,6 +96,7 @@ class Stack:
     market_url: str = ""
     market_name: str = ""
     events: list[str] = field(default_factory=list)
+    _registry: Registry | None = field(default=None, repr=False)
 
     # --- paths and URLs -------------------------------------------------------------------------
     @property
@@ -148,13 +163,25 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.check_ports()
+        # The supervisor asks the registry about champions later; MLflow's client takes seconds
+        # to import, which can happen while PostgreSQL and MLflow's server start.
+        threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
         self.step("PostgreSQL", self.start_postgres)
-        self.step("MLflow tracking server", self.start_mlflow)
-        self.step("Market data source", self.start_market)
+        self.step("Started MLflow, the market source, the service and the page",
+                  self.start_children)  # fmt: skip
+        self.step("Market data source", self.wait_market)
         self.step("Backfill and features", self.refresh_data)
+        self.step("MLflow tracking server", self.wait_mlflow)
         self.step("Models", self.ensure_models)
-        self.step("Prediction service", self.start_service)
-        self.step("Monitoring page", self.start_monitor)
+        self.step("Prediction service", self.wait_service)
+        self.step("Monitoring page", self.wait_monitor)
+
+    def start_children(self) -> None:
+        """Everything that needs only PostgreSQL starts now and boots in the background."""
+        self.start_mlflow()
+        self.choose_market()
+        self.start_service()
+        self.start_monitor()
 
     def step(self, title: str, action: Callable[[], object]) -> None:
         started = time.perf_counter()
@@ -172,10 +199,10 @@ class Stack:
         db.upgrade(self.database_url)
 
     def start_mlflow(self) -> None:
-        from pricebot_local.localmlflow import server_command, server_env, wait_healthy
+        from pricebot_local.localmlflow import server_command, server_env
 
         assert self.postgres is not None
-        child = self.spawn(
+        self.spawn(
             "mlflow",
             server_command(
                 self.postgres.url("mlflow"), self.home / "mlartifacts", self.settings.mlflow_port
@@ -183,9 +210,19 @@ class Stack:
             self.tracking_uri,
             env=server_env(),
         )
-        wait_healthy(self.tracking_uri, timeout=120, process=child.process)
 
-    def start_market(self) -> None:
+    def wait_mlflow(self) -> None:
+        from pricebot_local.localmlflow import wait_healthy
+
+        wait_healthy(self.tracking_uri, timeout=180, process=self.child("mlflow").process)
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def choose_market(self) -> None:
+        """Binance when it answers (unless offline), else the simulated exchange (started here,
+        waited for in :meth:`wait_market`); offline, the demo's target is the one the simulated
+        market can teach."""
         if self.options.offline is not True and binance_reachable(self.settings.binance_url):
             self.market_url, self.market_name = self.settings.binance_url, "Binance"
             return
@@ -197,7 +234,6 @@ class Stack:
              "--history-days", str(self.history.days + 2), "--market", "swinging"],
             f"http://127.0.0.1:{port}",
         )  # fmt: skip
-        wait_http(f"{child.url}/api/v3/ping", child)
         self.market_url, self.market_name = child.url, "simulated exchange"
         console.print(
             f"[yellow]Binance is out of reach ({self.settings.binance_url}): using the simulated "
@@ -212,71 +248,113 @@ class Stack:
                 "hour-scale swings (set PRICEBOT_TARGETS to choose).[/]"
             )
 
+    def wait_market(self) -> None:
+        exchange = next((c for c in self.children if c.name == "exchange"), None)
+        if exchange is not None:
+            wait_http(f"{exchange.url}/api/v3/ping", exchange)
+
     @property
     def history(self) -> timedelta:
-        """``days`` of feature rows need the features' warm-up of candles before them."""
-        from pricebot.features import WARMUP_MINUTES
+        """``days`` of feature rows need the feature set's warm-up of candles before them."""
+        from pricebot.features import warmup_minutes
 
-        return timedelta(days=self.options.days, minutes=WARMUP_MINUTES)
+        return timedelta(days=self.options.days, minutes=warmup_minutes(self.settings.feature_set))
 
     def refresh_data(self) -> None:
         """Catch up the candles (``days`` plus the warm-up) and the features; score what is due."""
+        from pricebot.db import connect
         from pricebot.ingest import catch_up
         from pricebot.predictions import score_predictions
         from pricebot.transform import update_features
 
         settings = self.settings.model_copy(update={"binance_url": self.market_url})
         since = datetime.now(UTC) - self.history
-        catch_up(self.database_url, self.settings.symbols, since=since, settings=settings)
+        with connect(self.database_url, autocommit=True) as conn:
+            catch_up(conn, self.settings.symbols, since=since, settings=settings)
         update_features(self.database_url, self.settings.symbols, self.settings.feature_set)
         score_predictions(self.database_url)
 
     def ensure_models(self, force: bool = False) -> None:
-        """Train each symbol and target that has no champion yet (or all, when ``force``)."""
+        """Train each symbol and target that has no champion yet (or all, when ``force``), and
+        show what each training found from the report it writes (``--report-json``)."""
         for symbol in self.settings.symbols:
             for target in self.settings.targets:
                 if not force and self.has_champion(symbol, target):
                     console.print(f"  {symbol} {target}: reusing its champion")
                     continue
                 log = self.logs / f"train-{symbol.lower()}-{target}.log"
-                offset = log.stat().st_size if log.exists() else 0
+                report = self.logs / f"train-{symbol.lower()}-{target}.json"
+                report.unlink(missing_ok=True)  # never show an older run's report as this one's
                 with open(log, "ab") as out:
                     done = subprocess.run(
                         [sys.executable, "-m", "pricebot_cli", "train", "--symbol", symbol,
-                         "--target", target, "--trials", str(self.options.trials)],
+                         "--target", target, "--trials", str(self.options.trials),
+                         "--report-json", str(report)],
                         env={**self.child_env(), "COLUMNS": "150"}, stdout=out,
                         stderr=subprocess.STDOUT, check=False,
                     )  # fmt: skip
                 if done.returncode == 0:
-                    print_evaluation(log, offset)
+                    print_evaluation(report)
                 note = "trained" if done.returncode == 0 else f"training failed (see {log})"
                 champion = "champion" if self.has_champion(symbol, target) else "no champion"
                 self.events.append(f"{symbol} {target}: {note}, {champion}")
                 console.print(f"  {symbol} {target}: {note}; {champion}")
 
     def has_champion(self, symbol: str, target: str) -> bool:
-        from pricebot.registry import Registry
-
         try:
-            return Registry(self.tracking_uri).has_champion(symbol, target)
+            return self.registry.has_champion(symbol, target)
         except Exception:  # a registry that cannot answer has no champion we could serve
             return False
 
+    @property
+    def registry(self) -> Registry:
+        """One registry client for the supervisor's look-ups (MLflow's client is slow to make)."""
+        from pricebot.registry import Registry
+
+        if self._registry is None:
+            self._registry = Registry(self.tracking_uri)
+        return self._registry
+
     def start_service(self) -> None:
+        """Start the service before there is a model to serve: it boots while the models train,
+        and its poller finds each champion (every PRICEBOT_ALIAS_POLL_SECONDS; here
+        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted."""
         port = str(self.settings.service_port)
-        child = self.spawn(
+        poll = os.environ.get("PRICEBOT_ALIAS_POLL_SECONDS", str(SERVICE_POLL_SECONDS))
+        self.spawn(
             "service", [sys.executable, "-m", "pricebot_cli", "serve", "--port", port],
-            self.service_url,
+            self.service_url, env={"PRICEBOT_ALIAS_POLL_SECONDS": poll},
         )  # fmt: skip
-        wait_http(f"{self.service_url}/readyz", child, timeout=180)
+
+    def wait_service(self, timeout: float = 180.0) -> None:
+        """Ready, and answering for every symbol that has a champion (the poller may not have
+        seen a champion promoted a moment ago yet)."""
+        child = self.child("service")
+        deadline = time.monotonic() + timeout
+        wait_http(f"{self.service_url}/readyz", child, timeout=timeout)
+        target = self.settings.targets[0]
+        for symbol in self.settings.symbols:
+            if not self.has_champion(symbol, target):
+                continue
+            while not answers(self.service_url, symbol, target):
+                if not child.alive():
+                    raise RuntimeError(f"service exited; see {child.log}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the service did not serve {symbol} {target}'s champion within "
+                        f"{timeout:.0f}s; see {child.log}"
+                    )
+                time.sleep(0.3)
 
     def start_monitor(self) -> None:
         port = str(self.settings.monitor_port)
-        child = self.spawn(
+        self.spawn(
             "monitor", [sys.executable, "-m", "pricebot_cli", "monitor", "--port", port],
             self.monitor_url,
         )  # fmt: skip
-        wait_http(f"{self.monitor_url}/_stcore/health", child, timeout=120)
+
+    def wait_monitor(self) -> None:
+        wait_http(f"{self.monitor_url}/_stcore/health", self.child("monitor"), timeout=120)
 
     def spawn(
         self, name: str, command: list[str], url: str, env: dict[str, str] | None = None
@@ -355,16 +433,36 @@ class Stack:
             self.postgres.stop()
 
 
-def print_evaluation(log: Path, offset: int) -> None:
-    """Show the evaluation table and the promotion decision the training job wrote to its log."""
-    text = log.read_bytes()[offset:].decode(errors="replace")
-    start = text.rfind(" walk-forward, ")
-    if start < 0:
+def print_evaluation(path: Path) -> None:
+    """Show the evaluation table and the promotion decision from a training report."""
+    from pricebot.training_report import read_report, report_cells, report_title
+
+    try:
+        report = read_report(path)
+    except (OSError, ValueError) as exc:
+        console.print(f"[yellow]  no training report to show ({path}: {exc})[/]")
         return
-    start = text.rfind("\n", 0, start) + 1
-    noise = ("View run", "View experiment", " INFO ", " WARNING ")
-    lines = [line for line in text[start:].splitlines() if not any(n in line for n in noise)]
-    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    headings, rows = report_cells(report)
+    table = Table(title=report_title(report), title_justify="left")
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"winner: [bold]{report.winner.name}[/] ({report.winner.reason})")
+    registration = report.registration
+    if registration is not None and registration.version is not None:
+        console.print(
+            f"registered {registration.model_name} version {registration.version} @challenger"
+        )
+    promoted = registration.promoted if registration is not None else False
+    verdict = "[green]promoted to champion[/]" if promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {report.decision.reason}", soft_wrap=True)
+
+
+def _import_mlflow() -> None:
+    with contextlib.suppress(Exception):
+        import mlflow.tracking  # noqa: F401
 
 
 def die_with_parent() -> None:
@@ -410,6 +508,24 @@ def binance_reachable(base_url: str, timeout: float = 3.0) -> bool:
         return httpx.get(f"{base_url}/api/v3/ping", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def service_headers() -> dict[str, str]:
+    """The API key the service expects, when one is configured (PRICEBOT_API_KEYS)."""
+    keys = [k.strip() for k in os.environ.get("PRICEBOT_API_KEYS", "").split(",") if k.strip()]
+    return {"X-API-Key": keys[0]} if keys else {}
+
+
+def answers(service_url: str, symbol: str, target: str) -> bool:
+    """Does the service answer a prediction for ``symbol`` now?"""
+    try:
+        response = httpx.post(
+            f"{service_url}/predict", json={"symbol": symbol, "target": target},
+            headers=service_headers(), timeout=10,
+        )  # fmt: skip
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
 
 
 def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:

@@ -8,6 +8,7 @@ The job itself (:mod:`pricebot_training.job`) is imported inside the command so 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,7 +38,9 @@ def register(app: typer.Typer) -> None:
             None, "--target", help="Target spec, e.g. ret24h, up2pct24h.", show_default="ret24h"
         ),
         trials: int = typer.Option(30, "--trials", min=0, help="Optuna trials for XGBoost."),
-        folds: int = typer.Option(5, "--folds", min=1, help="Walk-forward folds."),
+        folds: int = typer.Option(
+            5, "--folds", min=1, help="Walk-forward folds (at least 2: the newest is held out)."
+        ),
         start: Annotated[
             datetime | None, typer.Option("--start", formats=DATE_FORMATS, help="UTC.")
         ] = None,
@@ -46,6 +49,11 @@ def register(app: typer.Typer) -> None:
         ] = None,
         seed: int = typer.Option(42, "--seed"),
         fee: float = typer.Option(0.001, "--fee", min=0.0, max=0.1, help="Fee per side."),
+        class_weight: str = typer.Option(
+            "balanced",
+            "--class-weight",
+            help="Classifiers: balanced (each class weighs half) or none (calibrated).",
+        ),
         train_step: int = typer.Option(
             None, "--train-step", min=1, help="Train on every Nth minute.", show_default="H/24"
         ),
@@ -54,13 +62,23 @@ def register(app: typer.Typer) -> None:
         ),
         no_register: bool = typer.Option(False, "--no-register", help="Evaluate and log only."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        report_json: Annotated[
+            Path | None,
+            typer.Option(
+                "--report-json",
+                help="Also write the training report (figures, winner, decision) as JSON here.",
+                dir_okay=False,
+            ),
+        ] = None,
     ) -> None:
         """Train, evaluate walk-forward against baselines, register, promote if earned."""
         from rich.console import Console
 
-        from pricebot.errors import MissingExtraError
+        from pricebot.errors import MissingExtraError, UsageError
 
         target_name = _target(target)
+        if class_weight not in ("balanced", "none"):
+            raise UsageError(f"--class-weight must be balanced or none, not {class_weight!r}")
         try:
             from pricebot_training import TrainingConfig, train
         except ImportError as exc:
@@ -78,47 +96,38 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             fee=fee,
             train_step=train_step,
+            class_weight=class_weight,  # type: ignore[arg-type]
             database_url=database_url,
             register=not no_register,
             show_progress=not quiet,
         )
         outcome = train(config)
-        lineage = outcome.lineage
-        console.print(
-            render_table(
-                outcome.table,
-                f"{config.symbol} {target_name}: walk-forward, {folds} folds, "
-                f"{lineage['rows']} rows {lineage['start']} .. {lineage['end']}",
-            )
-        )
-        console.print(f"winner: [bold]{outcome.winner}[/] (run {outcome.winner_run_id})")
-        if outcome.version is not None:
-            console.print(f"registered {outcome.model_name} version {outcome.version} @challenger")
-        verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted"
-        console.print(f"{verdict}: {outcome.decision.reason}")
+        if report_json is not None:
+            from pricebot.training_report import write_report
+
+            write_report(outcome.report, report_json)
+        print_report(console, outcome.report)
 
 
-def render_table(table: Any, title: str) -> Any:
-    """The evaluation table (one row per candidate) as a rich Table for the terminal."""
-    import pandas as pd
+def print_report(console: Any, report: Any) -> None:
+    """The training report for the terminal: the table, the winner, the decision."""
     from rich.table import Table
 
-    from pricebot.evaluation import TABLE_COLUMNS
+    from pricebot.training_report import report_cells, report_title
 
-    rich_table = Table(title=title)
-    rich_table.add_column("candidate")
-    rich_table.add_column("kind")
-    for column in TABLE_COLUMNS:
-        rich_table.add_column(column.replace("_", " "), justify="right")
-    for name, row in table.iterrows():
-        cells = []
-        for column in TABLE_COLUMNS:
-            value = row[column]
-            if column == "trades":
-                cells.append(f"{value:.0f}")
-            elif pd.isna(value):
-                cells.append("–")
-            else:
-                cells.append(f"{value:.4f}")
-        rich_table.add_row(str(name), str(row["kind"]), *cells)
-    return rich_table
+    headings, rows = report_cells(report)
+    table = Table(title=report_title(report), title_justify="left")
+    for i, heading in enumerate(headings):
+        table.add_column(heading, justify="left" if i < 2 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"winner: [bold]{report.winner.name}[/] ({report.winner.reason})")
+    registration = report.registration
+    if registration is not None and registration.version is not None:
+        console.print(
+            f"registered {registration.model_name} version {registration.version} @challenger"
+        )
+    promoted = registration is not None and registration.promoted
+    verdict = "[green]promoted to champion[/]" if promoted else "[yellow]not promoted[/]"
+    console.print(f"{verdict}: {report.decision.reason}")

@@ -1,21 +1,30 @@
 """The training job: dataset -> purged walk-forward folds -> baselines, Ridge, Huber, tuned
 XGBoost -> MLflow runs -> the winner registered as ``challenger`` -> promoted if it earns it.
 
+This module fits and tunes, shows progress, logs to MLflow and registers. What follows from the
+candidates' results (the winner, the rows of the final fit, the champion's score, the decision,
+the report) is computed by the core: :mod:`pricebot.evaluation`, :mod:`pricebot.gate` and
+:mod:`pricebot.training_report`.
+
 Order of work, chosen so a failure leaves nothing misleading behind:
 
-1. Everything that can be checked cheaply is checked first: the target spec, the tracking
-   server, the symbol and its data, the folds.
-2. Candidates are evaluated and logged as nested runs of one parent run.
-3. The winner (best mean net pool value on the selection folds, i.e. all but the newest; ties
-   by directional accuracy) is refitted on all labelled rows and logged as a pyfunc model with
-   its feature importance, the evaluation table and the plot.
+1. Everything that can be checked cheaply is checked first: the target spec, the number of
+   folds (at least two: the newest is held out), the tracking server, the database, the symbol
+   and its data, the folds.
+2. Candidates are evaluated and logged as nested runs of one parent run. Tuning, the winner
+   rule and classifiers' decision thresholds see the selection folds only.
+3. The winner (:func:`pricebot.training_report.select_winner`) is refitted on all labelled rows
+   and logged as a pyfunc model with its feature importance, the evaluation table, the plots
+   and the training report.
 4. Only then is a model version created (tags included) and given the ``challenger`` alias;
-   the champion moves only under :func:`pricebot.evaluation.decide_promotion`.
+   the champion moves only under :func:`pricebot.gate.decide_promotion`, on the held-out fold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,28 +41,39 @@ from pricebot.evaluation import (
     DEFAULT_FEE,
     CandidateResult,
     Fold,
-    PromotionDecision,
-    baseline_predictions,
-    decide_promotion,
     default_train_step,
+    evaluate_baselines,
     evaluate_candidate,
     evaluation_table,
+    plot_calibration,
     plot_evaluation,
     walk_forward_folds,
 )
 from pricebot.forecaster import predict_values
+from pricebot.gate import HeldOut, PromotionDecision, check_fold_count, decide_promotion
 from pricebot.registry import CHAMPION, Registry, default_actor, model_name
 from pricebot.targets import DEFAULT_TARGET, parse_target
+from pricebot.training_report import (
+    Registration,
+    TrainingReport,
+    build_report,
+    held_out_fold,
+    refit_rows,
+    score_champion,
+    select_winner,
+    selection_folds,
+    tracked_metrics,
+)
 from pricebot_training import tracking
 from pricebot_training.candidates import (
     Candidate,
+    ClassWeight,
     candidates,
     feature_importance,
     fit,
     xgboost_candidate,
 )
-from pricebot_training.promotion import score_champion
-from pricebot_training.tuning import tune_xgboost
+from pricebot_training.tuning import TuningResult, tune_xgboost
 
 
 @dataclass
@@ -68,6 +88,7 @@ class TrainingConfig:
     fee: float = DEFAULT_FEE
     train_step: int | None = None  # default: H // 24 (see pricebot.evaluation)
     feature_set: str | None = None
+    class_weight: ClassWeight = "balanced"  # classifiers only (see pricebot_training.candidates)
     database_url: str | None = None
     tracking_uri: str | None = None
     register: bool = True
@@ -88,9 +109,31 @@ class TrainingOutcome:
     table: pd.DataFrame
     results: list[CandidateResult]
     lineage: dict[str, object]
+    report: TrainingReport
     plot_path: Path | None = None
     champion_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Evaluated:
+    """The candidates' results, their MLflow runs, and what is needed to refit the winner."""
+
+    results: list[CandidateResult] = field(default_factory=list)
+    run_ids: dict[str, str] = field(default_factory=dict)
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+    newest_models: dict[str, Any] = field(default_factory=dict)  # fitted on the newest fold
+    tuning: TuningResult | None = None
+
+    def add(self, result: CandidateResult, run_id: str) -> None:
+        self.results.append(result)
+        self.run_ids[result.name] = run_id
+
+    def of_kind(self, kind: str) -> list[CandidateResult]:
+        return [r for r in self.results if r.kind == kind]
+
+    def result(self, name: str) -> CandidateResult:
+        return next(r for r in self.results if r.name == name)
 
 
 def _progress(show: bool) -> Progress:
@@ -102,26 +145,6 @@ def _progress(show: bool) -> Progress:
         console=Console(stderr=True),
         disable=not show,
         transient=False,
-    )
-
-
-def _fitted_predict(
-    candidate: Candidate, dataset: Dataset, keep: dict[str, Any]
-) -> Any:  # -> Callable[[Fold], np.ndarray]
-    x, y, spec = dataset.features, dataset.label, dataset.spec
-
-    def predict(fold: Fold) -> np.ndarray:
-        model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec)
-        keep["last_model"] = model  # the newest fold's model: the most training data
-        return predict_values(model, x.iloc[fold.test], spec.kind)
-
-    return predict
-
-
-def _selection_score(result: CandidateResult, selection: list[int]) -> tuple[float, float]:
-    return (
-        result.mean_over("pool_value_net", selection),
-        result.mean_over("directional_accuracy", selection),
     )
 
 
@@ -141,9 +164,8 @@ def load_dataset(config: TrainingConfig) -> Dataset:
         )
 
 
-def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOutcome:
-    """Run the whole job (see the module docstring). ``dataset`` skips the database read."""
-    spec = parse_target(config.target)
+def _check_services(config: TrainingConfig) -> tuple[Registry, str | None]:
+    """The tracking server and (when alias moves are recorded) the database, before any work."""
     from pricebot.settings import get_settings
 
     uri = config.tracking_uri or get_settings().tracking_uri()
@@ -153,28 +175,29 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
     database_url = None
     if config.register and config.record_history:
         from pricebot.db import connect
-        from pricebot.settings import get_settings
 
         database_url = config.database_url or get_settings().database_url
         connect(database_url).close()  # unreachable: a clear error now, not after the work
+    return registry, database_url
+
+
+def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOutcome:
+    """Run the whole job (see the module docstring). ``dataset`` skips the database read."""
+    spec = parse_target(config.target)
+    check_fold_count(config.folds)
+    registry, database_url = _check_services(config)
     if dataset is None:
         dataset = load_dataset(config)
     elif dataset.spec != spec:
         raise ValueError(f"the dataset is for target {dataset.spec.name}, not {spec.name}")
     step = config.train_step or default_train_step(spec.horizon_minutes)
     folds = walk_forward_folds(dataset.times, config.folds, spec.horizon_minutes, train_step=step)
-    selection = [f.number for f in folds[:-1]] or [folds[-1].number]
+    selection = selection_folds(folds)
+    held_out = held_out_fold(folds)
     name = model_name(dataset.symbol, spec.name)
     experiment_id = tracking.ensure_experiment(name)
     # Nested runs go to the *active* experiment, not their parent's: make it this one.
     mlflow.set_experiment(experiment_id=experiment_id)
-    x, y = dataset.features, dataset.label
-    times, fwd = dataset.times, dataset.forward_return.to_numpy()
-    y_np = y.to_numpy()
-    results: list[CandidateResult] = []
-    run_ids: dict[str, str] = {}
-    kept: dict[str, dict[str, Any]] = {}
-    fixed = candidates(spec, config.seed)
 
     with (
         _progress(config.show_progress) as progress,
@@ -183,197 +206,255 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
             run_name=f"train {dataset.symbol} {spec.name} {datetime.now():%Y-%m-%d %H:%M}",
         ) as parent,
     ):
-        mlflow.set_tags({"symbol": dataset.symbol, "target": spec.name, "job": "pricebot train",
-                         "dataset.sha256": str(dataset.lineage["sha256"])})  # fmt: skip
-        mlflow.log_params(
-            {
-                "symbol": dataset.symbol,
-                "target": spec.name,
-                "kind": spec.kind,
-                "horizon_minutes": spec.horizon_minutes,
-                "feature_set": dataset.feature_set,
-                "folds": config.folds,
-                "trials": config.trials,
-                "seed": config.seed,
-                "fee_per_side": config.fee,
-                "train_step_minutes": step,
-                "purge_minutes": folds[0].purge_minutes,
-                "dataset.rows": dataset.lineage["rows"],
-                "dataset.start": dataset.lineage["start"],
-                "dataset.end": dataset.lineage["end"],
-            }
-        )
-        tracking.log_json(dataset.lineage, "lineage.json")
-        tracking.log_json(
-            [{"fold": f.number, "train_rows": len(f.train), "test_rows": len(f.test),
-              "test_start": f.test_start, "test_end": f.test_end} for f in folds],
-            "folds.json",
-        )  # fmt: skip
+        tracking.log_job_inputs(config, dataset, folds, step)
+        evaluated = _evaluate_candidates(config, dataset, folds, selection, progress)
 
-        work = progress.add_task("candidates", total=len(fixed) + 2)
-        # Baselines: causal predictions for every row, scored on the same folds.
-        for base_name, preds in baseline_predictions(
-            dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(), spec
-        ).items():
-            result = evaluate_candidate(
-                base_name, folds, times, y_np, fwd, spec,
-                lambda fold, p=preds: p[fold.test], kind="baseline", fee=config.fee,
-            )  # fmt: skip
-            with mlflow.start_run(run_name=f"baseline {base_name}", nested=True) as run:
-                tracking.log_candidate(result)
-            results.append(result)
-            run_ids[base_name] = run.info.run_id
-        progress.advance(work)
-
-        for candidate in fixed:
-            kept[candidate.name] = {}
-            result = evaluate_candidate(
-                candidate.name, folds, times, y_np, fwd, spec,
-                _fitted_predict(candidate, dataset, kept[candidate.name]),
-                fee=config.fee, params=candidate.params,
-            )  # fmt: skip
-            with mlflow.start_run(run_name=candidate.name, nested=True) as run:
-                tracking.log_candidate(result)
-            results.append(result)
-            run_ids[candidate.name] = run.info.run_id
-            progress.advance(work)
-
-        # XGBoost: tuned on the selection folds, each trial a nested run of the tuning run.
-        trial_task = progress.add_task("tuning xgboost", total=config.trials)
-        tuning_folds = [f for f in folds if f.number in selection]
-        with mlflow.start_run(run_name="xgboost tuning", nested=True):
-            mlflow.set_tags({"candidate": "xgboost", "stage": "tuning"})
-
-            def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
-                with mlflow.start_run(run_name=f"trial {number}", nested=True):
-                    mlflow.log_params(params)
-                    mlflow.set_tag("trial_state", state)
-                    if value is not None:
-                        mlflow.log_metric("selection_rmse", value)
-                progress.advance(trial_task)
-
-            tuned = tune_xgboost(dataset, tuning_folds, trials=config.trials,
-                                 seed=config.seed, on_trial=on_trial)  # fmt: skip
-            mlflow.log_params({"trials": tuned.trials, "pruned": tuned.pruned})
-            if tuned.best_params:
-                mlflow.log_metric("best_selection_rmse", tuned.best_value)
-            tracking.log_json(tuned.best_params, "best_params.json")
-        xgb = xgboost_candidate(spec, tuned.best_params, config.seed)
-        kept["xgboost"] = {}
-        result = evaluate_candidate(
-            "xgboost", folds, times, y_np, fwd, spec,
-            _fitted_predict(xgb, dataset, kept["xgboost"]), fee=config.fee, params=xgb.params,
-        )  # fmt: skip
-        with mlflow.start_run(run_name="xgboost", nested=True) as run:
-            tracking.log_candidate(result)
-        results.append(result)
-        run_ids["xgboost"] = run.info.run_id
-        progress.advance(work)
-
-        # The winner, refitted on every labelled row (subsampled like the folds).
-        models = [r for r in results if r.kind == "model"]
-        winner = max(models, key=lambda r: _selection_score(r, selection))
-        baselines = [r for r in results if r.kind == "baseline"]
         final_task = progress.add_task("final fit, logging, registry", total=3)
-        minutes = (times.asi8 // 60_000_000_000) % step == 0
-        all_rows = np.flatnonzero(minutes)
-        chosen = (
-            xgb if winner.name == "xgboost" else next(c for c in fixed if c.name == winner.name)
-        )
-        final_model = fit(chosen, x.iloc[all_rows], y.iloc[all_rows], spec)
+        winner = select_winner(evaluated.results, selection)
+        rows = refit_rows(dataset.times, step)
+        x, y = dataset.features, dataset.label
+        final_model = fit(evaluated.candidates[winner.name], x.iloc[rows], y.iloc[rows], spec,
+                          config.class_weight)  # fmt: skip
         progress.advance(final_task)
         if winner.name != "xgboost":
             # XGBoost's own view of the features, from its newest-fold model, for comparison.
             tracking.log_importance(
-                feature_importance(kept["xgboost"]["last_model"], x.iloc[folds[-1].train]),
+                feature_importance(evaluated.newest_models["xgboost"], x.iloc[folds[-1].train]),
                 f"XGBoost mean |SHAP| ({dataset.symbol} {spec.name}, newest fold)",
                 prefix="xgboost_",
             )
-
-        table = evaluation_table(results)
-        newest = folds[-1]
-        champion = score_champion(registry, name, dataset, newest, config.fee)
+        champion, champion_result = score_champion(registry, name, dataset, held_out, config.fee)
+        window = HeldOut.of(held_out, dataset.times, y.to_numpy(),
+                            dataset.forward_return.to_numpy())  # fmt: skip
         decision = decide_promotion(
-            winner, baselines, spec,
-            champion_value=champion.value, champion_scored=champion.scored,
+            evaluated.result(winner.name), evaluated.of_kind("baseline"), spec, window,
+            champion=champion_result, champion_scored=champion.scored, fee=config.fee,
         )  # fmt: skip
-        with tempfile.TemporaryDirectory() as tmp:
-            plot_path = plot_evaluation(
-                results,
-                Path(tmp) / "evaluation.png",
-                f"{dataset.symbol} {spec.name}: out-of-sample pool value after "
-                f"{config.fee:.2%} per side",
+        report = build_report(
+            dataset=dataset, folds=folds, selection=selection, results=evaluated.results,
+            winner=winner, champion=champion, decision=decision, model_name=name,
+            fee=config.fee, train_step=step, refit_rows=len(rows),
+        )  # fmt: skip
+        table = evaluation_table(evaluated.results, selection, [held_out.number])
+        winner_result = evaluated.result(winner.name)
+        model_uri = _log_winner(report, table, evaluated, winner_result, final_model, dataset,
+                                rows, folds)  # fmt: skip
+        progress.advance(final_task)
+        version = None
+        promoted = False
+        if config.register:
+            version, promoted = _register(
+                registry, report, model_uri, parent.info.run_id, database_url
             )
-            tracking.log_table(table)
-            tracking.log_file(plot_path)
-            with mlflow.start_run(run_id=run_ids[winner.name], nested=True):
-                importance = feature_importance(final_model, x.iloc[all_rows])
-                tracking.log_importance(
-                    importance, f"{winner.name}: feature importance ({dataset.symbol} {spec.name})"
-                )
-                tracking.log_json(dataset.lineage, "lineage.json")
-                tracking.log_table(table)
-                tracking.log_file(plot_path)
-                mlflow.log_params({"final_train_rows": len(all_rows)})
-                mlflow.set_tag("winner", "true")
-                info = tracking.log_forecaster(final_model, x.iloc[:5], spec.kind)
-            progress.advance(final_task)
-            mlflow.log_metrics(tracking.finite(winner.aggregate()))
-            if champion.value is not None:
-                mlflow.log_metric("champion_newest_pool_value_net", champion.value)
-            decision_doc = {
-                "promote": decision.promote,
-                "reason": decision.reason,
-                "primary_metric": decision.primary_metric,
-                "challenger": winner.name,
-                "challenger_value": decision.challenger_value,
-                "bar": decision.bar,
-                "bar_name": decision.bar_name,
-                "champion": champion.__dict__,
-            }
-            tracking.log_json(decision_doc, "promotion.json")
-            mlflow.set_tags({"winner": winner.name, "promotion.decision":
-                             "promote" if decision.promote else "keep",
-                             "promotion.reason": decision.reason[:4000]})  # fmt: skip
-            version = None
-            promoted = False
-            if config.register:
-                actor = f"pricebot train ({default_actor()})"
-                mv = registry.register_challenger(
-                    info.model_uri,
-                    name,
-                    {
-                        "symbol": dataset.symbol,
-                        "target": spec.name,
-                        "feature_set": dataset.feature_set,
-                        "horizon_minutes": str(spec.horizon_minutes),
-                        "candidate": winner.name,
-                        "training_run_id": parent.info.run_id,
-                        "dataset.sha256": str(dataset.lineage["sha256"]),
-                    },
-                    database_url=database_url,
-                    reason=f"best candidate of run {parent.info.run_id} ({winner.name})",
-                    moved_by=actor,
-                )
-                version = str(mv.version)
-                if decision.promote:
-                    registry.move_alias(database_url, name, CHAMPION, version,
-                                        reason=decision.reason, moved_by=actor)  # fmt: skip
-                    promoted = True
-                mlflow.set_tag("registered_version", version)
-            progress.advance(final_task)
+        report = dataclasses.replace(
+            report,
+            registration=Registration(
+                model_name=name,
+                experiment_id=experiment_id,
+                parent_run_id=parent.info.run_id,
+                winner_run_id=evaluated.run_ids[winner.name],
+                version=version,
+                promoted=promoted,
+            ),
+        )
+        tracking.log_report(report)
+        progress.advance(final_task)
     return TrainingOutcome(
         experiment_id=experiment_id,
         parent_run_id=parent.info.run_id,
         model_name=name,
         winner=winner.name,
-        winner_run_id=run_ids[winner.name],
+        winner_run_id=evaluated.run_ids[winner.name],
         version=version,
         promoted=promoted,
         decision=decision,
         table=table,
-        results=results,
+        results=evaluated.results,
         lineage=dataset.lineage,
+        report=report,
         champion_note=champion.note,
-        extra={"tuning": tuned.__dict__},
+        extra={"tuning": evaluated.tuning.__dict__ if evaluated.tuning else None},
     )
+
+
+def _fitted_predict(
+    candidate: Candidate, dataset: Dataset, newest: dict[str, Any], class_weight: ClassWeight
+) -> Callable[[Fold], np.ndarray]:
+    x, y, spec = dataset.features, dataset.label, dataset.spec
+
+    def predict(fold: Fold) -> np.ndarray:
+        model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
+        newest[candidate.name] = model  # the newest fold's model: the most training data
+        return predict_values(model, x.iloc[fold.test], spec.kind)
+
+    return predict
+
+
+def _evaluate_candidates(
+    config: TrainingConfig,
+    dataset: Dataset,
+    folds: list[Fold],
+    selection: list[int],
+    progress: Progress,
+) -> _Evaluated:
+    """Baselines, the fixed candidates and tuned XGBoost on every fold, each a nested run."""
+    spec = dataset.spec
+    times, y, fwd = dataset.times, dataset.label.to_numpy(), dataset.forward_return.to_numpy()
+    held_out = [f.number for f in folds if f.number not in selection]
+    evaluated = _Evaluated()
+    fixed = candidates(spec, config.seed)
+    work = progress.add_task("candidates", total=len(fixed) + 2)
+
+    def log(run_name: str, result: CandidateResult) -> None:
+        with mlflow.start_run(run_name=run_name, nested=True) as run:
+            tracking.log_candidate(result, selection, held_out)
+        evaluated.add(result, run.info.run_id)
+
+    # Baselines (cash among them): causal predictions for every row, scored on the same folds.
+    for result in evaluate_baselines(
+        folds, times, y, fwd, dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(),
+        spec, fee=config.fee,
+    ):  # fmt: skip
+        log(f"baseline {result.name}", result)
+    progress.advance(work)
+
+    def evaluate_model(candidate: Candidate) -> None:
+        evaluated.candidates[candidate.name] = candidate
+        predict = _fitted_predict(candidate, dataset, evaluated.newest_models,
+                                  config.class_weight)  # fmt: skip
+        log(candidate.name, evaluate_candidate(
+            candidate.name, folds, times, y, fwd, spec, predict, fee=config.fee,
+            params=candidate.params, selection=selection,
+        ))  # fmt: skip
+        progress.advance(work)
+
+    for candidate in fixed:
+        evaluate_model(candidate)
+    evaluated.tuning = _tune(config, dataset, [f for f in folds if f.number in selection],
+                             progress)  # fmt: skip
+    evaluate_model(xgboost_candidate(spec, evaluated.tuning.best_params, config.seed))
+    return evaluated
+
+
+def _tune(
+    config: TrainingConfig, dataset: Dataset, tuning_folds: list[Fold], progress: Progress
+) -> TuningResult:
+    """XGBoost tuned on the selection folds only, each trial a nested run of the tuning run."""
+    trial_task = progress.add_task("tuning xgboost", total=config.trials)
+    with mlflow.start_run(run_name="xgboost tuning", nested=True):
+        mlflow.set_tags({"candidate": "xgboost", "stage": "tuning"})
+
+        def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
+            with mlflow.start_run(run_name=f"trial {number}", nested=True):
+                mlflow.log_params(params)
+                mlflow.set_tag("trial_state", state)
+                if value is not None:
+                    mlflow.log_metric("selection_rmse", value)
+            progress.advance(trial_task)
+
+        tuned = tune_xgboost(dataset, tuning_folds, trials=config.trials, seed=config.seed,
+                             on_trial=on_trial, class_weight=config.class_weight)  # fmt: skip
+        mlflow.log_params({"trials": tuned.trials, "pruned": tuned.pruned})
+        if tuned.best_params:
+            mlflow.log_metric("best_selection_rmse", tuned.best_value)
+        tracking.log_json(tuned.best_params, "best_params.json")
+    return tuned
+
+
+def _log_winner(
+    report: TrainingReport,
+    table: pd.DataFrame,
+    evaluated: _Evaluated,
+    winner: CandidateResult,
+    final_model: Any,
+    dataset: Dataset,
+    rows: np.ndarray,
+    folds: list[Fold],
+) -> str:
+    """Into the parent run and the winner's run: the table, the plots, the report, the model.
+    Returns the logged model's URI."""
+    x, spec = dataset.features, dataset.spec
+    selection = report.selection_folds
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = [
+            plot_evaluation(
+                evaluated.results,
+                Path(tmp) / "evaluation.png",
+                f"{dataset.symbol} {spec.name}: out-of-sample pool value after "
+                f"{report.fee:.2%} per side",
+                held_out=folds[-1],
+            )
+        ]
+        if spec.is_classification:
+            plots.append(
+                plot_calibration(
+                    evaluated.results, dataset.label.to_numpy(), folds, selection,
+                    Path(tmp) / "calibration.png",
+                    f"{dataset.symbol} {spec.name}: calibration of the event probabilities",
+                )
+            )  # fmt: skip
+        tracking.log_table(table)
+        for plot in plots:
+            tracking.log_file(plot)
+        with mlflow.start_run(run_id=evaluated.run_ids[winner.name], nested=True):
+            importance = feature_importance(final_model, x.iloc[rows])
+            tracking.log_importance(
+                importance, f"{winner.name}: feature importance ({dataset.symbol} {spec.name})"
+            )
+            tracking.log_json(dataset.lineage, "lineage.json")
+            tracking.log_table(table)
+            for plot in plots:
+                tracking.log_file(plot)
+            mlflow.log_params({"final_train_rows": len(rows)})
+            mlflow.set_tag("winner", "true")
+            info = tracking.log_forecaster(final_model, x.iloc[:5], spec.kind)
+    mlflow.log_metrics(tracking.finite(tracked_metrics(winner, selection, report.held_out_folds)))
+    tracking.log_decision(report)
+    return str(info.model_uri)
+
+
+def _register(
+    registry: Registry,
+    report: TrainingReport,
+    model_uri: str,
+    parent_run_id: str,
+    database_url: str | None,
+) -> tuple[str, bool]:
+    """A version tagged per the contract, as ``challenger``; champion if the decision says so."""
+    actor = f"pricebot train ({default_actor()})"
+    winner = report.winner.name
+    mv = registry.register_challenger(
+        model_uri,
+        report.model_name,
+        version_tags(report, parent_run_id),
+        database_url=database_url,
+        reason=f"best candidate of run {parent_run_id} ({winner})",
+        moved_by=actor,
+    )
+    version = str(mv.version)
+    promoted = False
+    if report.decision.promote:
+        registry.move_alias(database_url, report.model_name, CHAMPION, version,
+                            reason=report.decision.reason, moved_by=actor)  # fmt: skip
+        promoted = True
+    mlflow.set_tag("registered_version", version)
+    return version, promoted
+
+
+def version_tags(report: TrainingReport, parent_run_id: str) -> dict[str, str]:
+    """The tags every registered version carries (the contract the service relies on)."""
+    tags = {
+        "symbol": report.symbol,
+        "target": report.target,
+        "feature_set": report.feature_set,
+        "horizon_minutes": str(report.horizon_minutes),
+        "candidate": report.winner.name,
+        "training_run_id": parent_run_id,
+        "dataset.sha256": str(report.lineage["sha256"]),
+        "market": report.market,  # the provenance contract: the class of the training data
+        "heldout_fold": ",".join(str(n) for n in report.held_out_folds),
+    }
+    threshold = report.candidate(report.winner.name).threshold
+    if threshold is not None:
+        tags["decision_threshold"] = repr(float(threshold))  # what a probability is called at
+    return tags

@@ -15,7 +15,13 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from pricebot.evaluation import METRICS, CandidateResult
+from pricebot.evaluation import METRICS, CandidateResult, Fold
+from pricebot.training_report import (
+    TrainingReport,
+    report_to_dict,
+    report_to_json,
+    tracked_metrics,
+)
 
 
 def ensure_experiment(name: str) -> str:
@@ -30,18 +36,78 @@ def finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
-def log_candidate(result: CandidateResult) -> None:
-    """Into the active run: parameters, per-fold metrics (step = fold) and aggregates."""
+def log_candidate(result: CandidateResult, selection: list[int], held_out: list[int]) -> None:
+    """Into the active run: parameters, per-fold metrics (``fold_<metric>``, step = fold) and
+    the selection-fold and held-out figures apart (``selection_<metric>``, ``heldout_<metric>``,
+    see :func:`pricebot.training_report.tracked_metrics`)."""
     if result.params:
         mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
-    mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind})
+    mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind,
+                     "selection_folds": ",".join(map(str, selection)),
+                     "heldout_folds": ",".join(map(str, held_out))})  # fmt: skip
     for fold, row in result.folds.iterrows():
         mlflow.log_metrics(
-            finite({f"fold_{k}": row[k] for k in METRICS}),
+            finite({f"fold_{k}": row[k] for k in METRICS if k in row}),
             step=int(fold),  # type: ignore[arg-type]
         )
-    mlflow.log_metrics(finite(result.aggregate()))
+    mlflow.log_metrics(finite(tracked_metrics(result, selection, held_out)))
     mlflow.log_text(result.folds.to_csv(), "folds.csv")
+
+
+def log_job_inputs(config: Any, dataset: Any, folds: list[Fold], train_step: int) -> None:
+    """Into the parent run: what the job was asked to do and on which data."""
+    spec = dataset.spec
+    mlflow.set_tags({"symbol": dataset.symbol, "target": spec.name, "job": "pricebot train",
+                     "dataset.sha256": str(dataset.lineage["sha256"]),
+                     "market": str(dataset.lineage.get("market"))})  # fmt: skip
+    mlflow.log_params(
+        {
+            "symbol": dataset.symbol,
+            "target": spec.name,
+            "kind": spec.kind,
+            "horizon_minutes": spec.horizon_minutes,
+            "feature_set": dataset.feature_set,
+            "folds": config.folds,
+            "trials": config.trials,
+            "seed": config.seed,
+            "fee_per_side": config.fee,
+            "class_weight": config.class_weight if spec.is_classification else "n/a",
+            "train_step_minutes": train_step,
+            "purge_minutes": folds[0].purge_minutes,
+            "dataset.rows": dataset.lineage["rows"],
+            "dataset.start": dataset.lineage["start"],
+            "dataset.end": dataset.lineage["end"],
+        }
+    )
+    log_json(dataset.lineage, "lineage.json")
+    log_json(
+        [{"fold": f.number, "train_rows": len(f.train), "test_rows": len(f.test),
+          "test_start": f.test_start, "test_end": f.test_end} for f in folds],
+        "folds.json",
+    )  # fmt: skip
+
+
+def log_decision(report: TrainingReport) -> None:
+    """Into the parent run: the promotion decision (``promotion.json`` and tags), the champion's
+    figure on the held-out fold, and the report so far."""
+    decision, champion = report.decision, report.champion
+    if champion.value is not None:
+        mlflow.log_metric("champion_heldout_pool_value_net", champion.value)
+    document = report_to_dict(report)
+    log_json(
+        {"challenger": report.winner.name, **document["decision"],
+         "champion": document["champion"]},
+        "promotion.json",
+    )  # fmt: skip
+    mlflow.set_tags({"winner": report.winner.name, "promotion.decision":
+                     "promote" if decision.promote else "keep",
+                     "promotion.reason": decision.reason[:4000]})  # fmt: skip
+    log_report(report)
+
+
+def log_report(report: TrainingReport) -> None:
+    """The whole training report as ``report.json`` of the active run."""
+    mlflow.log_text(report_to_json(report), "report.json")
 
 
 def log_json(data: Any, artifact_file: str) -> None:

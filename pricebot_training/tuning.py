@@ -2,7 +2,8 @@
 
 The objective is the mean out-of-sample RMSE (for classifiers: RMSE of the probability, i.e. the
 square root of the Brier score) over the *selection* folds, every fold but the newest: the newest
-fold is kept for the promotion decision, so the model that is promoted was not chosen on it.
+fold is held out for the promotion decision (:mod:`pricebot.gate`), so the model that is
+promoted was not chosen on it; the job passes only the selection folds here.
 A median pruner stops trials that are already worse than the median after a fold.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 from pricebot.dataset import Dataset
 from pricebot.evaluation import Fold
 from pricebot.forecaster import predict_values
-from pricebot_training.candidates import fit, xgboost_candidate
+from pricebot_training.candidates import ClassWeight, fit, xgboost_candidate
 
 TrialCallback = Callable[[int, dict[str, Any], float | None, str], None]
 
@@ -49,6 +50,7 @@ def tune_xgboost(
     trials: int,
     seed: int,
     on_trial: TrialCallback | None = None,
+    class_weight: ClassWeight = "balanced",
 ) -> TuningResult:
     """Run ``trials`` Optuna trials; ``on_trial(number, params, value, state)`` after each."""
     import optuna
@@ -62,7 +64,7 @@ def tune_xgboost(
         candidate = xgboost_candidate(spec, params, seed)
         errors = []
         for step, fold in enumerate(folds):
-            model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec)
+            model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
             pred = predict_values(model, x.iloc[fold.test], spec.kind)
             errors.append(float(np.sqrt(np.mean((pred - y.to_numpy()[fold.test]) ** 2))))
             trial.report(float(np.mean(errors)), step)

@@ -62,8 +62,12 @@ class NetworkArgs:
     az_count: int
     nat_gateways: int
     interface_endpoints: bool
-    ingress_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    # Who may reach the load balancer; empty: nobody (until the deploy opens it to itself).
+    ingress_cidrs: tuple[str, ...] = ()
     https: bool = False
+    # The load balancer signs users in to the monitoring page: it must reach the identity
+    # provider's token and user-info endpoints over HTTPS.
+    alb_reaches_identity_provider: bool = False
 
 
 def subnet_cidrs(vpc_cidr: str, az_count: int) -> dict[str, list[str]]:
@@ -224,6 +228,7 @@ class Network(pulumi.ComponentResource):
                 )
 
         self.security_group_ids = self._firewall(name, args, vpc)
+        self.alb_security_group_id = self.security_group_ids["alb"]
         self.public_subnet_ids = [s.id for s in public]
         self.app_subnet_ids = [s.id for s in app]
         self.data_subnet_ids = [s.id for s in data]
@@ -234,6 +239,7 @@ class Network(pulumi.ComponentResource):
                 "app_subnet_ids": self.app_subnet_ids,
                 "data_subnet_ids": self.data_subnet_ids,
                 "security_group_ids": self.security_group_ids,
+                "alb_security_group_id": self.alb_security_group_id,
             }
         )
 
@@ -281,6 +287,17 @@ class Network(pulumi.ComponentResource):
                 from_port=port,
                 to_port=port,
                 referenced_security_group_id=groups[target].id,
+                opts=child,
+            )
+        if args.alb_reaches_identity_provider:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-alb-identity-provider",
+                security_group_id=groups["alb"].id,
+                description="the load balancer's sign-in: the identity provider's endpoints",
+                ip_protocol="tcp",
+                from_port=HTTPS,
+                to_port=HTTPS,
+                cidr_ipv4=ANYWHERE,
                 opts=child,
             )
         for tier in HTTPS_OUT:

@@ -48,6 +48,17 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class FunctionDeclaration:
+    """A function as declared: enough to call its handler elsewhere exactly as Lambda would."""
+
+    key: str
+    name: pulumi.Output[str]
+    handler: str
+    environment: pulumi.Output[dict[str, str]]
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PipelineArgs:
     name: str
     region: str
@@ -58,7 +69,7 @@ class PipelineArgs:
     db_host: pulumi.Input[str]
     db_port: pulumi.Input[int]
     db_name: str
-    db_secret_arn: pulumi.Input[str]
+    db_secret_arn: pulumi.Input[str]  # the pipeline login's secret, not the owner's
     symbols: Sequence[str]
     binance_url: str
     feature_set: str
@@ -147,6 +158,7 @@ class Pipeline(pulumi.ComponentResource):
                          args.transform_zip, ("core", "data"), 1024, 600),
         )  # fmt: skip
         functions: dict[str, aws.lambda_.Function] = {}
+        self.declarations: dict[str, FunctionDeclaration] = {}
         self.dead_letter_queues: dict[str, aws.sqs.Queue] = {}
         for spec in specs:
             functions[spec.key] = self._function(
@@ -307,6 +319,22 @@ class Pipeline(pulumi.ComponentResource):
             opts=child,
         )
         code = self._upload(name, spec.key, spec.zip_path, args)
+        variables = {
+            # The database password is not here: the function reads its login's
+            # secret at connect time, and again after a rotation (pricebot.db).
+            "PRICEBOT_DATABASE_SECRET_ARN": args.db_secret_arn,
+            "PRICEBOT_DB_HOST": args.db_host,
+            "PRICEBOT_DB_PORT": pulumi.Output.from_input(args.db_port).apply(str),
+            "PRICEBOT_DB_NAME": args.db_name,
+            "PRICEBOT_DB_SSLMODE": "require",
+            "PRICEBOT_EVENT_BUS": "default",
+            "PRICEBOT_SYMBOLS": ",".join(args.symbols),
+            "PRICEBOT_FEATURE_SET": args.feature_set,
+            "PRICEBOT_BINANCE_URL": args.binance_url,
+            "POWERTOOLS_SERVICE_NAME": spec.key,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
         function = aws.lambda_.Function(
             f"{name}-{spec.key}",
             name=function_name,
@@ -327,25 +355,15 @@ class Pipeline(pulumi.ComponentResource):
             dead_letter_config={"target_arn": dlq.arn},
             tracing_config={"mode": "Active"},
             logging_config={"log_format": "JSON", "log_group": log_group.name},
-            environment={
-                "variables": {
-                    # The database password is not here: the function reads it from the
-                    # secret (pricebot.cloud.database_url).
-                    "PRICEBOT_DB_SECRET_ARN": args.db_secret_arn,
-                    "PRICEBOT_DB_HOST": args.db_host,
-                    "PRICEBOT_DB_PORT": pulumi.Output.from_input(args.db_port).apply(str),
-                    "PRICEBOT_DB_NAME": args.db_name,
-                    "PRICEBOT_DB_SSLMODE": "require",
-                    "PRICEBOT_EVENT_BUS": "default",
-                    "PRICEBOT_SYMBOLS": ",".join(args.symbols),
-                    "PRICEBOT_FEATURE_SET": args.feature_set,
-                    "PRICEBOT_BINANCE_URL": args.binance_url,
-                    "POWERTOOLS_SERVICE_NAME": spec.key,
-                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                    "POWERTOOLS_LOG_LEVEL": "INFO",
-                }
-            },
+            environment={"variables": variables},
             opts=ResourceOptions(parent=self, depends_on=[log_group, policy]),
+        )
+        self.declarations[spec.key] = FunctionDeclaration(
+            key=spec.key,
+            name=function.name,
+            handler=spec.handler,
+            environment=pulumi.Output.from_input(variables),
+            layers=spec.layers,
         )
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-{spec.key}",

@@ -1,9 +1,18 @@
 """The prediction service: BentoML on ECS Fargate behind the stack's Application Load Balancer.
 
-The load balancer is the only thing reachable from outside the VPC, on 80 (and 443 when a
-certificate ARN is configured, with 80 then redirecting to it). Tasks run in the app subnets
-without public IPs, are health-checked on ``/readyz`` (ready once a model is loaded) and scale
-on CPU. The service follows the configured MLflow alias itself (it polls the registry).
+The load balancer is the only thing reachable from outside the VPC, and only from
+``ingressCidrs``: on 80, or on 443 when a certificate is configured (80 then only redirects).
+Every answer but the health checks, the docs page and the OpenAPI spec needs an API key
+(``X-API-Key`` or ``Authorization: Bearer``), checked by the service against
+``PRICEBOT_API_KEYS``, which ECS injects from the stack's API key secret at task start (a key
+rotation therefore rolls the service: ``aws ecs update-service --force-new-deployment``). Tasks
+run in the app subnets without public IPs, are health-checked on ``/readyz`` and scale on CPU;
+they log in to PostgreSQL as the service's own role (read features and candles, add
+predictions). The service follows the configured MLflow alias itself (it polls the registry).
+
+With ``domainName`` the URLs use it (the certificate's name); with ``hostedZoneId`` too the
+stack creates its alias record, otherwise pointing the name at the load balancer's DNS name is
+a manual step (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ import pulumi
 import pulumi_aws as aws
 from pulumi import ResourceOptions
 
-from infra.components.fargate import FargateApp, FargateAppSpec
+from infra.components.fargate import FargateService, FargateTask, ServiceSpec, TaskSpec
 from infra.components.network import SERVICE_PORT
 
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+API_KEYS_ENV = "PRICEBOT_API_KEYS"
 
 
 @dataclass(frozen=True)
@@ -34,8 +44,11 @@ class ServingArgs:
     repository_arn: pulumi.Input[str]
     image_tag: str | None
     db_secret_arn: pulumi.Input[str]
+    api_keys_secret_arn: pulumi.Input[str]
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     certificate_arn: str | None = None
+    domain_name: str | None = None
+    hosted_zone_id: str | None = None
     cpu: int = 512
     memory_mb: int = 1024
     min_tasks: int = 1
@@ -56,7 +69,13 @@ class Serving(pulumi.ComponentResource):
         super().__init__("pricebot:infra:Serving", name, None, opts)
         child = ResourceOptions(parent=self)
 
-        cluster = aws.ecs.Cluster(f"{name}-cluster", name=args.name, opts=child)
+        # Container Insights: the running and desired task counts the alarms compare.
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            name=args.name,
+            settings=[{"name": "containerInsights", "value": "enabled"}],
+            opts=child,
+        )
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
             name=f"{args.name}"[:32],
@@ -68,25 +87,34 @@ class Serving(pulumi.ComponentResource):
             idle_timeout=120,  # Streamlit keeps a websocket open
             opts=child,
         )
-        app = FargateApp(
-            FargateAppSpec(
+        task = FargateTask(
+            TaskSpec(
                 key="service",
+                image_role="service",
                 name=args.name,
                 region=args.region,
+                repository_url=args.repository_url,
+                repository_arn=args.repository_arn,
+                image_tag=args.image_tag,
+                cpu=args.cpu,
+                memory_mb=args.memory_mb,
+                log_retention_days=args.log_retention_days,
+                command=None,  # the Bento's own `bentoml serve`
+                environment=args.environment,
+                db_secret_arn=args.db_secret_arn,
+                injected_secrets={API_KEYS_ENV: args.api_keys_secret_arn},
+                port=SERVICE_PORT,
+            ),
+            parent=self,
+        )
+        app = FargateService(
+            task,
+            ServiceSpec(
                 cluster_arn=cluster.arn,
                 vpc_id=args.vpc_id,
                 subnet_ids=args.app_subnet_ids,
                 security_group_id=args.service_security_group_id,
-                repository_url=args.repository_url,
-                repository_arn=args.repository_arn,
-                image_tag=args.image_tag,
-                port=SERVICE_PORT,
                 health_check_path="/readyz",
-                cpu=args.cpu,
-                memory_mb=args.memory_mb,
-                db_secret_arn=args.db_secret_arn,
-                environment=args.environment,
-                log_retention_days=args.log_retention_days,
                 desired_count=args.min_tasks,
                 autoscaled=True,
             ),
@@ -119,6 +147,10 @@ class Serving(pulumi.ComponentResource):
             )
             scheme = "https"
         else:
+            pulumi.log.warn(
+                "no certificateArn: the API listens on plain HTTP, so its API key crosses the "
+                "network unencrypted; configure a certificate and domainName for production"
+            )
             listener = aws.lb.Listener(
                 f"{name}-http",
                 load_balancer_arn=alb.arn,
@@ -128,7 +160,7 @@ class Serving(pulumi.ComponentResource):
                 opts=child,
             )
             scheme = "http"
-        service = app.service(depends_on=[listener])
+        service = app.start(depends_on=[listener])
 
         minimum = args.min_tasks if args.image_tag else 0
         target = aws.appautoscaling.Target(
@@ -157,11 +189,39 @@ class Serving(pulumi.ComponentResource):
             },
             opts=child,
         )
+        if args.hosted_zone_id and args.domain_name:
+            aws.route53.Record(
+                f"{name}-dns",
+                zone_id=args.hosted_zone_id,
+                name=args.domain_name,
+                type="A",
+                aliases=[
+                    {
+                        "name": alb.dns_name,
+                        "zone_id": alb.zone_id,
+                        "evaluate_target_health": True,
+                    }
+                ],
+                opts=child,
+            )
 
-        self.base_url = pulumi.Output.concat(f"{scheme}://", alb.dns_name)
+        host = pulumi.Output.from_input(args.domain_name) if args.domain_name else alb.dns_name
+        self.https = bool(args.certificate_arn)
+        self.base_url = pulumi.Output.concat(f"{scheme}://", host)
         self.url = pulumi.Output.concat(self.base_url, "/")
         self.cluster_arn = cluster.arn
         self.cluster_name = cluster.name
         self.listener_arn = listener.arn
         self.listener = listener
-        self.register_outputs({"url": self.url, "cluster_arn": self.cluster_arn})
+        self.load_balancer = alb
+        self.service_app = app
+        self.service_name = service.name
+        self.task = task
+        self.register_outputs(
+            {
+                "url": self.url,
+                "cluster_arn": self.cluster_arn,
+                "service_name": self.service_name,
+                "target_group_arn": app.target_group.arn,
+            }
+        )

@@ -38,6 +38,7 @@ ACTIONS_WITHOUT_RESOURCES = frozenset(
         "ec2:UnassignPrivateIpAddresses",
         *SSM_AGENT_ACTIONS,
         "cloudwatch:PutMetricData",
+        "secretsmanager:GetRandomPassword",
     }
 )
 
@@ -56,6 +57,13 @@ BUCKET_ENCRYPTION = (
 )
 LAMBDA = "aws:lambda/function:Function"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+AUTHENTICATE = ("authenticate-cognito", "authenticate-oidc")
+# Values ECS would put in an environment in the clear, or inject once at start.
+DATABASE_PASSWORD_VARIABLES = ("PGPASSWORD", "PGUSER", "PRICEBOT_DB_PASSWORD")
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
@@ -68,6 +76,9 @@ class Declared:
     name: str
     inputs: Mapping[str, Any]
     id: str | None = field(default=None)
+    # What the provider answered (ARNs, ...), where known: a preview knows it only for resources
+    # that exist already.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.type.rsplit(':', 1)[-1]} {self.name!r}"
@@ -258,6 +269,64 @@ def dead_letter_violations(resources: Sequence[Declared]) -> list[str]:
     for target in _of(resources, EVENT_TARGET):
         if not (target.inputs.get("deadLetterConfig") or {}).get("arn"):
             problems.append(f"{target} has no dead-letter queue")
+    for schedule in _of(resources, SCHEDULE):
+        if not ((schedule.inputs.get("target") or {}).get("deadLetterConfig") or {}).get("arn"):
+            problems.append(f"{schedule} has no dead-letter queue")
+    return problems
+
+
+# --- access -------------------------------------------------------------------------------------
+def authentication_violations(resources: Sequence[Declared]) -> list[str]:
+    """A sign-in only on HTTPS (the load balancer refuses it on HTTP, and a session cookie
+    must not cross in the clear), and nothing routed to the monitoring page without one."""
+    protocol = {
+        key: listener.inputs.get("protocol")
+        for listener in _of(resources, LISTENER)
+        for key in (listener.id, listener.outputs.get("arn"))
+        if key
+    }
+    problems = []
+    for rule in _of(resources, LISTENER_RULE):
+        actions = sorted(rule.inputs.get("actions") or [], key=lambda a: a.get("order") or 0)
+        kinds = [a.get("type") for a in actions]
+        signs_in = any(kind in AUTHENTICATE for kind in kinds)
+        if signs_in and protocol.get(rule.inputs.get("listenerArn")) != "HTTPS":
+            problems.append(f"{rule} signs users in on a listener that is not HTTPS")
+        forwards_to_monitoring = any(
+            a.get("type") == "forward" and "monitoring" in str(a.get("targetGroupArn"))
+            for a in actions
+        )
+        if forwards_to_monitoring and (not kinds or kinds[0] not in AUTHENTICATE):
+            problems.append(f"{rule} routes to the monitoring page without signing users in")
+    for listener in _of(resources, LISTENER):
+        for action in listener.inputs.get("defaultActions") or []:
+            if action.get("type") == "forward" and "monitoring" in str(
+                action.get("targetGroupArn")
+            ):
+                problems.append(f"{listener} forwards to the monitoring page by default")
+    return problems
+
+
+def task_credential_violations(resources: Sequence[Declared]) -> list[str]:
+    """No task gets a database password in its environment or injected once at start; a task
+    that knows the database reads its own login's secret (and so follows a rotation)."""
+    problems = []
+    for task in _of(resources, TASK_DEFINITION):
+        definitions = task.inputs.get("containerDefinitions")
+        containers = json.loads(definitions) if isinstance(definitions, str) else []
+        for container in containers:
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            injected = {s["name"] for s in container.get("secrets", [])}
+            for name in DATABASE_PASSWORD_VARIABLES:
+                if name in env or name in injected:
+                    problems.append(f"{task} puts {name} in the container's environment")
+            url = env.get("PRICEBOT_DATABASE_URL")
+            if url is None:
+                continue
+            if "@" in url:
+                problems.append(f"{task} has credentials in PRICEBOT_DATABASE_URL")
+            if not env.get("PRICEBOT_DATABASE_SECRET_ARN"):
+                problems.append(f"{task} knows the database but not its login's secret")
     return problems
 
 
@@ -298,6 +367,8 @@ ALL_RULES = (
     bucket_violations,
     iam_violations,
     dead_letter_violations,
+    authentication_violations,
+    task_credential_violations,
     tag_violations,
 )
 

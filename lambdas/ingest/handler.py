@@ -21,6 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pricebot import cloud
+from pricebot.db import connect
 from pricebot.ingest import catch_up
 
 logger = Logger()
@@ -45,7 +46,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("fanned out", extra={"symbols": len(symbols), "batches": len(batches)})
         return {"fanned_out": len(batches)}
 
-    results = catch_up(cloud.database_url(config), symbols)
+    with connect(cloud.database_url(config), autocommit=True) as conn:
+        results = catch_up(conn, symbols)
     now = datetime.now(UTC)
     written = [r for r in results if r.rows_written]
     metrics.add_metric("CandlesWritten", MetricUnit.Count, sum(r.rows_written for r in results))

@@ -34,6 +34,12 @@ def import_archives(
     stop_on_error: bool = typer.Option(
         False, "--stop-on-error", help="Stop at the first bad file instead of skipping it."
     ),
+    market: str = typer.Option(
+        "binance-vision",
+        "--market",
+        help="Where the files' candles came from, as recorded with them: binance-vision, or "
+        "simulated:<mode> for files packaged from the simulated exchange.",
+    ),
 ) -> None:
     """Bulk-load Binance Vision 1m kline archives (spot or futures) with COPY.
 
@@ -53,12 +59,13 @@ def import_archives(
     )
     from rich.table import Table
 
-    from pricebot import archive
+    from pricebot import archive, provenance
     from pricebot.db import redact
     from pricebot.errors import DatabaseUnavailableError, UsageError
     from pricebot_cli.output import console
 
     url = database_url or get_settings().database_url
+    provenance.check_market(market)
     try:
         files = archive.find_archives(paths)
     except errors.ArchiveError as exc:
@@ -95,6 +102,7 @@ def import_archives(
             results = archive.import_archives(
                 url,
                 files,
+                market=market,
                 on_bytes=lambda n: progress.advance(task, n),
                 on_result=on_result,
                 stop_on_error=stop_on_error,

@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         )
         from rich.table import Table
 
-        from pricebot.db import redact
+        from pricebot.db import connect, redact
         from pricebot.errors import BinanceError, DatabaseUnavailableError, UsageError
         from pricebot.ingest import PageEvent, catch_up
         from pricebot.settings import Settings, get_settings, split_csv
@@ -100,8 +100,8 @@ def register(app: typer.Typer) -> None:
             f"into {redact(url)}"
         )
         try:
-            with progress:
-                results = catch_up(url, settings.symbols, since=start, settings=settings,
+            with connect(url, autocommit=True) as conn, progress:
+                results = catch_up(conn, settings.symbols, since=start, settings=settings,
                                    on_page=on_page)  # fmt: skip
         except (BinanceError, DatabaseUnavailableError) as exc:
             raise UsageError(str(exc)) from None

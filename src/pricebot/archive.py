@@ -24,7 +24,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,13 +37,15 @@ from pricebot.errors import (
     ArchiveError,
     ArchiveNameError,
     ChecksumMismatchError,
+    DatabaseUnavailableError,
     MalformedArchiveError,
     MislabelledArchiveError,
     TruncatedArchiveError,
 )
 from pricebot.gaps import record_gaps
 from pricebot.klines import _MICROSECOND_THRESHOLD, MINUTE
-from pricebot.runs import finish_run, start_run
+from pricebot.provenance import BINANCE_VISION, check_compatible, check_market, record_market
+from pricebot.runs import RunStats, finish_run, start_run
 
 SOURCE = "archive"
 _ATTEMPTS = 3
@@ -314,6 +316,7 @@ def import_archives(
     url: str,
     paths: Sequence[Path],
     *,
+    market: str = BINANCE_VISION,
     jobs: int = 1,
     on_bytes: ProgressCallback | None = None,
     on_result: Callable[[ImportResult], None] | None = None,
@@ -321,15 +324,22 @@ def import_archives(
 ) -> list[ImportResult]:
     """Import each file in its own transaction; a bad file is reported and skipped.
 
+    ``market`` is where the files' candles came from (:mod:`pricebot.provenance`): Binance
+    Vision unless they were downloaded from a simulated exchange. A symbol stored from another
+    class of market is refused before any file is read
+    (:class:`pricebot.errors.MixedMarketsError`).
+
     Results come back in the order of ``paths``. Failed files carry their
     :class:`ArchiveError` in ``ImportResult.error`` (or the first one is raised with
     ``stop_on_error``). A database that cannot be reached raises at once. With ``jobs > 1``
     files load concurrently on that many connections: the server parses and indexes one file
-    per core. Callbacks are serialised, so they need no locking of their own.
+    per core. Each worker holds one connection for all its files (their loads and audit rows);
+    only when that connection breaks is another opened, to record the failure. Callbacks are
+    serialised, so they need no locking of their own.
     """
     paths = [Path(path) for path in paths]
-    for path in paths:
-        parse_archive_name(path)  # a usage error: refuse the whole list before loading any
+    check_market(market)
+    symbols = list(dict.fromkeys(parse_archive_name(path).symbol for path in paths))
     lock = threading.Lock()
 
     def report(result: ImportResult) -> ImportResult:
@@ -343,47 +353,63 @@ def import_archives(
             with lock:
                 on_bytes(size)
 
-    if jobs <= 1 or len(paths) <= 1:
-        with _session(url) as conn:
-            return [report(_attempt(conn, url, path, count_bytes, stop_on_error)) for path in paths]
-    local = threading.local()
-    sessions: list[psycopg.Connection] = []
+    def record_elsewhere(stats: RunStats, error: BaseException) -> None:
+        """The session broke mid-file: say so on a new connection, if the database is back."""
+        with suppress(DatabaseUnavailableError, psycopg.Error), connect(url) as conn:
+            finish_run(conn, stats, error)
 
-    def work(path: Path) -> ImportResult:
-        if not hasattr(local, "conn"):
-            local.conn = _session(url)
-            with lock:
-                sessions.append(local.conn)
-        return report(_attempt(local.conn, url, path, count_bytes, stop_on_error))
+    def attempt(conn: psycopg.Connection, path: Path) -> ImportResult:
+        return report(_attempt(conn, path, market, count_bytes, stop_on_error, record_elsewhere))
 
-    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="archive-import")
+    first = _session(url)
     try:
-        return list(pool.map(work, paths))
+        for symbol in symbols:  # a usage error: refuse the whole list before loading any
+            check_compatible(first, symbol, market)
+        if jobs <= 1 or len(paths) <= 1:
+            return [attempt(first, path) for path in paths]
+        local = threading.local()
+        sessions: list[psycopg.Connection] = []
+
+        def work(path: Path) -> ImportResult:
+            if not hasattr(local, "conn"):
+                with lock:  # the first worker reuses the connection that checked the market
+                    local.conn = _session(url) if sessions else first
+                    sessions.append(local.conn)
+            return attempt(local.conn, path)
+
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="archive-import")
+        try:
+            return list(pool.map(work, paths))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for conn in sessions:
+                if conn is not first:
+                    conn.close()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        for conn in sessions:
-            conn.close()
+        first.close()
 
 
 def _session(url: str) -> psycopg.Connection:
-    conn = connect(url)
+    """One worker's connection: autocommit, so that each file's transaction and each audit row
+    commit on their own."""
+    conn = connect(url, autocommit=True)
     # Staging rows stay in memory: a month is ~10 MB of temp table.
     conn.execute("SET temp_buffers = '256MB'")
-    conn.commit()
     return conn
 
 
 def _attempt(
     conn: psycopg.Connection,
-    url: str,
     path: Path,
+    market: str,
     on_bytes: ProgressCallback,
     stop_on_error: bool,
+    record_elsewhere: Callable[[RunStats, BaseException], None],
 ) -> ImportResult:
     """Import one file; an archive's own fault becomes the result's error (or is raised)."""
     try:
         try:
-            return _import_file(conn, url, path, on_bytes)
+            return _import_file(conn, path, market, on_bytes, record_elsewhere)
         except OSError as exc:
             raise ArchiveError(path, f"cannot read the file: {exc}") from exc
     except ArchiveError as exc:
@@ -392,17 +418,22 @@ def _attempt(
         return ImportResult(path, parse_archive_name(path).symbol, error=exc)
 
 
-def import_archive(url: str, path: Path | str) -> ImportResult:
+def import_archive(url: str, path: Path | str, *, market: str = BINANCE_VISION) -> ImportResult:
     """Import one file; raises :class:`ArchiveError` if it cannot be imported."""
-    return import_archives(url, [Path(path)], stop_on_error=True)[0]
+    return import_archives(url, [Path(path)], market=market, stop_on_error=True)[0]
 
 
 def _import_file(
-    conn: psycopg.Connection, url: str, path: Path, on_bytes: ProgressCallback | None
+    conn: psycopg.Connection,
+    path: Path,
+    market: str,
+    on_bytes: ProgressCallback | None,
+    record_elsewhere: Callable[[RunStats, BaseException], None],
 ) -> ImportResult:
     name = parse_archive_name(path)
     result = ImportResult(path=path, symbol=name.symbol)
-    stats = start_run(url, name.symbol, SOURCE)  # every attempt is audited, failed ones too
+    # Every attempt is audited, failed ones too.
+    stats = start_run(conn, name.symbol, SOURCE, market)
     result.run_id = stats.run_id
     try:
         result.checksum = verify_checksum(path)
@@ -414,6 +445,7 @@ def _import_file(
                     # stored neighbour there shows minutes missing at the file's edges too.
                     gaps = record_gaps(conn, name.symbol, name.start - MINUTE, name.end,
                                        run_id=stats.run_id)  # fmt: skip
+                    record_market(conn, name.symbol, market)
                 break
             except psycopg.errors.DeadlockDetected:
                 # Two files with the same minutes, loaded at once and not both in time
@@ -423,12 +455,15 @@ def _import_file(
         result.gaps = len(gaps)
         result.gap_minutes = sum(g.minutes for g in gaps)
     except BaseException as exc:
-        finish_run(url, stats, error=exc)
+        if conn.broken:
+            record_elsewhere(stats, exc)
+        else:
+            finish_run(conn, stats, error=exc)
         raise
     stats.range_start, stats.range_end = result.start, result.end
     stats.rows_written, stats.pages, stats.gaps = result.rows_new, 1, result.gaps
     result.seconds = stats.duration_s
-    finish_run(url, stats)
+    finish_run(conn, stats)
     return result
 
 

@@ -36,7 +36,9 @@ from pricebot.errors import (
     RestrictedLocationError,
     RetriesExhaustedError,
     SymbolNotListedError,
+    UnknownMarketError,
 )
+from pricebot.provenance import MARKET_HEADER, market_from_header
 from pricebot.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,8 @@ class BinanceClient:
         self.retries = 0
         self.throttle_pauses = 0
         self.throttled_seconds = 0.0
+        # The market the server announced (pricebot.provenance), known after the first answer.
+        self.market: str | None = None
         # The last weight the exchange reported, and the server's clock when it did.
         self.used_weight: int | None = None
         self._weight_server_time: float | None = None
@@ -269,6 +273,7 @@ class BinanceClient:
         finally:
             self.requests += 1
         self._note_weight(response)
+        self._note_market(response)
         status = response.status_code
         if status in (418, 429):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -306,6 +311,17 @@ class BinanceClient:
                 f"{where}GET {self.base_url}{path} with {params} answered with a body that is "
                 f"not JSON ({response.text[:120]!r}); nothing from it was written."
             ) from exc
+
+    def _note_market(self, response: httpx.Response) -> None:
+        value = response.headers.get(MARKET_HEADER)
+        try:
+            self.market = market_from_header(value)
+        except UnknownMarketError:
+            raise MalformedPayloadError(
+                f"{self.base_url} announced the market {value!r} in its {MARKET_HEADER} header, "
+                "which pricebot does not know: is PRICEBOT_BINANCE_URL a Binance endpoint or a "
+                "simulated exchange of this version of pricebot?"
+            ) from None
 
     def _note_weight(self, response: httpx.Response) -> None:
         value = response.headers.get(WEIGHT_HEADER)

@@ -1,22 +1,30 @@
-"""What the Lambdas need from AWS, kept out of the handlers so both share one definition.
+"""What the deployed components need from AWS, kept out of the adapters so all share one
+definition: the database credentials, the Lambdas' settings and their events.
 
-The database password is never in an environment variable: it comes from the Secrets Manager
-secret RDS manages for the master user, read through Powertools parameters (cached, so a warm
-invocation makes no call). boto3 and Powertools are imported lazily: the core is also used where
-neither is installed.
+The database password is never in an environment variable: each component's role has a Secrets
+Manager secret (``{"username": ..., "password": ...}``) whose ARN is in
+``PRICEBOT_DATABASE_SECRET_ARN``; :class:`SecretCredentials` reads it through a cache (a warm
+Lambda or a busy service makes no call) and again, bypassing the cache, when PostgreSQL refuses
+the password, which is how a rotated password is picked up without a restart
+(:mod:`pricebot.db`). It uses boto3 directly rather than Powertools' parameters so that the ECS
+images, which ship no Powertools, read secrets exactly as the Lambdas do. boto3 is imported
+lazily: the core is also used where it is not installed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pricebot.db import Credentials, secret_source
 from pricebot.errors import SecretUnavailableError, UnexpectedEventError
 from pricebot.settings import split_csv
 
@@ -31,7 +39,12 @@ class LambdaSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PRICEBOT_", extra="ignore")
 
-    db_secret_arn: str = Field(description="ARN of the RDS-managed master user secret.")
+    db_secret_arn: str = Field(
+        description="ARN of the secret holding the function's database username and password.",
+        # PRICEBOT_DATABASE_SECRET_ARN is the name every deployed component uses (and what
+        # pricebot.db re-reads on a rotated password); the older name is still accepted.
+        validation_alias=AliasChoices("PRICEBOT_DATABASE_SECRET_ARN", "PRICEBOT_DB_SECRET_ARN"),
+    )
     db_host: str
     db_port: int = 5432
     db_name: str = "pricebot"
@@ -48,28 +61,91 @@ class LambdaSettings(BaseSettings):
         return [v.upper() for v in value] if isinstance(value, list) else value
 
 
-def database_url(settings: LambdaSettings) -> str:
-    """The libpq URL with the password read from the RDS-managed secret."""
-    from aws_lambda_powertools.utilities import parameters
+class SecretCredentials:
+    """Database credentials from one Secrets Manager secret, cached for ``max_age`` seconds.
 
+    ``credentials(refresh=True)`` reads the secret again whatever the cache holds: callers do so
+    when PostgreSQL refused the cached password. Thread-safe; one instance per secret per
+    process (:func:`pricebot.db.secret_source`).
+    """
+
+    def __init__(
+        self,
+        secret_arn: str,
+        *,
+        max_age: float = SECRET_MAX_AGE_SECONDS,
+        client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.secret_arn = secret_arn
+        self.max_age = max_age
+        self._client = client
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[Credentials, float] | None = None
+        self.reads = 0  # calls to Secrets Manager, for tests and metrics
+
+    def credentials(self, *, refresh: bool = False) -> Credentials:
+        with self._lock:
+            now = self._clock()
+            if not refresh and self._cached and now - self._cached[1] < self.max_age:
+                return self._cached[0]
+            credentials = self._read()
+            self._cached = (credentials, now)
+            return credentials
+
+    def _read(self) -> Credentials:
+        value = read_secret_json(self.secret_arn, client=self._client)
+        self.reads += 1
+        if not {"username", "password"} <= value.keys():
+            raise SecretUnavailableError(
+                f"The database secret {self.secret_arn} lacks username/password fields"
+            )
+        return Credentials(user=str(value["username"]), password=str(value["password"]))
+
+
+def read_secret_string(secret_arn: str, *, client: Any = None) -> str:
+    """The current value of a secret, or :class:`SecretUnavailableError` naming it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
     try:
-        secret = parameters.get_secret(
-            settings.db_secret_arn, transform="json", max_age=SECRET_MAX_AGE_SECONDS
-        )
-    except parameters.exceptions.GetParameterError as exc:
+        # AWSCURRENT is the default; named explicitly because a stage moved by a rotation is
+        # what must be read (moto, for one, keeps answering the pre-rotation default otherwise).
+        answer = client.get_secret_value(SecretId=secret_arn, VersionStage="AWSCURRENT")
+        return answer["SecretString"]
+    except (ClientError, BotoCoreError, KeyError) as exc:
         raise SecretUnavailableError(
-            f"Cannot read the database secret {settings.db_secret_arn}: {exc}. Check that it "
-            "exists and that the function's role may call secretsmanager:GetSecretValue on it."
+            f"Cannot read the secret {secret_arn}: {exc}. Check that it exists, has a value, "
+            "and that this role may call secretsmanager:GetSecretValue on it."
         ) from exc
-    except parameters.exceptions.TransformParameterError as exc:
+
+
+def read_secret_json(secret_arn: str, *, client: Any = None) -> dict[str, Any]:
+    text = read_secret_string(secret_arn, client=client)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
         raise SecretUnavailableError(
-            f"The database secret {settings.db_secret_arn} is not JSON with username and password"
-        ) from exc
-    if not isinstance(secret, dict) or not {"username", "password"} <= secret.keys():
-        raise SecretUnavailableError(
-            f"The database secret {settings.db_secret_arn} lacks username/password fields"
+            f"The database secret {secret_arn} is not JSON with username and password"
         )
-    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    return value
+
+
+def database_url(settings: LambdaSettings) -> str:
+    """The libpq URL with the user and password read from the function's secret.
+
+    Connections made through :mod:`pricebot.db` re-read the secret themselves when the password
+    was rotated (``PRICEBOT_DATABASE_SECRET_ARN``); the password in this URL is the fallback for
+    code that connects otherwise.
+    """
+    credentials = secret_source(settings.db_secret_arn).credentials()
+    user, password = quote(credentials.user, safe=""), quote(credentials.password, safe="")
     return (
         f"postgresql://{user}:{password}@{settings.db_host}:{settings.db_port}/"
         f"{settings.db_name}?sslmode={settings.db_sslmode}"

@@ -4,8 +4,10 @@ A row is kept only when it has every feature, a label (its horizon has passed an
 stored candle) and a label window that does not cross a gap longer than
 ``settings.max_gap_minutes`` (a return across an exchange outage is not a return the model could
 have traded). The lineage says exactly which rows went in: symbol, range, row counts, feature
-set and target, and a SHA-256 of the index, features and labels, so two runs on the same data
-can be recognised and a run can be traced back to the data it saw.
+set and target, the market the candles came from (provenance: ``binance``/``binance-vision``
+are "real", the simulated exchange "simulated:<mode>"), and a SHA-256 of the index, features
+and labels, so two runs on the same data can be recognised and a run can be traced back to the
+data it saw.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import psycopg
 
 from pricebot.errors import NoFeaturesError, UnknownSymbolError
 from pricebot.evaluation import RECENT_MEAN_HORIZONS
-from pricebot.labels import compute_labels, crosses_long_gap, past_returns
+from pricebot.labels import label_candles
 from pricebot.targets import TargetSpec
 
 
@@ -61,13 +63,15 @@ def data_hash(features: pd.DataFrame, label: pd.Series) -> str:
     return digest.hexdigest()
 
 
-def recent_mean_returns(close: pd.Series, horizon_minutes: int) -> pd.Series:
-    """Mean of the last :data:`RECENT_MEAN_HORIZONS` horizon returns ending at or before ``t``."""
-    lagged = [
-        past_returns(close, horizon_minutes, lag_minutes=k * horizon_minutes)
-        for k in range(RECENT_MEAN_HORIZONS)
-    ]
-    return pd.concat(lagged, axis=1).mean(axis=1, skipna=True)
+UNRECORDED_MARKET = "unrecorded"
+
+
+def candle_market(conn: psycopg.Connection, symbol: str) -> str:
+    """The market class of ``symbol``'s stored candles ("real", "simulated:<mode>"), as
+    :mod:`pricebot.provenance` records it; "unrecorded" for candles stored with no provenance."""
+    from pricebot import provenance
+
+    return provenance.market_class(provenance.symbol_markets(conn, symbol))
 
 
 def dataset_from_frames(
@@ -81,26 +85,16 @@ def dataset_from_frames(
     max_gap_minutes: int,
     start: datetime | None = None,
     end: datetime | None = None,
+    market: str | None = None,
 ) -> Dataset:
     """Join ``features`` (index open_time) with labels computed from ``candles``.
 
     ``candles`` should reach ``H`` minutes past ``end`` (for the labels) and a few horizons
-    before ``start`` (for the baselines' past returns).
+    before ``start`` (for the baselines' past returns and the trend targets' moving average).
+    ``market`` is where the candles came from (see :func:`candle_market`).
     """
     horizon = spec.horizon_minutes
-    candles = candles.sort_index()
-    labels = compute_labels(candles, spec)
-    close = candles["close"].astype("float64")
-    context = pd.DataFrame(
-        {
-            "label": labels["label"],
-            "forward_return": labels["forward_return"],
-            "past_return": past_returns(close, horizon),
-            "recent_mean": recent_mean_returns(close, horizon),
-            "crosses_gap": crosses_long_gap(candles.index, horizon, max_gap_minutes),
-        },
-        index=candles.index,
-    )
+    context = label_candles(candles, spec, max_gap_minutes)
     frame = features.sort_index()
     if start is not None:
         frame = frame[frame.index >= pd.Timestamp(start)]
@@ -109,8 +103,8 @@ def dataset_from_frames(
     x = frame.reindex(columns=feature_columns).astype("float64")
     joined = context.reindex(x.index)
     has_features = np.isfinite(x.to_numpy()).all(axis=1)
-    unlabelled = joined["label"].isna().to_numpy()
-    crossing = joined["crosses_gap"].fillna(True).astype(bool).to_numpy() & ~unlabelled
+    crossing = joined["crosses_gap"].fillna(False).astype(bool).to_numpy()
+    unlabelled = joined["label"].isna().to_numpy() & ~crossing
     keep = has_features & ~unlabelled & ~crossing
     x = x[keep]
     joined = joined[keep]
@@ -131,6 +125,7 @@ def dataset_from_frames(
         "rows_unlabelled": int(unlabelled.sum()),
         "rows_crossing_gaps": int((crossing & has_features).sum()),
         "max_gap_minutes": max_gap_minutes,
+        "market": market or UNRECORDED_MARKET,
         "sha256": data_hash(x, label),
     }
     return Dataset(
@@ -182,7 +177,10 @@ def build_dataset(
             f"No candles stored for {symbol}. Symbols with candles: {listing}."
         )
     horizon = timedelta(minutes=spec.horizon_minutes)
-    candles_start = start - horizon * (RECENT_MEAN_HORIZONS + 1) if start else None
+    # Before ``start``: the baselines' past returns, and a trend target's moving average.
+    window = timedelta(minutes=spec.window_minutes or 0)
+    before = max(horizon * (RECENT_MEAN_HORIZONS + 1), window + horizon)
+    candles_start = start - before if start else None
     candles_end = end + horizon + timedelta(minutes=1) if end else None
     candles = load_candles(conn, symbol, candles_start, candles_end)
     features = load_features(conn, symbol, start, end, feature_set=feature_set)
@@ -202,4 +200,5 @@ def build_dataset(
         max_gap_minutes=max_gap,
         start=start,
         end=end,
+        market=candle_market(conn, symbol),
     )

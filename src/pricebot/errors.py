@@ -67,6 +67,10 @@ class FeatureInputError(PricebotError, ValueError):
     """Candles that cannot be turned into features; the message says what is wrong."""
 
 
+class MissingReferenceError(PricebotError, LookupError):
+    """A cross-asset feature set reads a reference coin whose candles were never stored."""
+
+
 class TargetSpecError(PricebotError, ValueError):
     """A target spec that does not parse; the message says what is wrong and shows examples."""
 
@@ -85,6 +89,15 @@ class RangeError(PricebotError, ValueError):
 
 class MalformedKlineError(PricebotError, ValueError):
     """A kline row that is not what Binance sends; the message says which field and why."""
+
+
+class UnknownMarketError(PricebotError, ValueError):
+    """A market name pricebot does not record candles under; the message lists the known ones."""
+
+
+class MixedMarketsError(PricebotError, ValueError):
+    """Candles of one symbol from a real and a simulated market (or two simulated ones); the
+    message names both and the fix. Nothing of the refused write is stored."""
 
 
 # --- archives (Binance Vision files) -----------------------------------------------------------

@@ -18,7 +18,13 @@ the original study) started ``H / pools`` minutes apart. Each pool makes non-ove
 ``H``-minute decisions: long if the model calls a rise, in cash otherwise; buying or selling costs
 ``fee`` per side (default 0.1%), a position is closed at the end and before any hole in the data.
 The pool value is the mean final value of the pools (1.0 = broke even); buy-and-hold is the same
-machinery always long, over the same periods and with the same fees.
+machinery always long, over the same periods and with the same fees, and cash is never long.
+
+Classifiers call the event when their probability reaches a decision threshold. For models it is
+chosen on the selection folds only (:func:`choose_threshold`: the threshold with the best mean net
+pool value there) and then applied unchanged to every fold, the held-out one included; baselines
+call at 0.5. Which folds select and which fold decides promotion is the business of
+:mod:`pricebot.training_report` and :mod:`pricebot.gate`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +49,26 @@ METRICS = (
     "directional_accuracy",
     "precision_up",
     "recall_up",
+    "log_loss",
+    "brier",
+    "roc_auc",
+    "event_rate",
     "pool_value_net",
     "pool_value_gross",
     "buy_hold_net",
     "trades",
     "n_test",
 )
+#: What a forecast is scored on; a position-only rival (cash) has none of these.
+FORECAST_METRICS = METRICS[:9]
+#: Defined for classifiers' probabilities only.
+CLASSIFIER_METRICS = ("log_loss", "brier", "roc_auc", "event_rate")
 BASELINES = ("no_change", "momentum", "recent_mean", "buy_and_hold")
+CASH = "cash"
+BASE_RATE = "base_rate"
 RECENT_MEAN_HORIZONS = 7  # "mean of recent returns": the last 7 horizon returns (a week at 24 h)
-SKILL_Z = 1.645  # one-sided 5%: directional accuracy must be this many standard errors above 50%
+DEFAULT_THRESHOLD = 0.5
+_PROBABILITY_CLIP = 1e-7  # log loss of a probability of exactly 0 or 1 would be infinite
 _MINUTE = pd.Timedelta(minutes=1)
 
 
@@ -130,10 +148,13 @@ def walk_forward_folds(
 # Calls and metrics
 
 
-def positive_call(pred: np.ndarray, spec: TargetSpec) -> np.ndarray:
-    """The model's "yes": a rise for ``ret`` targets, the event for classifiers."""
+def positive_call(pred: np.ndarray, spec: TargetSpec, threshold: float | None = None) -> np.ndarray:
+    """The model's "yes": a rise for ``ret`` targets, the event for classifiers (a probability
+    at or above ``threshold``, default 0.5)."""
     pred = np.asarray(pred, dtype="float64")
-    return pred >= 0.5 if spec.is_classification else pred > 0
+    if spec.is_classification:
+        return pred >= (DEFAULT_THRESHOLD if threshold is None else threshold)
+    return pred > 0
 
 
 def positive_truth(y: np.ndarray, spec: TargetSpec) -> np.ndarray:
@@ -141,11 +162,16 @@ def positive_truth(y: np.ndarray, spec: TargetSpec) -> np.ndarray:
     return y >= 0.5 if spec.is_classification else y > 0
 
 
-def long_position(pred: np.ndarray, spec: TargetSpec) -> np.ndarray:
+def long_position(pred: np.ndarray, spec: TargetSpec, threshold: float | None = None) -> np.ndarray:
     """When a pool holds the coin: on a rise call; for ``down`` classifiers, unless a fall is
     called (stay invested, step aside before predicted falls)."""
-    call = positive_call(pred, spec)
+    call = positive_call(pred, spec, threshold)
     return ~call if spec.direction == "down" else call
+
+
+def never_long(n: int, spec: TargetSpec) -> np.ndarray:
+    """Predictions that keep a pool in cash for the target: no rise, no event, or a fall."""
+    return np.full(n, 1.0 if spec.direction == "down" else 0.0)
 
 
 @dataclass
@@ -153,50 +179,49 @@ class PoolResult:
     value: float  # mean final value over pools, net of fees
     gross: float  # the same without fees
     trades: int  # buys over all pools
-    curve: pd.Series  # mean pool value after each period end
+    # Per pool: the minute each of its periods ended and its value then (marked as if sold);
+    # the curve is drawn from them, and :func:`pool_log_factors` turns them into per-period
+    # growth for the gate's bootstrap.
+    paths: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def curve(self) -> pd.Series:
+        """The mean pool value after each period end (built on first use: the threshold search
+        and the bootstrap need only the values)."""
+        curves = [
+            pd.Series(values, index=pd.to_datetime(ends, unit="m", utc=True), dtype="float64")
+            for ends, values in self.paths
+            if len(ends)
+        ]
+        if not curves:
+            return pd.Series(dtype="float64")
+        return pd.concat(curves, axis=1).sort_index().ffill().fillna(1.0).mean(axis=1)
 
 
 def _pool_path(
     minutes: np.ndarray, long: np.ndarray, fwd: np.ndarray, start: int, horizon: int, fee: float
-) -> tuple[list[int], list[float], float, int]:
-    """One pool: decision rows from ``start`` on, one per horizon; returns (ends, values,
-    gross, buys)."""
-    n = len(minutes)
-
-    def on_phase(target: int) -> int:
-        """The first row at or after ``target``; after a hole, the first on this pool's phase
-        (so the pools stay staggered instead of all restarting at the same minute)."""
-        i = int(np.searchsorted(minutes, target, side="left"))
-        if i < n and minutes[i] != target:
-            resume = int(minutes[i]) + (start - int(minutes[i])) % horizon
-            i = int(np.searchsorted(minutes, resume, side="left"))
-        return i
-
-    i = on_phase(start)
-    value, gross, holding, buys = 1.0, 1.0, False, 0
-    ends: list[int] = []
-    values: list[float] = []
-    previous_end: int | None = None
-    while i < n and not math.isnan(fwd[i]):
-        if holding and previous_end is not None and minutes[i] != previous_end:
-            value *= 1.0 - fee  # a hole in the data: close out, the gap's move is unknown
-            holding = False
-        if long[i] and not holding:
-            value *= 1.0 - fee
-            holding, buys = True, buys + 1
-        elif not long[i] and holding:
-            value *= 1.0 - fee
-            holding = False
-        if holding:
-            value *= 1.0 + fwd[i]
-            gross *= 1.0 + fwd[i]
-        previous_end = int(minutes[i]) + horizon
-        ends.append(previous_end)
-        values.append(value * ((1.0 - fee) if holding else 1.0))  # marked as if sold
-        i = on_phase(previous_end)
-    if holding:
-        value *= 1.0 - fee
-    return ends, values, gross, buys
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """One pool: a decision at every row on its phase (``start`` plus whole horizons), so the
+    pools stay staggered after a hole instead of all restarting at the same minute; it stops at
+    the first unknown forward return. Returns (period ends, values marked as if sold, gross,
+    buys)."""
+    rows = np.flatnonzero((minutes >= start) & ((minutes - start) % horizon == 0))
+    unknown = np.flatnonzero(np.isnan(fwd[rows]))
+    if unknown.size:
+        rows = rows[: unknown[0]]
+    if rows.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0), 1.0, 0
+    at, held, move = minutes[rows], long[rows], fwd[rows]
+    before = np.r_[False, held[:-1]]
+    # A hole in the data (the previous period did not end at this row): close out, the gap's
+    # move is unknown; then buy or sell as the call says.
+    contiguous = np.r_[False, at[1:] == at[:-1] + horizon]
+    carried = before & contiguous
+    fees = (before & ~contiguous).astype(int) + (held != carried).astype(int)
+    growth = np.where(held, 1.0 + move, 1.0)
+    value = np.cumprod((1.0 - fee) ** fees * growth)
+    marked = value * np.where(held, 1.0 - fee, 1.0)
+    return at + horizon, marked, float(np.prod(growth)), int(np.sum(held & ~carried))
 
 
 def pool_value(
@@ -214,19 +239,40 @@ def pool_value(
     long = np.asarray(long, dtype=bool)
     fwd = np.asarray(forward_return, dtype="float64")
     if len(minutes) == 0:
-        return PoolResult(1.0, 1.0, 0, pd.Series(dtype="float64"))
-    finals, grosses, curves, buys = [], [], [], 0
+        return PoolResult(1.0, 1.0, 0)
+    finals, grosses, buys = [], [], 0
+    paths: list[tuple[np.ndarray, np.ndarray]] = []
     for p in range(n_pools):
         start = int(minutes[0]) + p * horizon_minutes // n_pools
         ends, values, gross, pool_buys = _pool_path(minutes, long, fwd, start, horizon_minutes, fee)
-        finals.append(values[-1] if values else 1.0)
+        finals.append(float(values[-1]) if len(values) else 1.0)
         grosses.append(gross)
         buys += pool_buys
-        curves.append(
-            pd.Series(values, index=pd.to_datetime(ends, unit="m", utc=True), dtype="float64")
-        )
-    combined = pd.concat(curves, axis=1).sort_index().ffill().fillna(1.0).mean(axis=1)
-    return PoolResult(float(np.mean(finals)), float(np.mean(grosses)), buys, combined)
+        paths.append((ends, values))
+    return PoolResult(float(np.mean(finals)), float(np.mean(grosses)), buys, paths)
+
+
+def pool_log_factors(result: PoolResult, first_minute: int, horizon_minutes: int) -> np.ndarray:
+    """Each pool's log growth per horizon-long slot of the window: ``(pools, slots)``.
+
+    Slot ``k`` holds the periods that ended in ``[first + (k + 1) H, first + (k + 2) H)``; every
+    pool has at most one period there, and two strategies scored on the same rows have their
+    periods in the same slots, so their factors can be resampled together (the gate's block
+    bootstrap). A slot a pool did not trade in (a hole) has factor 1. Summing a pool's row gives
+    the log of its final value.
+    """
+    if not result.paths:
+        return np.zeros((0, 0))
+    last = max((int(ends[-1]) for ends, _ in result.paths if len(ends)), default=first_minute)
+    slots = max(1, (last - first_minute) // horizon_minutes)
+    factors = np.zeros((len(result.paths), slots))
+    for p, (ends, values) in enumerate(result.paths):
+        if len(ends) == 0:
+            continue
+        growth = np.log(values / np.r_[1.0, values[:-1]])
+        slot = np.clip((ends - first_minute) // horizon_minutes - 1, 0, slots - 1)
+        np.add.at(factors[p], slot, growth)
+    return factors
 
 
 def score_fold(
@@ -237,32 +283,71 @@ def score_fold(
     spec: TargetSpec,
     *,
     fee: float = DEFAULT_FEE,
+    threshold: float | None = None,
+    forecast: bool = True,
+    probabilities: bool = False,
 ) -> tuple[dict[str, float], PoolResult, PoolResult]:
-    """Metrics of one fold's predictions, plus the model's and buy-and-hold's pools."""
+    """Metrics of one fold's predictions, plus the model's and buy-and-hold's pools.
+
+    ``forecast`` False scores a position only (cash): its forecast metrics are NaN.
+    ``probabilities`` True (a classifier's probabilities, not 0/1 calls) adds log loss, Brier
+    score and ROC AUC.
+    """
     y = np.asarray(y, dtype="float64")
     pred = np.asarray(pred, dtype="float64")
     if len(pred) != len(y):
         raise ValueError(f"{len(pred)} predictions for {len(y)} rows")
-    error = pred - y
-    call, truth = positive_call(pred, spec), positive_truth(y, spec)
-    true_pos = int(np.sum(call & truth))
-    model_pool = pool_value(times, long_position(pred, spec), forward_return, spec.horizon_minutes,
-                            fee=fee)  # fmt: skip
+    model_pool = pool_value(times, long_position(pred, spec, threshold), forward_return,
+                            spec.horizon_minutes, fee=fee)  # fmt: skip
     hold_pool = pool_value(times, np.ones(len(y), bool), forward_return, spec.horizon_minutes,
                            fee=fee)  # fmt: skip
-    metrics = {
-        "mae": float(np.mean(np.abs(error))),
-        "rmse": float(np.sqrt(np.mean(error**2))),
-        "directional_accuracy": float(np.mean(call == truth)),
-        "precision_up": true_pos / int(call.sum()) if call.any() else float("nan"),
-        "recall_up": true_pos / int(truth.sum()) if truth.any() else float("nan"),
-        "pool_value_net": model_pool.value,
-        "pool_value_gross": model_pool.gross,
-        "buy_hold_net": hold_pool.value,
-        "trades": float(model_pool.trades),
-        "n_test": float(len(y)),
-    }
+    metrics = dict.fromkeys(FORECAST_METRICS, math.nan)
+    if forecast:
+        metrics.update(_forecast_metrics(y, pred, spec, threshold))
+    if spec.is_classification and len(y):
+        metrics["event_rate"] = float(np.mean(y >= 0.5))
+    if forecast and probabilities and spec.is_classification:
+        metrics.update(classifier_metrics(y, pred))
+    metrics.update(
+        {
+            "pool_value_net": model_pool.value,
+            "pool_value_gross": model_pool.gross,
+            "buy_hold_net": hold_pool.value,
+            "trades": float(model_pool.trades),
+            "n_test": float(len(y)),
+        }
+    )
     return metrics, model_pool, hold_pool
+
+
+def _forecast_metrics(
+    y: np.ndarray, pred: np.ndarray, spec: TargetSpec, threshold: float | None
+) -> dict[str, float]:
+    error = pred - y
+    call, truth = positive_call(pred, spec, threshold), positive_truth(y, spec)
+    true_pos = int(np.sum(call & truth))
+    return {
+        "mae": float(np.mean(np.abs(error))) if len(y) else math.nan,
+        "rmse": float(np.sqrt(np.mean(error**2))) if len(y) else math.nan,
+        "directional_accuracy": float(np.mean(call == truth)) if len(y) else math.nan,
+        "precision_up": true_pos / int(call.sum()) if call.any() else math.nan,
+        "recall_up": true_pos / int(truth.sum()) if truth.any() else math.nan,
+    }
+
+
+def classifier_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """Log loss, Brier score and ROC AUC of event probabilities (AUC is undefined, NaN, when
+    the rows hold one class only)."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    truth = (np.asarray(y) >= 0.5).astype(int)
+    p = np.clip(np.asarray(probability, dtype="float64"), _PROBABILITY_CLIP, 1 - _PROBABILITY_CLIP)
+    both = 0 < truth.sum() < len(truth)
+    return {
+        "log_loss": float(log_loss(truth, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(truth, p, pos_label=1)),
+        "roc_auc": float(roc_auc_score(truth, p)) if both else math.nan,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,28 +356,46 @@ def score_fold(
 
 @dataclass
 class CandidateResult:
-    """A candidate's out-of-sample record over all folds."""
+    """A candidate's out-of-sample record over the folds it was scored on."""
 
     name: str
-    kind: str  # "model" or "baseline"
+    kind: str  # "model", "baseline" or "champion"
     folds: pd.DataFrame  # one row per fold number, columns METRICS
-    curve: pd.Series  # pool value chained over the test blocks
-    buy_hold_curve: pd.Series
     params: dict[str, object] = field(default_factory=dict)
+    # Per fold number: the predictions on its test rows (what the gate tests, row by row).
+    predictions: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    threshold: float | None = None  # a classifier's decision threshold (None: regression)
+    # Per fold, in order: the candidate's pool and buy-and-hold's on the same rows.
+    pools: list[tuple[PoolResult, PoolResult]] = field(default_factory=list, repr=False)
 
-    def aggregate(self) -> dict[str, float]:
-        """Means over folds, plus ``newest_*`` figures from the newest fold."""
-        means = self.folds.mean(numeric_only=True).to_dict()
-        means["trades"] = float(self.folds["trades"].sum())
-        means["n_test"] = float(self.folds["n_test"].sum())
-        newest = self.folds.iloc[-1]
-        for name in ("pool_value_net", "buy_hold_net", "directional_accuracy", "mae"):
-            means[f"newest_{name}"] = float(newest[name])
-        return {k: float(v) for k, v in means.items()}
+    @cached_property
+    def curve(self) -> pd.Series:
+        """Its pool value chained over the test blocks (drawn on first use)."""
+        return _chain([pool.curve for pool, _ in self.pools])
+
+    @cached_property
+    def buy_hold_curve(self) -> pd.Series:
+        return _chain([hold.curve for _, hold in self.pools])
 
     def mean_over(self, metric: str, folds: Sequence[int] | None = None) -> float:
         frame = self.folds if folds is None else self.folds.loc[list(folds)]
         return float(frame[metric].mean())
+
+    def over(self, folds: Sequence[int]) -> dict[str, float]:
+        """The figures over some folds: means per fold, except counts (trades, rows) summed."""
+        frame = self.folds.loc[list(folds)]
+        figures = frame.mean(numeric_only=True).to_dict()
+        for count in ("trades", "n_test"):
+            if count in frame:
+                figures[count] = float(frame[count].sum())
+        return {k: float(v) for k, v in figures.items()}
+
+    def long(self, fold: int, spec: TargetSpec) -> np.ndarray:
+        """When this candidate held the coin on ``fold``'s test rows."""
+        return long_position(self.predictions[fold], spec, self.threshold)
+
+    def calls(self, fold: int, spec: TargetSpec) -> np.ndarray:
+        return positive_call(self.predictions[fold], spec, self.threshold)
 
 
 def _chain(curves: list[pd.Series]) -> pd.Series:
@@ -303,6 +406,35 @@ def _chain(curves: list[pd.Series]) -> pd.Series:
         chained.append(curve * level)
         level *= float(curve.iloc[-1])
     return pd.concat(chained) if chained else pd.Series(dtype="float64")
+
+
+def choose_threshold(
+    predictions: dict[int, np.ndarray],
+    folds: Sequence[Fold],
+    times: pd.DatetimeIndex,
+    forward_return: np.ndarray,
+    spec: TargetSpec,
+    *,
+    fee: float = DEFAULT_FEE,
+) -> float:
+    """A classifier's decision threshold: the one with the best mean net pool value over
+    ``folds`` (the selection folds; never the held-out one), among 0.5 and the 5%..95%
+    quantiles of its probabilities there. A tie goes to the threshold nearest 0.5."""
+    pooled = np.concatenate([predictions[f.number] for f in folds])
+    if pooled.size == 0:
+        return DEFAULT_THRESHOLD
+    grid = np.unique(np.r_[DEFAULT_THRESHOLD, np.quantile(pooled, np.linspace(0.05, 0.95, 19))])
+    best, best_key = DEFAULT_THRESHOLD, (-math.inf, -math.inf)
+    for threshold in grid:
+        values = [
+            pool_value(times[f.test], long_position(predictions[f.number], spec, threshold),
+                       forward_return[f.test], spec.horizon_minutes, fee=fee).value
+            for f in folds
+        ]  # fmt: skip
+        key = (round(float(np.mean(values)), 12), -abs(float(threshold) - DEFAULT_THRESHOLD))
+        if key > best_key:
+            best, best_key = float(threshold), key
+    return best
 
 
 def evaluate_candidate(
@@ -317,29 +449,51 @@ def evaluate_candidate(
     kind: str = "model",
     fee: float = DEFAULT_FEE,
     params: dict[str, object] | None = None,
+    selection: Sequence[int] | None = None,
+    threshold: float | None = None,
+    forecast: bool = True,
+    probabilities: bool | None = None,
 ) -> CandidateResult:
-    """Run ``predict(fold)`` (fit on ``fold.train``, predict ``fold.test``) on every fold."""
-    rows, curves, hold_curves = [], [], []
+    """Run ``predict(fold)`` (fit on ``fold.train``, predict ``fold.test``) on every fold.
+
+    A classifier model given its ``selection`` folds gets its decision threshold chosen there
+    (:func:`choose_threshold`); otherwise it calls at ``threshold`` (default 0.5).
+    ``probabilities`` (default: for classifier models and champions) adds the probability
+    metrics; ``forecast`` False scores a position only (see :func:`score_fold`).
+    """
+    predictions = {fold.number: np.asarray(predict(fold), dtype="float64") for fold in folds}
+    if spec.is_classification:
+        if threshold is None and selection and kind == "model":
+            chosen = [f for f in folds if f.number in set(selection)]
+            threshold = choose_threshold(predictions, chosen, times, forward_return, spec, fee=fee)
+        threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    else:
+        threshold = None
+    if probabilities is None:
+        probabilities = kind in ("model", "champion")
+    probabilities = probabilities and spec.is_classification
+    rows, pools = [], []
     for fold in folds:
-        pred = predict(fold)
         metrics, pool, hold = score_fold(
-            times[fold.test], y[fold.test], forward_return[fold.test], pred, spec, fee=fee
-        )
+            times[fold.test], y[fold.test], forward_return[fold.test], predictions[fold.number],
+            spec, fee=fee, threshold=threshold, forecast=forecast, probabilities=probabilities,
+        )  # fmt: skip
         rows.append({"fold": fold.number, **metrics})
-        curves.append(pool.curve)
-        hold_curves.append(hold.curve)
+        pools.append((pool, hold))
     frame = pd.DataFrame(rows).set_index("fold")
-    return CandidateResult(name, kind, frame, _chain(curves), _chain(hold_curves), params or {})
+    return CandidateResult(name, kind, frame, params or {}, predictions, threshold, pools)
 
 
 def baseline_predictions(
     past_return: np.ndarray, recent_mean: np.ndarray, spec: TargetSpec
 ) -> dict[str, np.ndarray]:
-    """What the baselines predict at each row, from causal inputs only.
+    """What the rule baselines predict at each row, from causal inputs only.
 
     ``past_return``: the return over the last ``H`` (momentum); ``recent_mean``: the mean of the
     last :data:`RECENT_MEAN_HORIZONS` such returns. For classifiers a baseline "calls" the event
-    when its return estimate reaches the threshold.
+    when its return estimate reaches the threshold (a rise, for ``dir``). ``no_change`` (a
+    return of zero) is a regression baseline: for an event it would be "never", which is cash
+    for ``up`` targets and buy-and-hold for ``down`` ones, both rivals already.
     """
     past = np.nan_to_num(np.asarray(past_return, dtype="float64"))
     mean = np.nan_to_num(np.asarray(recent_mean, dtype="float64"))
@@ -354,119 +508,89 @@ def baseline_predictions(
     assert spec.threshold is not None
 
     def event(r: np.ndarray) -> np.ndarray:
-        hit = r >= spec.threshold if spec.direction == "up" else r <= -spec.threshold
+        if spec.direction == "up":
+            hit = r >= spec.threshold if spec.threshold > 0 else r > 0
+        else:
+            hit = r <= -spec.threshold
         return hit.astype("float64")
 
     return {
-        "no_change": np.zeros(n),
         "momentum": event(past),
         "recent_mean": event(mean),
         "buy_and_hold": np.full(n, 1.0 if spec.direction == "up" else 0.0),
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Promotion rule
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    primary_metric: str
-    challenger_value: float
-    bar: float  # the best value it had to beat
-    bar_name: str
-
-
-def skill_z(directional_accuracy: float, test_minutes: float, horizon_minutes: int) -> float:
-    """How many standard errors the accuracy is above 50%, counting one independent outcome per
-    horizon of test time (neighbouring minutes share their future and are not independent)."""
-    effective = max(1.0, test_minutes / horizon_minutes)
-    return (directional_accuracy - 0.5) / (0.5 / math.sqrt(effective))
-
-
-def decide_promotion(
-    challenger: CandidateResult,
-    baselines: Sequence[CandidateResult],
+def evaluate_baselines(
+    folds: Sequence[Fold],
+    times: pd.DatetimeIndex,
+    y: np.ndarray,
+    forward_return: np.ndarray,
+    past_return: np.ndarray,
+    recent_mean: np.ndarray,
     spec: TargetSpec,
     *,
-    champion_value: float | None = None,
-    champion_scored: bool = True,
-    test_minutes: float | None = None,
-) -> PromotionDecision:
-    """The rule: promote the challenger to champion only if, on the newest fold,
+    fee: float = DEFAULT_FEE,
+) -> list[CandidateResult]:
+    """Every baseline on the same folds: the rules of :func:`baseline_predictions`; for
+    classifiers ``base_rate`` (the training fold's event frequency as the probability, which
+    calls its majority class: the reference for log loss and Brier score); and ``cash``, never
+    invested (pool value 1.0), a rival for every target."""
+    results = [
+        evaluate_candidate(name, folds, times, y, forward_return, spec,
+                           lambda fold, p=preds: p[fold.test], kind="baseline", fee=fee)
+        for name, preds in baseline_predictions(past_return, recent_mean, spec).items()
+    ]  # fmt: skip
+    if spec.is_classification:
 
-    1. its net pool value (after fees) beats every baseline's (no change = cash, momentum,
-       recent mean, buy-and-hold) and the current champion's on the same window, and
-    2. its out-of-sample directional accuracy over all folds is above 50% by at least
-       :data:`SKILL_Z` standard errors (one independent outcome per horizon of test time).
+        def base_rate(fold: Fold) -> np.ndarray:
+            return np.full(len(fold.test), float(np.mean(y[fold.train] >= 0.5)))
 
-    Ties do not promote. A champion that could not be scored on the window blocks automatic
-    promotion (a person decides with ``pricebot promote``).
-    """
-    metric = PRIMARY_METRIC
-    value = float(challenger.folds[metric].iloc[-1])
-    rivals = {b.name: float(b.folds[metric].iloc[-1]) for b in baselines}
-    if champion_value is not None:
-        rivals["champion"] = float(champion_value)
-    bar_name = max(rivals, key=lambda k: rivals[k]) if rivals else "none"
-    bar = rivals.get(bar_name, float("-inf"))
-    accuracy = challenger.mean_over("directional_accuracy")
-    minutes = test_minutes if test_minutes is not None else float(challenger.folds["n_test"].sum())
-    z = skill_z(accuracy, minutes, spec.horizon_minutes)
-    if not champion_scored:
-        return PromotionDecision(
-            False,
-            "the current champion could not be scored on the newest window; promote by hand",
-            metric, value, bar, bar_name,
-        )  # fmt: skip
-    if not value > bar:
-        return PromotionDecision(
-            False,
-            f"newest-fold {metric} {value:.4f} does not beat {bar_name} ({bar:.4f})",
-            metric, value, bar, bar_name,
-        )  # fmt: skip
-    if z < SKILL_Z:
-        return PromotionDecision(
-            False,
-            f"directional accuracy {accuracy:.3f} is not significantly above 50% "
-            f"(z = {z:.2f} < {SKILL_Z})",
-            metric, value, bar, bar_name,
-        )  # fmt: skip
-    return PromotionDecision(
-        True,
-        f"newest-fold {metric} {value:.4f} beats {bar_name} ({bar:.4f}) and every other rival; "
-        f"directional accuracy {accuracy:.3f} (z = {z:.2f})",
-        metric, value, bar, bar_name,
+        results.append(evaluate_candidate(BASE_RATE, folds, times, y, forward_return, spec,
+                                          base_rate, kind="baseline", fee=fee,
+                                          probabilities=True))  # fmt: skip
+    results.append(
+        evaluate_candidate(CASH, folds, times, y, forward_return, spec,
+                           lambda fold: never_long(len(fold.test), spec), kind="baseline",
+                           fee=fee, forecast=False)
     )  # fmt: skip
+    return results
 
 
 # ---------------------------------------------------------------------------------------------
 # Presentation
 
-TABLE_COLUMNS = (
+TABLE_METRICS = (
     "mae",
     "rmse",
     "directional_accuracy",
     "precision_up",
     "recall_up",
+    "log_loss",
+    "brier",
+    "roc_auc",
     "pool_value_net",
     "buy_hold_net",
-    "newest_pool_value_net",
-    "newest_buy_hold_net",
     "trades",
 )
 
 
-def evaluation_table(results: Sequence[CandidateResult]) -> pd.DataFrame:
-    """One row per candidate: means over folds and the newest fold's pool values."""
+def evaluation_table(
+    results: Sequence[CandidateResult], selection: Sequence[int], held_out: Sequence[int]
+) -> pd.DataFrame:
+    """One row per candidate: ``selection_<metric>`` (means over the selection folds) and
+    ``heldout_<metric>`` (the held-out fold) apart, never mixed; columns no candidate has (the
+    classifier metrics of a regression) are left out."""
     rows = []
     for result in results:
-        aggregate = result.aggregate()
-        rows.append({"candidate": result.name, "kind": result.kind,
-                     **{c: aggregate.get(c, float("nan")) for c in TABLE_COLUMNS}})  # fmt: skip
-    return pd.DataFrame(rows).set_index("candidate")
+        row: dict[str, object] = {"candidate": result.name, "kind": result.kind,
+                                  "threshold": result.threshold}  # fmt: skip
+        for part, folds in (("selection", selection), ("heldout", held_out)):
+            figures = result.over(folds)
+            row.update({f"{part}_{m}": figures.get(m, math.nan) for m in TABLE_METRICS})
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("candidate")
+    return table.dropna(axis=1, how="all")
 
 
 def _broken_at_holes(curve: pd.Series) -> pd.Series:
@@ -481,10 +605,16 @@ def _broken_at_holes(curve: pd.Series) -> pd.Series:
     return pd.concat([curve, blanks]).sort_index()
 
 
-def plot_evaluation(results: Sequence[CandidateResult], path: Path, title: str = "") -> Path:
+def plot_evaluation(
+    results: Sequence[CandidateResult],
+    path: Path,
+    title: str = "",
+    *,
+    held_out: Fold | None = None,
+) -> Path:
     """Pool value over the test blocks (models solid, baselines dotted, buy-and-hold dashed),
     and per-fold bars of the net return and of directional accuracy. One colour per candidate
-    throughout."""
+    throughout; the ``held_out`` fold (the one that decides promotion) is shaded and named."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -504,6 +634,9 @@ def plot_evaluation(results: Sequence[CandidateResult], path: Path, title: str =
         top.plot(curve.index, curve.to_numpy(), style, color=colours[result.name],
                  label=result.name, linewidth=1.4)  # fmt: skip
     top.axhline(1.0, color="grey", linewidth=0.5)
+    if held_out is not None:
+        top.axvspan(held_out.test_start, held_out.test_end, color="gold", alpha=0.15,
+                    label=f"held out (fold {held_out.number})")  # fmt: skip
     top.set_ylabel("pool value (net of fees)")
     top.set_title(title or "Out-of-sample pool value, chained over the walk-forward test blocks")
     folds = list(results[0].folds.index) if results else []
@@ -518,13 +651,67 @@ def plot_evaluation(results: Sequence[CandidateResult], path: Path, title: str =
             positions = np.arange(len(folds)) + i * width
             axis.bar(positions, values, width, color=colours[result.name], label=result.name)
         axis.set_xticks(np.arange(len(folds)) + width * (len(results) - 1) / 2)
-        axis.set_xticklabels([f"fold {f}" for f in folds])
+        axis.set_xticklabels(
+            [f"fold {f}" + (" (held out)" if held_out and f == held_out.number else "")
+             for f in folds]
+        )  # fmt: skip
         axis.axhline(reference, color="grey", linewidth=0.5)
         axis.set_ylabel(label)
     bottom.set_ylim(0.0, 1.0)
     handles, labels = top.get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=9)
     fig.tight_layout(rect=(0, 0, 0.87, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_calibration(
+    results: Sequence[CandidateResult],
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    selection: Sequence[int],
+    path: Path,
+    title: str = "",
+    bins: int = 10,
+) -> Path:
+    """Reliability diagram of the classifier models: the observed event rate against the mean
+    predicted probability in ``bins`` quantile bins, on the selection folds and the held-out
+    fold apart (a well calibrated model lies on the diagonal), with each fold set's base rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    models = [r for r in results if r.kind == "model" and r.predictions]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharey=True)
+    parts = (("selection folds", [f for f in folds if f.number in set(selection)]),
+             ("held-out fold", [f for f in folds if f.number not in set(selection)]))  # fmt: skip
+    for axis, (label, chosen) in zip(axes, parts, strict=True):
+        axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
+        if not chosen:
+            continue
+        truth = (np.concatenate([y[f.test] for f in chosen]) >= 0.5).astype(int)
+        axis.axhline(truth.mean(), color="grey", linewidth=0.5, linestyle=":",
+                     label=f"base rate {truth.mean():.2f}")  # fmt: skip
+        for i, result in enumerate(models):
+            p = np.concatenate([result.predictions[f.number] for f in chosen])
+            if len(np.unique(truth)) < 2:
+                continue
+            observed, predicted = calibration_curve(truth, p, n_bins=bins, strategy="quantile")
+            axis.plot(predicted, observed, "o-", color=plt.get_cmap("tab10")(i % 10),
+                      label=result.name, linewidth=1.2)  # fmt: skip
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.set_xlabel("mean predicted probability")
+        axis.set_title(f"{label} ({len(truth):,} rows)")
+        axis.legend(fontsize=8, loc="upper left")
+    axes[0].set_ylabel("observed event rate")
+    fig.suptitle(title or "Calibration of the event probabilities, out of sample")
+    fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

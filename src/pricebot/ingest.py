@@ -14,6 +14,12 @@ rerun never writes a candle twice) together with the gaps it reveals, including 
 between the previously newest candle and the first new one. The candle still open (close time
 at or after the exchange's clock or ours) is never stored.
 
+Each run records the market the candles came from (the exchange says so in a header, see
+:mod:`pricebot.provenance`) and refuses, before any klines request, a symbol stored from
+another class of market. One connection is held through a whole call; on it each symbol's run
+holds an advisory lock, so two overlapping runs (a Lambda and a CLI, or a retried invocation)
+never fetch the same symbol twice.
+
 No numpy, no pandas: the ingest Lambda imports this and must start fast.
 """
 
@@ -23,18 +29,18 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from pricebot.binance import MAX_KLINES_PER_REQUEST, BinanceClient
-from pricebot.db import connect
-from pricebot.errors import MalformedKlineError, MalformedPayloadError
+from pricebot.errors import MalformedKlineError, MalformedPayloadError, UsageError
 from pricebot.gaps import record_gaps
 from pricebot.klines import MINUTE_MS, insert_klines, parse_kline, to_datetime
-from pricebot.runs import RunStats, finish_run, start_run
+from pricebot.provenance import check_compatible
+from pricebot.runs import RunStats, close_interrupted_runs, finish_run, start_run
 from pricebot.settings import Settings, get_settings
 
 MINUTE = timedelta(minutes=1)
@@ -42,6 +48,7 @@ MINUTE = timedelta(minutes=1)
 log = logging.getLogger(__name__)
 
 SOURCE = "rest"
+BUSY = "another run is catching it up"
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class IngestResult:
     gaps: int
     requests: int = 0
     run_id: int | None = None
+    market: str | None = None
+    skipped: str | None = None  # why the symbol was not caught up (then nothing was asked)
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def catch_up(
-    url: str,
+    conn: psycopg.Connection,
     symbols: Sequence[str],
     *,
     since: datetime | None = None,
@@ -100,11 +109,13 @@ def catch_up(
     client: BinanceClient | None = None,
     on_page: OnPage | None = None,
 ) -> list[IngestResult]:
-    """Catch up every symbol (in turn) from ``settings.binance_url`` into the database ``url``.
+    """Catch up every symbol (in turn) from ``settings.binance_url`` on the connection ``conn``.
 
-    The symbols are checked against the exchange's list first, once, so a typo fails before any
-    work with the bad names in the message. The first failure stops the run and is raised (its
-    symbol's audit row says 'failed'); symbols already done stay done.
+    ``conn`` is held through the whole call (autocommit, not inside a transaction: every page is
+    its own transaction, the audit rows too). The symbols are checked against the exchange's
+    list first, once, so a typo fails before any work with the bad names in the message. The
+    first failure stops the run and is raised (its symbol's audit row says 'failed'); symbols
+    already done stay done.
     """
     settings = settings or get_settings()
     symbols = [s.upper() for s in dict.fromkeys(symbols)]
@@ -115,10 +126,11 @@ def catch_up(
         now_ms = exchange_now_ms(client)
         return [
             catch_up_symbol(
-                url, client, symbol, since=since, settings=settings, now_ms=now_ms, on_page=on_page
+                conn, client, symbol, since=since, settings=settings, now_ms=now_ms,
+                on_page=on_page,
             )
             for symbol in symbols
-        ]
+        ]  # fmt: skip
     finally:
         if own_client:
             client.close()
@@ -130,7 +142,7 @@ def exchange_now_ms(client: BinanceClient) -> int:
 
 
 def catch_up_symbol(
-    url: str,
+    conn: psycopg.Connection,
     client: BinanceClient,
     symbol: str,
     *,
@@ -142,22 +154,36 @@ def catch_up_symbol(
     """Catch up one symbol; the unit a Lambda fans out. Audited in ``ingestion_runs``.
 
     The symbol is assumed valid (``catch_up`` checks the batch); an unknown one still fails
-    with :class:`pricebot.errors.SymbolNotListedError` on its first page.
+    with :class:`pricebot.errors.SymbolNotListedError` on its first page. While it runs it holds
+    the symbol's ingestion lock on ``conn``: a run that finds the lock taken (another run is
+    catching the symbol up) makes no request and returns at once, ``skipped`` saying so, so
+    overlapping runs never double the request weight.
     """
     settings = settings or get_settings()
+    _check_connection(conn)
     now_ms = exchange_now_ms(client) if now_ms is None else now_ms
-    stats = start_run(url, symbol, SOURCE)
-    retries_before, requests_before = client.retries, client.requests
-    job = _SymbolJob(url, client, symbol, settings, stats, now_ms, on_page)
-    try:
-        job.run(since)
-    except BaseException as exc:
+    with symbol_lock(conn, symbol) as held:
+        if not held:
+            log.info("%s: another run is catching it up; skipped", symbol)
+            return IngestResult(symbol=symbol, start=None, end=None, rows_written=0, pages=0,
+                                retries=0, gaps=0, skipped=BUSY)  # fmt: skip
+        close_interrupted_runs(conn, symbol, SOURCE)
+        if client.market is None:  # known from any answer; a client that asked nothing yet
+            client.server_time_ms()
+        market = client.market
+        stats = start_run(conn, symbol, SOURCE, market)
+        retries_before, requests_before = client.retries, client.requests
+        job = _SymbolJob(conn, client, symbol, settings, stats, now_ms, on_page)
+        try:
+            check_compatible(conn, symbol, market)
+            job.run(since)
+        except BaseException as exc:
+            stats.retries = client.retries - retries_before
+            stats.range_end = stats.range_end or job.newest_stored
+            finish_run(conn, stats, exc)
+            raise
         stats.retries = client.retries - retries_before
-        stats.range_end = stats.range_end or job.newest_stored
-        finish_run(url, stats, exc)
-        raise
-    stats.retries = client.retries - retries_before
-    finish_run(url, stats)
+        finish_run(conn, stats)
     return IngestResult(
         symbol=symbol,
         start=job.first_written,
@@ -168,7 +194,37 @@ def catch_up_symbol(
         gaps=stats.gaps,
         requests=client.requests - requests_before,
         run_id=stats.run_id,
+        market=market,
     )
+
+
+@contextmanager
+def symbol_lock(conn: psycopg.Connection, symbol: str) -> Iterator[bool]:
+    """Try to take the symbol's ingestion lock (a session-level advisory lock) on ``conn``;
+    yield whether it was taken, and release it afterwards.
+
+    The lock lives as long as the connection: a run whose process dies frees it with its
+    connection, so a crash never blocks the symbol.
+    """
+    key = f"pricebot.ingest:{symbol}"
+    held = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[
+        0
+    ]
+    try:
+        yield held
+    finally:
+        if held and not conn.closed and not conn.broken:
+            with suppress(psycopg.Error):  # a dead connection has let it go already
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
+def _check_connection(conn: psycopg.Connection) -> None:
+    if not conn.autocommit or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise UsageError(
+            "ingestion commits every page on its own: pass a connection opened with "
+            "autocommit=True (pricebot.db.connect(url, autocommit=True)) and not inside a "
+            "transaction"
+        )
 
 
 class _SymbolJob:
@@ -176,7 +232,7 @@ class _SymbolJob:
 
     def __init__(
         self,
-        url: str,
+        conn: psycopg.Connection,
         client: BinanceClient,
         symbol: str,
         settings: Settings,
@@ -184,7 +240,7 @@ class _SymbolJob:
         now_ms: int,
         on_page: OnPage | None,
     ) -> None:
-        self.url, self.client, self.symbol, self.settings = url, client, symbol, settings
+        self.conn, self.client, self.symbol, self.settings = conn, client, symbol, settings
         self.stats, self.now_ms, self.on_page = stats, now_ms, on_page
         # The newest candle that has closed: its close time (open + 59.999 s) is before now.
         self.last_closed_ms = floor_minute_ms(now_ms) - MINUTE_MS
@@ -194,32 +250,32 @@ class _SymbolJob:
         self._last_written = 0
 
     def run(self, since: datetime | None) -> None:
-        with connect(self.url, autocommit=True) as conn:
-            first, last = conn.execute(
-                "SELECT min(open_time), max(open_time) FROM klines WHERE symbol = %s",
-                (self.symbol,),
-            ).fetchone()
-            self.newest_stored = last
-            since_ms = None if since is None else floor_minute_ms(_ms(as_utc(since)))
-            backfill_from: int | None = None
-            if last is None:
-                lookback_ms = self.settings.lookback_days * 86_400_000
-                start_ms = floor_minute_ms(self.now_ms - lookback_ms)
-                start_ms = since_ms if since_ms is not None else start_ms
-            else:
-                start_ms = _ms(last) + MINUTE_MS
-                if since_ms is not None and since_ms < _ms(first):
-                    backfill_from = since_ms
-            self.minutes_planned = max(0, (self.last_closed_ms - start_ms) // MINUTE_MS + 1)
-            self.stats.range_start = to_datetime(start_ms)
-            if backfill_from is not None:
-                self.minutes_planned += (_ms(first) - backfill_from) // MINUTE_MS
-                self.stats.range_start = to_datetime(backfill_from)
-                self._backfill(conn, backfill_from, first)
-            self._forward(conn, start_ms, last)
-            self.stats.range_end = to_datetime(self.last_closed_ms)
-            if self.stats.range_start > self.stats.range_end:
-                self.stats.range_start = self.stats.range_end = None  # nothing was due
+        conn = self.conn
+        first, last = conn.execute(
+            "SELECT min(open_time), max(open_time) FROM klines WHERE symbol = %s",
+            (self.symbol,),
+        ).fetchone()
+        self.newest_stored = last
+        since_ms = None if since is None else floor_minute_ms(_ms(as_utc(since)))
+        backfill_from: int | None = None
+        if last is None:
+            lookback_ms = self.settings.lookback_days * 86_400_000
+            start_ms = floor_minute_ms(self.now_ms - lookback_ms)
+            start_ms = since_ms if since_ms is not None else start_ms
+        else:
+            start_ms = _ms(last) + MINUTE_MS
+            if since_ms is not None and since_ms < _ms(first):
+                backfill_from = since_ms
+        self.minutes_planned = max(0, (self.last_closed_ms - start_ms) // MINUTE_MS + 1)
+        self.stats.range_start = to_datetime(start_ms)
+        if backfill_from is not None:
+            self.minutes_planned += (_ms(first) - backfill_from) // MINUTE_MS
+            self.stats.range_start = to_datetime(backfill_from)
+            self._backfill(conn, backfill_from, first)
+        self._forward(conn, start_ms, last)
+        self.stats.range_end = to_datetime(self.last_closed_ms)
+        if self.stats.range_start > self.stats.range_end:
+            self.stats.range_start = self.stats.range_end = None  # nothing was due
 
     def _forward(self, conn: psycopg.Connection, start_ms: int, previous: datetime | None) -> None:
         """Page forward from ``start_ms``; ``previous`` is the newest candle stored before it."""
@@ -334,10 +390,10 @@ class _SymbolJob:
         """
         if _has_hole(rows, gap_from, gap_to):
             with conn.transaction():
-                written = insert_klines(conn, rows)
+                written = insert_klines(conn, rows, market=self.stats.market)
                 gaps = record_gaps(conn, self.symbol, gap_from, gap_to, self.stats.run_id)
         else:
-            written, gaps = insert_klines(conn, rows), []  # its own transaction
+            written, gaps = insert_klines(conn, rows, market=self.stats.market), []  # own tx
         self.stats.rows_written += written
         self.stats.pages += 1
         self.stats.gaps += len(gaps)

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 import psycopg
 
 from pricebot.errors import MalformedKlineError
+from pricebot.provenance import record_market
 
 MINUTE = timedelta(minutes=1)
 MINUTE_MS = 60_000
@@ -120,11 +121,15 @@ _CREATE_STAGE = (
 )
 
 
-def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
-    """Insert parsed rows, skipping candles already stored; returns how many were new.
+def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple], *, market: str) -> int:
+    """Insert parsed rows from ``market``, skipping candles already stored; returns how many
+    were new.
 
     The caller owns the transaction (a page is written whole or not at all); on an autocommit
-    connection outside a transaction the call makes its own.
+    connection outside a transaction the call makes its own. The market is recorded with the
+    rows (:func:`pricebot.provenance.record_market`), in the same transaction: rows of a
+    symbol stored from another class of market raise :class:`pricebot.errors.MixedMarketsError`
+    and are not written.
 
     Rows go in with COPY, which is several times faster than a multi-row VALUES statement
     (whose 14 parameters per row the server must parse) and takes any number of rows. New
@@ -136,25 +141,37 @@ def insert_klines(conn: psycopg.Connection, rows: Iterable[tuple]) -> int:
     rows = list(rows)
     if not rows:
         return 0
+    symbols = list(dict.fromkeys(row[0] for row in rows))
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     if idle and conn.autocommit:
         # Our own transaction: no savepoint needed, a conflict just rolls the try back.
         try:
             with conn.transaction():
                 _copy(conn, "klines", rows)
+                _record(conn, symbols, market)
             return len(rows)
         except psycopg.errors.UniqueViolation:
             with conn.transaction():
-                return _insert_new(conn, rows)
+                written = _insert_new(conn, rows)
+                _record(conn, symbols, market)
+                return written
     if idle:
         # Open the caller's implicit transaction, or the savepoint below would commit.
         conn.execute(_CREATE_STAGE)
-    try:
-        with conn.transaction():  # a savepoint in the caller's transaction
-            _copy(conn, "klines", rows)
-        return len(rows)
-    except psycopg.errors.UniqueViolation:
-        return _insert_new(conn, rows)  # rolled back to the savepoint: some are stored
+    with conn.transaction():  # a savepoint: a refused market takes the rows back with it
+        try:
+            with conn.transaction():  # and one the conflicting COPY rolls back to
+                _copy(conn, "klines", rows)
+            written = len(rows)
+        except psycopg.errors.UniqueViolation:
+            written = _insert_new(conn, rows)  # rolled back to the savepoint: some are stored
+        _record(conn, symbols, market)
+    return written
+
+
+def _record(conn: psycopg.Connection, symbols: list[str], market: str) -> None:
+    for symbol in symbols:
+        record_market(conn, symbol, market)
 
 
 def _insert_new(conn: psycopg.Connection, rows: list[tuple]) -> int:

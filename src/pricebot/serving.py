@@ -324,8 +324,12 @@ def is_return_target(target: str) -> bool:
 
 def open_pool(settings: Settings, *, name: str = "features") -> Any:
     """The service's connection pool (not opened): autocommit connections with a statement
-    timeout, checked on checkout so a connection broken by an outage is replaced."""
+    timeout, checked on checkout so a connection broken by an outage is replaced, logging in
+    with the component's credentials (re-read from its secret when a rotated password is
+    refused: :class:`pricebot.db.CredentialedConnection`)."""
     from psycopg_pool import ConnectionPool
+
+    from pricebot.db import CredentialedConnection
 
     timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
 
@@ -340,6 +344,7 @@ def open_pool(settings: Settings, *, name: str = "features") -> Any:
         timeout=settings.db_timeout_seconds,
         check=ConnectionPool.check_connection,
         configure=configure,
+        connection_class=CredentialedConnection,
         kwargs={
             "autocommit": True,
             "connect_timeout": max(1, int(settings.db_timeout_seconds)),

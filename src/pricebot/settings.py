@@ -11,10 +11,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
+#: The references the bare feature-set name ``v2x`` means (pricebot.features.V2X_REFERENCES,
+#: repeated here so that reading settings never imports numpy; a unit test keeps them equal).
+V2X_REFERENCES = ("BTCUSDT", "ETHUSDT")
 
 
 def split_csv(value: object) -> object:
@@ -70,6 +73,10 @@ class Settings(BaseSettings):
 
     # Features, datasets and training.
     feature_set: str = Field("v1", description="Feature-set version computed and served.")
+    reference_symbols: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(V2X_REFERENCES),
+        description="Reference coins of the cross-asset feature set v2x (in column order).",
+    )
     max_gap_minutes: int = Field(5, ge=0, description="Longest gap a training row may cross.")
 
     # AWS Lambda packaging (`make layers`).
@@ -137,12 +144,40 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(5000, ge=1, le=65535)
     service_port: int = Field(3000, ge=1, le=65535)
     monitor_port: int = Field(8501, ge=1, le=65535)
+    monitor_max_range_days: float = Field(
+        400.0, gt=0, description="Longest range the monitoring page draws (bounds its queries)."
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
     def _symbols_csv(cls, value: object) -> object:
         value = split_csv(value)
         return [v.upper() for v in value] if isinstance(value, list) else value
+
+    @field_validator("reference_symbols", mode="before")
+    @classmethod
+    def _references_csv(cls, value: object) -> object:
+        value = split_csv(value)
+        return [v.upper() for v in value] if isinstance(value, list) else value
+
+    @field_validator("reference_symbols")
+    @classmethod
+    def _references_look_like_symbols(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not s.isalnum()]
+        if bad or not value:
+            raise ValueError(
+                f"reference symbols must be letters and digits like BTCUSDT,ETHUSDT, got {value}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _cross_asset_set_names_its_references(self) -> Settings:
+        # The references are part of the feature set's definition, so they are part of its name
+        # (what the features table and the model tags store): v2x with other references is
+        # v2x:A,B. A name that lists its references already is taken as it is.
+        if self.feature_set == "v2x" and tuple(self.reference_symbols) != V2X_REFERENCES:
+            self.feature_set = f"v2x:{','.join(self.reference_symbols)}"
+        return self
 
     @field_validator("targets", mode="before")
     @classmethod

@@ -2,13 +2,20 @@
 
 Grammar (case-insensitive)::
 
-    target     := "ret" horizon                       regression: forward return over the horizon
-                | ("up" | "down") percent "pct" horizon   classification: does the close rise /
-                                                          fall by at least percent within horizon
-    horizon    := integer ("m" | "h" | "d")           minutes, hours, days
+    target     := "ret" horizon                        regression: forward return over the horizon
+                | "dir" horizon                        classification: is the close at the horizon
+                                                       above the close now
+                | ("up" | "down") percent "pct" horizon    classification: does some close within
+                                                       the horizon rise / fall by at least percent
+                | "trend" ("up" | "down") percent "pct" horizon
+                                                       classification: is the moving average over
+                                                       one horizon, a horizon from now, at least
+                                                       percent above / below today's
+    horizon    := integer ("m" | "h" | "d")            minutes, hours, days
     percent    := number, e.g. 2 or 0.5 (written 0p5 is also accepted, for names without dots)
 
-Examples: ``ret24h`` (the default), ``ret60m``, ``up2pct24h``, ``down1.5pct4h``, ``up0p5pct1h``.
+Examples: ``ret24h`` (the default), ``ret60m``, ``dir24h``, ``up2pct24h``, ``down1.5pct4h``,
+``trendup5pct10d`` (the 10-day moving average at least 5% above today's in 10 days).
 
 A spec's ``name`` is its canonical spelling, used in model and experiment names, so
 ``RET1440M`` and ``ret24h`` are the same target and name the same model.
@@ -23,20 +30,25 @@ from typing import Literal
 from pricebot.errors import TargetSpecError
 
 DEFAULT_TARGET = "ret24h"
-EXAMPLES = ("ret24h", "ret60m", "up2pct24h", "down1.5pct4h")
+EXAMPLES = ("ret24h", "ret60m", "dir24h", "up2pct24h", "down1.5pct4h", "trendup5pct10d")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440}
 _MAX_HORIZON_MINUTES = 30 * 1440
 _PATTERN = re.compile(
-    r"^(?:(?P<ret>ret)|(?P<dir>up|down)(?P<pct>\d+(?:[.p]\d+)?)pct)(?P<n>\d+)(?P<unit>[mhd])$"
+    r"^(?:(?P<ret>ret)|(?P<close>dir)|(?P<trend>trend)?(?P<dir>up|down)(?P<pct>\d+(?:[.p]\d+)?)pct)"
+    r"(?P<n>\d+)(?P<unit>[mhd])$"
 )
+Rule = Literal["return", "close", "touch", "trend"]
 
 
 @dataclass(frozen=True)
 class TargetSpec:
     """What to predict: the kind, how far ahead, and for classifiers the move that counts.
 
-    ``threshold`` is a fraction (0.02 = 2%); ``direction`` is ``up`` or ``down`` for
-    classification targets and ``None`` for the regression target.
+    ``threshold`` is a fraction (0.02 = 2%; 0 for ``dir``); ``direction`` is ``up`` or ``down``
+    for classification targets and ``None`` for the regression target. ``rule`` says which
+    price the move is measured on (see :func:`pricebot.labels.compute_labels`): ``return`` (the
+    regression target), ``close`` (the close at the horizon), ``touch`` (any close within the
+    horizon), ``trend`` (the moving average over ``window_minutes``, at the horizon).
     """
 
     name: str
@@ -44,6 +56,8 @@ class TargetSpec:
     horizon_minutes: int
     threshold: float | None = None
     direction: Literal["up", "down"] | None = None
+    rule: Rule = "return"
+    window_minutes: int | None = None  # the moving average's window, for ``trend`` targets
 
     @property
     def is_classification(self) -> bool:
@@ -73,14 +87,16 @@ def parse_target(spec: str) -> TargetSpec:
     text = spec.strip().lower()
     match = _PATTERN.match(text)
     if match is None:
-        if not re.match(r"^(ret|up|down)", text):
-            problem = "it must start with 'ret', 'up' or 'down'"
+        if not re.match(r"^(ret|dir|up|down|trend)", text):
+            problem = "it must start with 'ret', 'dir', 'up', 'down' or 'trend'"
         elif not re.search(r"\d+[mhd]$", text):
             problem = "it must end with a horizon such as 24h, 60m or 2d"
         elif text.startswith(("up", "down")) and "pct" not in text:
             problem = "a classification target needs a move in percent, e.g. up2pct24h"
+        elif text.startswith("trend") and "pct" not in text:
+            problem = "a trend target needs a move in percent, e.g. trendup5pct10d"
         else:
-            problem = "it does not follow ret<H> or up|down<X>pct<H>"
+            problem = "it does not follow ret<H>, dir<H>, up|down<X>pct<H> or trendup|down<X>pct<H>"
         raise _fail(spec, problem)
     minutes = int(match["n"]) * _UNIT_MINUTES[match["unit"]]
     if minutes <= 0:
@@ -90,14 +106,24 @@ def parse_target(spec: str) -> TargetSpec:
     horizon = _canonical_horizon(minutes)
     if match["ret"]:
         return TargetSpec(name=f"ret{horizon}", kind="regression", horizon_minutes=minutes)
+    if match["close"]:
+        return TargetSpec(
+            name=f"dir{horizon}", kind="classification", horizon_minutes=minutes, threshold=0.0,
+            direction="up", rule="close",
+        )  # fmt: skip
     percent = float(match["pct"].replace("p", "."))
     if not 0 < percent < 100:
         raise _fail(spec, "the move must be more than 0% and less than 100%")
     pct_text = f"{percent:g}".replace(".", "p")
+    trend = bool(match["trend"])
     return TargetSpec(
-        name=f"{match['dir']}{pct_text}pct{horizon}",
+        name=f"{'trend' if trend else ''}{match['dir']}{pct_text}pct{horizon}",
         kind="classification",
         horizon_minutes=minutes,
         threshold=percent / 100.0,
         direction=match["dir"],  # type: ignore[arg-type]
+        rule="trend" if trend else "touch",
+        # The seed study's trend targets compare moving averages over as long as the horizon
+        # (the 10-day average, 10 days on); a separate window would be one more field here.
+        window_minutes=minutes if trend else None,
     )

@@ -295,7 +295,9 @@ def test_rows_already_ingested_from_rest_are_kept_and_not_doubled(
     # Given minutes 10..19 already ingested from the REST API
     rows = klines(JAN_2024, 60)
     with psycopg.connect(database_url) as conn:
-        insert_klines(conn, [parse_kline(row, "BTCUSDT", "rest") for row in rows[10:20]])
+        insert_klines(
+            conn, [parse_kline(row, "BTCUSDT", "rest") for row in rows[10:20]], market="binance"
+        )
 
     # When the archive covering the hour is imported
     result = import_archive(database_url, write_archive(tmp_path, "BTCUSDT", JAN_2024.date(), rows))

@@ -277,6 +277,27 @@ def test_every_answer_reports_the_used_weight(exchange: Exchange) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["market", "random_walk", "swinging"])
+def test_every_answer_names_the_simulated_market_and_its_mode(
+    exchange: Exchange, mode: str
+) -> None:
+    ex = exchange(now=NOW, market=mode)
+    answers = [klines(ex, limit=1), klines(ex, symbol="NOPEUSDT"), get(f"{ex.url}/api/v3/time")]
+    assert [a.headers["X-Pricebot-Market"] for a in answers] == [f"simulated:{mode}"] * 3
+
+
+def test_an_archive_replay_names_itself(exchange: Exchange, tmp_path: Path) -> None:
+    first_ms = int(datetime(2026, 2, 1, tzinfo=UTC).timestamp() * 1000)
+    path = write_archive(tmp_path, "AVAXUSDT", date(2026, 2, 1), archive_rows(first_ms, 3, 1))
+    ex = exchange(archives=[path])
+    assert klines(ex, symbol="AVAXUSDT").headers["X-Pricebot-Market"] == "simulated:archive-replay"
+
+
+def test_passing_for_binance_it_names_no_market(exchange: Exchange) -> None:
+    ex = exchange(now=NOW, announce_market=False)
+    assert "X-Pricebot-Market" not in klines(ex, limit=1).headers
+
+
 def test_over_the_weight_limit_is_429_then_418_if_the_client_keeps_going(
     exchange: Exchange,
 ) -> None:

@@ -26,7 +26,7 @@ from pricebot.errors import (
     SymbolNotListedError,
 )
 from pricebot.gaps import list_gaps
-from pricebot.ingest import PageEvent, catch_up
+from pricebot.ingest import IngestResult, PageEvent, catch_up
 from pricebot.klines import insert_klines, parse_kline
 from pricebot.settings import Settings, get_settings
 from pricebot_cli import app
@@ -37,6 +37,7 @@ NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)  # mid-minute: the 12:00 candl
 MINUTE = timedelta(minutes=1)
 LAST_CLOSED = datetime(2026, 3, 2, 11, 59, tzinfo=UTC)
 MINUTE_MS = 60_000
+SIMULATED = "simulated:market"  # the market the simulated exchange's default mode announces
 
 
 def ms(moment: datetime) -> int:
@@ -71,6 +72,12 @@ def audit(url: str, symbol: str) -> list[dict]:
         ).fetchall()
 
 
+def ingest(url: str, symbols: list[str], **options: object) -> list[IngestResult]:
+    """Catch up as the CLI does: one autocommit connection held through the whole call."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return catch_up(conn, symbols, **options)
+
+
 def settings_for(ex: RunningExchange, url: str, **overrides: object) -> Settings:
     values = {
         "database_url": url,
@@ -98,7 +105,7 @@ def test_catch_up_stores_exactly_the_exchanges_closed_candles(
     # Given a new symbol and a one-day look-back
     config = settings_for(market, database_url)
     # When it is caught up
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], settings=config)
     # Then every closed candle of the last day is stored, exactly as the exchange sent it
     start = LAST_CLOSED.replace(hour=12, minute=0) - timedelta(days=1)
     want = expected(market.config, "BTCUSDT", start, LAST_CLOSED)
@@ -109,7 +116,7 @@ def test_catch_up_stores_exactly_the_exchanges_closed_candles(
 
 def test_the_audit_records_the_run(market: RunningExchange, database_url: str) -> None:
     # Given a new symbol, When it is caught up
-    catch_up(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
+    ingest(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
     # Then its audit row says what was done
     [run] = audit(database_url, "BTCUSDT")
     assert run["outcome"] == "success"
@@ -127,7 +134,7 @@ def test_the_still_open_candle_is_not_stored(market: RunningExchange, database_u
     assert [row[0] for row in served] == [ms(LAST_CLOSED), ms(LAST_CLOSED + MINUTE)]
     assert served[-1][6] >= ms(NOW)
     # When the symbol is caught up
-    catch_up(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
+    ingest(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
     # Then the newest stored candle is the last closed one
     assert stored(database_url, "BTCUSDT")[-1][0] == ms(LAST_CLOSED)
 
@@ -135,11 +142,11 @@ def test_the_still_open_candle_is_not_stored(market: RunningExchange, database_u
 def test_a_rerun_writes_nothing(market: RunningExchange, database_url: str) -> None:
     # Given a symbol already caught up
     config = settings_for(market, database_url)
-    catch_up(database_url, ["BTCUSDT"], settings=config)
+    ingest(database_url, ["BTCUSDT"], settings=config)
     before = stored(database_url, "BTCUSDT")
     requests_before = market.stats.requests("/api/v3/klines")
     # When it is caught up again at the same moment
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], settings=config)
     # Then nothing is written, nothing is fetched, and the audit says so
     assert result.rows_written == 0
     assert market.stats.requests("/api/v3/klines") == requests_before
@@ -150,11 +157,11 @@ def test_a_rerun_writes_nothing(market: RunningExchange, database_url: str) -> N
 def test_resumes_after_the_newest_stored_candle(market: RunningExchange, database_url: str) -> None:
     # Given a symbol caught up at 12:00:30
     config = settings_for(market, database_url)
-    catch_up(database_url, ["BTCUSDT"], settings=config)
+    ingest(database_url, ["BTCUSDT"], settings=config)
     # When 90 minutes pass and it is caught up again
     market.config.now = NOW + 90 * MINUTE
     requests_before = market.stats.requests("/api/v3/klines")
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], settings=config)
     # Then exactly the 90 new closed candles are fetched (one request) and written
     assert result.rows_written == 90
     assert market.stats.requests("/api/v3/klines") - requests_before == 1
@@ -166,7 +173,7 @@ def test_resumes_after_the_newest_stored_candle(market: RunningExchange, databas
 def test_since_sets_where_a_new_symbol_starts(market: RunningExchange, database_url: str) -> None:
     # Given a new symbol, When it is caught up --since two days ago (past the one-day look-back)
     since = datetime(2026, 2, 28, 12, 0, tzinfo=UTC)
-    catch_up(database_url, ["ETHUSDT"], since=since, settings=settings_for(market, database_url))
+    ingest(database_url, ["ETHUSDT"], since=since, settings=settings_for(market, database_url))
     # Then it starts at since
     assert stored(database_url, "ETHUSDT") == expected(market.config, "ETHUSDT", since, LAST_CLOSED)
 
@@ -176,10 +183,10 @@ def test_since_older_than_the_stored_candles_backfills_them(
 ) -> None:
     # Given a symbol holding the last day
     config = settings_for(market, database_url)
-    catch_up(database_url, ["BTCUSDT"], settings=config)
+    ingest(database_url, ["BTCUSDT"], settings=config)
     # When it is caught up --since 30 hours ago
     since = NOW.replace(second=0) - timedelta(hours=30)
-    [result] = catch_up(database_url, ["BTCUSDT"], since=since, settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], since=since, settings=config)
     # Then the six older hours are added and the stored block is the exchange's, whole
     assert result.rows_written == 360
     assert result.start == since
@@ -192,7 +199,7 @@ def test_a_never_seen_symbol_gets_the_configured_look_back(
     # Given a look-back of two days
     config = settings_for(market, database_url, lookback_days=2)
     # When a new symbol is caught up
-    catch_up(database_url, ["ETHUSDT"], settings=config)
+    ingest(database_url, ["ETHUSDT"], settings=config)
     # Then its first candle is two days before the exchange's clock
     rows = stored(database_url, "ETHUSDT")
     assert rows[0][0] == ms(NOW.replace(second=0) - timedelta(days=2))
@@ -201,7 +208,7 @@ def test_a_never_seen_symbol_gets_the_configured_look_back(
 
 def test_several_symbols_are_each_caught_up(market: RunningExchange, database_url: str) -> None:
     # Given two new symbols, When both are caught up
-    results = catch_up(
+    results = ingest(
         database_url, ["BTCUSDT", "ETHUSDT"], settings=settings_for(market, database_url)
     )
     # Then each has its own candles and its own audit row
@@ -222,7 +229,7 @@ def test_minutes_the_exchange_has_no_candle_for_are_recorded_as_gaps(
     outage = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
     market.config.missing = [(outage, outage + 10 * MINUTE)]
     # When the symbol is caught up
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
+    [result] = ingest(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
     # Then the missing minutes are not invented, and the gap is recorded once, exactly
     rows = stored(database_url, "BTCUSDT")
     assert len(rows) == 1440 - 10
@@ -238,12 +245,12 @@ def test_a_gap_between_the_stored_candles_and_the_new_ones_is_recorded(
 ) -> None:
     # Given a symbol caught up at 12:00:30, and an outage from 12:00 to 12:20
     config = settings_for(market, database_url)
-    catch_up(database_url, ["BTCUSDT"], settings=config)
+    ingest(database_url, ["BTCUSDT"], settings=config)
     start = NOW.replace(second=0)
     market.config.missing = [(start, start + 20 * MINUTE)]
     # When an hour later it is caught up again
     market.config.now = NOW + 60 * MINUTE
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], settings=config)
     # Then the 20 minutes between the old newest candle and the first new one are a gap
     assert result.rows_written == 40
     with psycopg.connect(database_url) as conn:
@@ -257,7 +264,7 @@ def test_pricebot_gaps_lists_the_recorded_gaps(
     # Given a symbol ingested across two outages
     first, second = datetime(2026, 3, 2, 3, 0, tzinfo=UTC), datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     market.config.missing = [(first, first + 5 * MINUTE), (second, second + 2 * MINUTE)]
-    catch_up(settings_env, ["BTCUSDT"], settings=settings_for(market, settings_env))
+    ingest(settings_env, ["BTCUSDT"], settings=settings_for(market, settings_env))
     # When `pricebot gaps` lists them
     done = CliRunner().invoke(app, ["gaps", "--symbol", "btcusdt"])
     # Then both appear with their first and last missing minute and size, and the total
@@ -282,7 +289,7 @@ def test_5xx_storm_still_stores_every_candle_and_counts_the_retries(
     # Given an exchange failing a third of its requests
     market.config.failure_rate = 0.33
     # When a symbol is caught up
-    [result] = catch_up(
+    [result] = ingest(
         database_url, ["BTCUSDT"], settings=settings_for(market, database_url, max_retries=10)
     )
     # Then every candle is stored and the audit counts the retries the client made
@@ -307,7 +314,7 @@ def test_429_during_catch_up_is_waited_out(market: RunningExchange, database_url
 
     # When a symbol needing two pages is caught up
     with BinanceClient.from_settings(config, sleep=sleep) as client:
-        [result] = catch_up(database_url, ["BTCUSDT"], settings=config, client=client)
+        [result] = ingest(database_url, ["BTCUSDT"], settings=config, client=client)
     # Then the second page met a 429, waited exactly its Retry-After, and everything is stored
     assert market.stats.requests("/api/v3/klines", 429) == 1
     assert pauses == [1.0]
@@ -326,7 +333,7 @@ def test_retries_exhausted_fails_the_run_and_the_audit_says_so(
 
     # When a symbol needing three pages is caught up
     with pytest.raises(RetriesExhaustedError, match="failed 3 times"):
-        catch_up(database_url, ["BTCUSDT"], settings=config, on_page=break_exchange)
+        ingest(database_url, ["BTCUSDT"], settings=config, on_page=break_exchange)
     # Then the pages stored before the failure are kept (the next one may have been fetched
     # already: it is fetched while the previous one is written), and the audit says failed
     rows = stored(database_url, "BTCUSDT")
@@ -342,7 +349,7 @@ def test_451_stops_with_the_mirror_suggestion(market: RunningExchange, database_
     market.config.restricted = True
     # When a catch-up is attempted
     with pytest.raises(RestrictedLocationError, match=r"data-api\.binance\.vision"):
-        catch_up(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
+        ingest(database_url, ["BTCUSDT"], settings=settings_for(market, database_url))
     # Then nothing was written
     assert stored(database_url, "BTCUSDT") == []
 
@@ -354,7 +361,7 @@ def test_unknown_symbols_are_named_before_any_work(
     symbols = ["BTCUSDT", "BTCUSTD", "ETHUSD"]
     # When they are caught up
     with pytest.raises(SymbolNotListedError) as caught:
-        catch_up(database_url, symbols, settings=settings_for(market, database_url))
+        ingest(database_url, symbols, settings=settings_for(market, database_url))
     # Then the error names the two bad ones and nothing was fetched or audited
     assert caught.value.symbols == ["BTCUSTD", "ETHUSD"]
     assert "BTCUSTD, ETHUSD" in str(caught.value)
@@ -373,7 +380,7 @@ def test_a_malformed_page_is_not_written_and_earlier_pages_stay(
 
     # When a symbol is caught up
     with pytest.raises(MalformedPayloadError) as caught:
-        catch_up(database_url, ["BTCUSDT"], settings=config, on_page=spoil)
+        ingest(database_url, ["BTCUSDT"], settings=config, on_page=spoil)
     # Then what is stored is whole pages ending just before the malformed page, exactly as sent
     rows = stored(database_url, "BTCUSDT")
     start = NOW.replace(second=0) - timedelta(days=2)
@@ -408,19 +415,23 @@ def test_a_database_that_goes_away_mid_run_loses_and_doubles_nothing(
                 )
             )
 
-    # When it runs, Then it fails with the database's error and the audit says failed
+    # When it runs, Then it fails with the database's error; its connection gone, its audit row
+    # still says running (as when a Lambda is killed at its timeout)
     with pytest.raises(psycopg.OperationalError):
-        catch_up(database_url, ["BTCUSDT"], settings=config, on_page=kill_the_ingest_connection)
+        ingest(database_url, ["BTCUSDT"], settings=config, on_page=kill_the_ingest_connection)
     assert killed
-    [failed] = audit(database_url, "BTCUSDT")
-    assert failed["outcome"] == "failed"
+    assert [r["outcome"] for r in audit(database_url, "BTCUSDT")] == ["running"]
     assert len(stored(database_url, "BTCUSDT")) == 1000
     # When it is run again
-    [result] = catch_up(database_url, ["BTCUSDT"], settings=config)
+    [result] = ingest(database_url, ["BTCUSDT"], settings=config)
     # Then it resumed after the first page and the stored candles are the exchange's, once each
     assert result.rows_written == 2 * 1440 - 1000
     start = NOW.replace(second=0) - timedelta(days=2)
     assert stored(database_url, "BTCUSDT") == expected(market.config, "BTCUSDT", start, LAST_CLOSED)
+    # And the dead run is now recorded as failed: interrupted
+    interrupted, rerun = audit(database_url, "BTCUSDT")
+    assert (interrupted["outcome"], rerun["outcome"]) == ("failed", "success")
+    assert interrupted["error"].startswith("interrupted: ")
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -533,9 +544,9 @@ def test_any_mix_of_runs_ends_with_exactly_the_exchanges_candles(
                 raise InjectedFailureError
 
         with contextlib.suppress(InjectedFailureError):
-            catch_up(database_url, ["BTCUSDT"], since=since, settings=config, on_page=interrupt)
+            ingest(database_url, ["BTCUSDT"], since=since, settings=config, on_page=interrupt)
     # And a last run, uninterrupted, repeats the earliest --since (as a user rerunning would)
-    catch_up(database_url, ["BTCUSDT"], since=min(sinces, default=None), settings=config)
+    ingest(database_url, ["BTCUSDT"], since=min(sinces, default=None), settings=config)
     # Then the table holds exactly the exchange's candles from the earliest start to the newest
     # closed minute: none lost, none twice
     last_closed = market.config.now.replace(second=0) - MINUTE
@@ -571,10 +582,10 @@ def test_insert_klines_skips_stored_candles_and_counts_only_new_ones(database_ur
         ExchangeConfig(now=NOW, symbols=["BTCUSDT"]), LAST_CLOSED - timedelta(hours=2), 30
     )
     with psycopg.connect(database_url) as conn, conn.transaction():
-        assert insert_klines(conn, rows[:10]) == 10
+        assert insert_klines(conn, rows[:10], market=SIMULATED) == 10
     # When a page overlapping them (and repeating a row) is inserted
     with psycopg.connect(database_url) as conn, conn.transaction():
-        written = insert_klines(conn, [*rows[5:], rows[20]])
+        written = insert_klines(conn, [*rows[5:], rows[20]], market=SIMULATED)
     # Then only the 20 new candles were written, each once
     assert written == 20
     assert [row[0] for row in stored(database_url, "BTCUSDT")] == [ms(r[1]) for r in rows]
@@ -586,10 +597,16 @@ def test_insert_klines_takes_several_pages_in_one_transaction(database_url: str)
         ExchangeConfig(now=NOW, symbols=["BTCUSDT"]), LAST_CLOSED - timedelta(hours=2), 30
     )
     with psycopg.connect(database_url) as conn:
-        counts = [insert_klines(conn, rows[:20]), insert_klines(conn, rows[10:30])]
+        counts = [
+            insert_klines(conn, rows[:20], market=SIMULATED),
+            insert_klines(conn, rows[10:30], market=SIMULATED),
+        ]
         conn.rollback()
         # When the same pages are written again and committed
-        again = [insert_klines(conn, rows[:20]), insert_klines(conn, rows[10:30])]
+        again = [
+            insert_klines(conn, rows[:20], market=SIMULATED),
+            insert_klines(conn, rows[10:30], market=SIMULATED),
+        ]
         conn.commit()
     # Then each call counted only its new candles, and the rollback left nothing behind
     assert counts == again == [20, 10]

@@ -49,7 +49,7 @@ def kline_rows(symbol: str, minutes: int, seed: int = 0) -> tuple[tuple, ...]:
 def store(url: str, rows: tuple[tuple, ...] | list[tuple]) -> None:
     with psycopg.connect(url) as conn, conn.transaction():
         for start in range(0, len(rows), BATCH):
-            insert_klines(conn, rows[start : start + BATCH])
+            insert_klines(conn, rows[start : start + BATCH], market="binance")
 
 
 def stored_features(url: str, symbol: str) -> pd.DataFrame:

@@ -26,13 +26,17 @@ REGION = "eu-west-1"
 CERTIFICATE_ARN = "arn:aws:acm:eu-west-1:123456789012:certificate/abc"
 ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
-# The default stack, as a user who sets only the region and the image tags would deploy it.
+# The default stack, as a user who sets only the region and the image tags would deploy it:
+# nothing can reach the load balancer (ingressCidrs unset), the monitoring page is not routed
+# (no sign-in configured), plain HTTP (no certificate).
 DEFAULT_SETTINGS = StackSettings(
     region=REGION,
     stack="test",
     service_image_tag="2026.11.21-abc1234",
     monitoring_image_tag="2026.11.21-abc1234",
+    training_image_tag="2026.11.21-abc1234",
 )
+DOMAIN = "pricebot.example.com"
 
 
 def _arn(typ: str, name: str) -> str:
@@ -61,6 +65,12 @@ def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         out["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}"
     elif typ == "aws:lb/loadBalancer:LoadBalancer":
         out["dnsName"] = f"{physical}-1.{REGION}.elb.amazonaws.com"
+        out["zoneId"] = "Z32O12XQLNTSW2"
+        out["arnSuffix"] = f"app/{physical}/50dc6c495c0c9188"
+    elif typ == "aws:lb/targetGroup:TargetGroup":
+        out["arnSuffix"] = f"targetgroup/{physical}/943f017f100becff"
+    elif typ == "aws:cognito/userPool:UserPool":
+        out["arn"] = f"arn:aws:cognito-idp:{REGION}:{ACCOUNT}:userpool/{REGION}_abc"
     elif typ == "aws:ec2/instance:Instance":
         out["privateIp"] = "10.40.16.10"
     elif typ == "aws:sqs/queue:Queue":
@@ -93,10 +103,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         inputs = reveal(dict(args.inputs))
+        computed = _computed(args.typ, args.name, inputs)
         self.resources.append(
-            Declared(type=args.typ, name=args.name, inputs=inputs, id=f"{args.name}-id")
+            Declared(
+                type=args.typ, name=args.name, inputs=inputs, id=f"{args.name}-id", outputs=computed
+            )
         )
-        return f"{args.name}-id", {**inputs, **_computed(args.typ, args.name, inputs)}
+        return f"{args.name}-id", {**inputs, **computed}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         answers = {
@@ -194,13 +207,19 @@ def configured_stack() -> Stack:
 
 @pytest.fixture(scope="session")
 def https_stack() -> Stack:
-    """A first deployment with a certificate: HTTPS, no images pushed yet, a NAT per zone and
-    no interface endpoints."""
+    """A first deployment with a certificate and Cognito sign-in for the page: HTTPS, open to
+    the world on purpose, no images pushed yet, a NAT per zone and no interface endpoints."""
     return build_stack(
         variant(
             certificate_arn=CERTIFICATE_ARN,
+            domain_name=DOMAIN,
+            hosted_zone_id="Z0123456789ABCDEFGHIJ",
+            monitoring_auth="cognito",
+            ingress_cidrs=("0.0.0.0/0",),
+            allow_public_ingress=True,
             service_image_tag=None,
             monitoring_image_tag=None,
+            training_image_tag=None,
             interface_endpoints=False,
             nat_gateways=2,
         )

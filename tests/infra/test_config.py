@@ -113,3 +113,78 @@ def test_zips_built_for_another_architecture_are_refused(built: Path) -> None:
         StackSettingsError, match="built for x86_64, but lambdaArchitecture is arm64"
     ):
         check_manifest(variant(lambda_architecture="arm64"), built)
+
+
+def test_the_world_is_not_let_in_by_default(built: Path) -> None:
+    settings = load_settings({}, region="eu-west-1", stack="dev", root=built)
+    assert settings.ingress_cidrs == ()
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "::/0"])
+def test_opening_the_load_balancer_to_everyone_needs_an_explicit_opt_in(
+    built: Path, cidr: str
+) -> None:
+    # Given ingressCidrs with the whole internet, then it is refused naming the opt-in
+    with pytest.raises(StackSettingsError, match="allowPublicIngress: true"):
+        load_settings({"ingressCidrs": json.dumps([cidr])}, region="eu-west-1", stack="d",
+                      root=built)  # fmt: skip
+    # and accepted with it
+    opened = load_settings(
+        {"ingressCidrs": json.dumps([cidr]), "allowPublicIngress": "true"},
+        region="eu-west-1", stack="d", root=built,
+    )  # fmt: skip
+    assert opened.ingress_cidrs == (cidr,)
+
+
+@pytest.mark.parametrize("auth", ["cognito", "oidc"])
+def test_a_sign_in_without_https_is_refused_with_the_fix(built: Path, auth: str) -> None:
+    with pytest.raises(
+        StackSettingsError,
+        match=rf"monitoringAuth is {auth}, but the load balancer's authenticate actions work "
+        "only on an HTTPS listener: set certificateArn",
+    ):
+        load_settings({"monitoringAuth": auth}, region="eu-west-1", stack="d", root=built)
+
+
+def test_a_certificate_needs_the_name_it_is_for(built: Path) -> None:
+    with pytest.raises(StackSettingsError, match="domainName is not"):
+        load_settings(
+            {"certificateArn": "arn:aws:acm:eu-west-1:1:certificate/x"},
+            region="eu-west-1", stack="d", root=built,
+        )  # fmt: skip
+
+
+def test_oidc_names_the_provider_settings_it_lacks(built: Path) -> None:
+    values = {
+        "monitoringAuth": "oidc",
+        "certificateArn": "arn:aws:acm:eu-west-1:1:certificate/x",
+        "domainName": "pricebot.example.com",
+        "oidcIssuer": "https://login.example.com",
+    }
+    with pytest.raises(StackSettingsError) as error:
+        load_settings(values, region="eu-west-1", stack="d", root=built)
+    assert "'oidcTokenEndpoint'" in str(error.value)
+    assert "'oidcIssuer'" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("monitoringAuth", "basic", "use none, cognito or oidc"),
+        ("targets", '["ret24x"]', "targets:"),
+        ("hostedZoneId", "Z1", "domainName is not"),
+        ("modelHealthAlarmHours", "0", "at least 1"),
+    ],
+)
+def test_more_bad_values_name_the_key(built: Path, key: str, value: str, message: str) -> None:
+    with pytest.raises(StackSettingsError, match=message):
+        load_settings({key: value}, region="eu-west-1", stack="dev", root=built)
+
+
+def test_the_oidc_client_secret_is_not_a_setting(built: Path) -> None:
+    # It is read as a Pulumi secret by the program, never into the plain settings
+    secret = "never-in-settings-4f9c"
+    settings = load_settings(
+        {"oidcClientSecret": secret}, region="eu-west-1", stack="d", root=built
+    )
+    assert secret not in repr(settings)

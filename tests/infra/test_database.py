@@ -51,17 +51,63 @@ def test_rds_manages_the_password_so_no_input_carries_one(stack: Stack, instance
     assert stack.outputs["database_secret_arn"].startswith("arn:aws:secretsmanager:")
 
 
-def test_tasks_get_the_password_injected_by_ecs_not_written_in(stack: Stack) -> None:
-    for task in stack.of_type("aws:ecs/taskDefinition:TaskDefinition"):
-        [container] = json.loads(task.inputs["containerDefinitions"])
-        assert not [e for e in container["environment"] if "PASSWORD" in e["name"]]
-        assert {"name": "PGPASSWORD", "valueFrom": f"{SECRET}:password::"} in container["secrets"]
+def login_secret(key: str) -> str:
+    return f"arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-{key}"
 
 
-def test_lambdas_get_the_secret_arn_not_the_password(stack: Stack) -> None:
+def container(stack: Stack, key: str) -> dict:
+    task = stack.named("aws:ecs/taskDefinition:TaskDefinition", f"{key}-task")
+    [definition] = json.loads(task.inputs["containerDefinitions"])
+    return definition
+
+
+def environment(stack: Stack, key: str) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(stack, key)["environment"]}
+
+
+@pytest.mark.parametrize(
+    ("task", "secret"),
+    [
+        ("service", login_secret("service")),
+        ("monitoring", login_secret("monitoring")),
+        ("bootstrap", login_secret("bootstrap")),
+        ("training", login_secret("training")),
+        ("score", login_secret("pipeline")),
+        ("migrate", SECRET),  # the owner: it creates the schema and the roles
+    ],
+)
+def test_each_task_logs_in_with_its_own_secret_read_at_run_time(
+    stack: Stack, task: str, secret: str
+) -> None:
+    variables = environment(stack, task)
+    assert variables["PRICEBOT_DATABASE_SECRET_ARN"] == secret
+    # no password in the environment, none injected once at start, none in the URL
+    assert not [name for name in variables if "PASSWORD" in name or name == "PGUSER"]
+    assert not [s for s in container(stack, task)["secrets"] if s["name"].startswith("PG")]
+    assert "@" not in variables["PRICEBOT_DATABASE_URL"]
+
+
+def test_only_the_migration_task_and_mlflow_use_the_owners_secret(stack: Stack) -> None:
+    readers = {
+        policy.name
+        for policy in stack.of_type("aws:iam/rolePolicy:RolePolicy")
+        if SECRET in policy.inputs["policy"]
+    }
+    assert readers == {"migrate-task", "mlflow-instance"}
+
+
+def test_each_task_role_may_read_its_own_login_secret_only(stack: Stack) -> None:
+    policy = json.loads(
+        stack.named("aws:iam/rolePolicy:RolePolicy", "service-task").inputs["policy"]
+    )
+    [read] = [s for s in policy["Statement"] if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert read["Resource"] == [login_secret("service")]
+
+
+def test_lambdas_get_the_pipeline_logins_secret_arn_not_the_password(stack: Stack) -> None:
     for function in stack.of_type("aws:lambda/function:Function"):
         variables = function.inputs["environment"]["variables"]
-        assert variables["PRICEBOT_DB_SECRET_ARN"] == SECRET
+        assert variables["PRICEBOT_DATABASE_SECRET_ARN"] == login_secret("pipeline")
         assert not [name for name in variables if "PASSWORD" in name]
 
 

@@ -19,6 +19,12 @@ from tests.infra.conftest import Stack
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 BUCKET_ARN = "arn:aws:s3:eu-west-1:123456789012:storage-artifacts"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1"
+PIPELINE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-pipeline"
+API_KEYS = "arn:aws:secretsmanager:eu-west-1:123456789012:secrets-api-keys"
+LOGIN_SECRETS = [
+    f"arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-{key}"
+    for key in ("service", "monitoring", "pipeline", "training", "bootstrap")
+]
 
 
 def statements(stack: Stack, name: str) -> list[dict]:
@@ -123,20 +129,73 @@ def test_each_function_may_write_only_its_own_logs_and_dead_letter_queue(stack: 
         assert actions["sqs:SendMessage"] == [
             f"arn:aws:sqs:eu-west-1:123456789012:pipeline-{key}-dlq"
         ]
-        assert actions["secretsmanager:GetSecretValue"] == [SECRET]
+        assert actions["secretsmanager:GetSecretValue"] == [PIPELINE_SECRET]
 
 
-def test_task_execution_roles_pull_only_their_own_repository(stack: Stack) -> None:
-    for key in ("service", "monitoring", "training"):
-        actions = granted(stack, f"{key}-execution")
-        assert actions["ecr:BatchGetImage"] == [f"arn:aws:ecr:eu-west-1:123456789012:storage-{key}"]
-        assert actions["ecr:GetAuthorizationToken"] == ["*"]
+@pytest.mark.parametrize(
+    ("task", "repository"),
+    [
+        ("service", "service"),
+        ("monitoring", "monitoring"),
+        *[(job, "training") for job in ("migrate", "bootstrap", "training", "score")],
+    ],
+)
+def test_task_execution_roles_pull_only_their_own_repository(
+    stack: Stack, task: str, repository: str
+) -> None:
+    actions = granted(stack, f"{task}-execution")
+    assert actions["ecr:BatchGetImage"] == [
+        f"arn:aws:ecr:eu-west-1:123456789012:storage-{repository}"
+    ]
+    assert actions["ecr:GetAuthorizationToken"] == ["*"]
 
 
-def test_the_apps_task_roles_have_no_permissions_at_all(stack: Stack) -> None:
-    role_ids = {"service-task-id", "monitoring-task-id", "training-task-id"}
-    assert not [p for p in stack.of_type(ROLE_POLICY) if p.inputs["role"] in role_ids]
+def test_only_the_service_gets_a_secret_injected_at_start_its_api_keys(stack: Stack) -> None:
+    injecting = {
+        policy.name: granted(stack, policy.name)["secretsmanager:GetSecretValue"]
+        for policy in stack.of_type(ROLE_POLICY)
+        if policy.name.endswith("-execution")
+        and "secretsmanager:GetSecretValue" in granted(stack, policy.name)
+    }
+    assert injecting == {"service-execution": [API_KEYS]}
+
+
+@pytest.mark.parametrize("task", ["service", "monitoring", "bootstrap", "training"])
+def test_the_apps_task_roles_may_only_read_their_login(stack: Stack, task: str) -> None:
+    actions = granted(stack, f"{task}-task")
+    assert set(actions) == {"secretsmanager:GetSecretValue"}
+    assert len(actions["secretsmanager:GetSecretValue"]) == 1
     assert not stack.of_type(ROLE_POLICY_ATTACHMENT)
+
+
+def test_the_migration_task_may_fill_the_component_secrets_and_read_the_owners(
+    stack: Stack,
+) -> None:
+    actions = granted(stack, "migrate-task")
+    assert sorted(actions["secretsmanager:PutSecretValue"]) == sorted([*LOGIN_SECRETS, API_KEYS])
+    assert sorted(actions["secretsmanager:GetSecretValue"]) == sorted(
+        [SECRET, *LOGIN_SECRETS, API_KEYS]
+    )
+    assert actions["secretsmanager:GetRandomPassword"] == ["*"]
+
+
+def test_the_scoring_job_may_publish_only_to_the_model_namespace(stack: Stack) -> None:
+    [put] = [
+        s for s in statements(stack, "score-task") if "cloudwatch:PutMetricData" in s["Action"]
+    ]
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": "pricebot/model"}}
+    assert granted(stack, "score-task")["secretsmanager:GetSecretValue"] == [PIPELINE_SECRET]
+
+
+def test_the_scheduler_may_start_only_the_scoring_task(stack: Stack) -> None:
+    actions = granted(stack, "jobs-scheduler")
+    assert actions["ecs:RunTask"] == [
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/pricebot-test-score:*"
+    ]
+    assert sorted(actions["iam:PassRole"]) == [
+        "arn:aws:iam:eu-west-1:123456789012:score-execution",
+        "arn:aws:iam:eu-west-1:123456789012:score-task",
+    ]
 
 
 def test_roles_trust_only_their_own_service(stack: Stack) -> None:
@@ -144,16 +203,14 @@ def test_roles_trust_only_their_own_service(stack: Stack) -> None:
         role.name: json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]
         for role in stack.of_type("aws:iam/role:Role")
     }
+    ecs = {"Service": "ecs-tasks.amazonaws.com"}
+    tasks = ("service", "monitoring", "migrate", "bootstrap", "training", "score")
     assert trusted == {
         "pipeline-ingest": {"Service": "lambda.amazonaws.com"},
         "pipeline-transform": {"Service": "lambda.amazonaws.com"},
         "mlflow-instance": {"Service": "ec2.amazonaws.com"},
-        "service-execution": {"Service": "ecs-tasks.amazonaws.com"},
-        "service-task": {"Service": "ecs-tasks.amazonaws.com"},
-        "monitoring-execution": {"Service": "ecs-tasks.amazonaws.com"},
-        "monitoring-task": {"Service": "ecs-tasks.amazonaws.com"},
-        "training-execution": {"Service": "ecs-tasks.amazonaws.com"},
-        "training-task": {"Service": "ecs-tasks.amazonaws.com"},
+        "jobs-scheduler": {"Service": "scheduler.amazonaws.com"},
+        **{f"{task}-{role}": ecs for task in tasks for role in ("execution", "task")},
     }
 
 

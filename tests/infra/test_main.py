@@ -46,6 +46,16 @@ def test_the_program_declares_a_clean_stack_and_exports_its_outputs(
         "mlflow_url",
         "database_endpoint",
         "database_secret_arn",
+        # what the deploy workflow reads (docs/ci.md)
+        "repository_urls",
+        "api_keys_secret_arn",
+        "alb_security_group_id",
+        "cluster_name",
+        "service_names",
+        "target_group_arns",
+        "jobs",
+        "migrate_targets",
+        "monitoring_routed",
     } <= set(exported)
     [ingest] = [r for r in stack.resources if r.name == "pipeline-ingest-zip"]
     assert ingest.inputs["source"].path == str(tmp_path / "ingest.zip")
@@ -58,3 +68,33 @@ def test_the_program_refuses_unknown_config(
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
     with pytest.raises(StackSettingsError, match=r"unknown config keys \['natGateway'\]"):
         run_program(lambda: runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py")))
+
+
+def test_the_program_reads_the_oidc_client_secret_as_a_pulumi_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an OIDC sign-in whose client secret is stack config (Pulumi passes secrets decrypted)
+    config = {
+        "aws:region": "eu-west-1",
+        "pricebot:certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/x",
+        "pricebot:domainName": "pricebot.example.com",
+        "pricebot:monitoringAuth": "oidc",
+        "pricebot:oidcIssuer": "https://login.example.com",
+        "pricebot:oidcAuthorizationEndpoint": "https://login.example.com/authorize",
+        "pricebot:oidcTokenEndpoint": "https://login.example.com/token",
+        "pricebot:oidcUserInfoEndpoint": "https://login.example.com/userinfo",
+        "pricebot:oidcClientId": "pricebot",
+        "pricebot:oidcClientSecret": "from-the-stack-file",
+    }
+    for key, name in ZIPS.items():
+        (tmp_path / name).write_bytes(b"zip")
+        config[f"pricebot:{key}"] = str(tmp_path / name)
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["pricebot:oidcClientSecret"]))
+    monkeypatch.setattr(pulumi, "export", lambda *_: None)
+
+    # When the program runs, then the listener rule got it (and nothing refused it as unknown)
+    stack = run_program(lambda: runpy.run_path(str(REPO_ROOT / "infra" / "__main__.py")))
+    [rule] = [r for r in stack.resources if r.type == "aws:lb/listenerRule:ListenerRule"]
+    [sign_in] = [a for a in rule.inputs["actions"] if a["type"] == "authenticate-oidc"]
+    assert sign_in["authenticateOidc"]["clientSecret"] == "from-the-stack-file"

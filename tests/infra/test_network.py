@@ -19,30 +19,56 @@ def open_rules(stack: Stack) -> list[Declared]:
     return [r for r in stack.of_type(INGRESS) if r.inputs.get("cidrIpv4") == "0.0.0.0/0"]
 
 
-def test_only_the_load_balancer_is_open_to_the_internet(stack: Stack) -> None:
-    # Given the default stack, when its ingress is checked, then nothing but the ALB is open
+def alb_rules(stack: Stack) -> list[Declared]:
+    return [r for r in stack.of_type(INGRESS) if r.inputs["securityGroupId"] == "network-alb-id"]
+
+
+def test_by_default_nothing_can_reach_the_load_balancer(stack: Stack) -> None:
+    # Given the default stack (ingressCidrs unset), then the load balancer admits no one
+    assert alb_rules(stack) == []
     assert open_ingress_violations(stack.resources) == []
-    assert {r.inputs["securityGroupId"] for r in open_rules(stack)} == {"network-alb-id"}
 
 
-def test_without_a_certificate_the_load_balancer_listens_on_80_only(stack: Stack) -> None:
-    assert sorted(r.inputs["fromPort"] for r in open_rules(stack)) == [80]
+def test_opened_to_the_world_on_purpose_only_the_load_balancer_is_open(
+    https_stack: Stack,
+) -> None:
+    # Given a stack that set allowPublicIngress with 0.0.0.0/0, then nothing but the ALB is open
+    assert open_ingress_violations(https_stack.resources) == []
+    assert {r.inputs["securityGroupId"] for r in open_rules(https_stack)} == {"network-alb-id"}
+
+
+def test_without_a_certificate_the_load_balancer_listens_on_80_only(
+    configured_stack: Stack,
+) -> None:
+    assert sorted(r.inputs["fromPort"] for r in alb_rules(configured_stack)) == [80]
 
 
 def test_with_a_certificate_the_load_balancer_also_listens_on_443(https_stack: Stack) -> None:
     assert sorted(r.inputs["fromPort"] for r in open_rules(https_stack)) == [80, 443]
-    assert open_ingress_violations(https_stack.resources) == []
 
 
 def test_ingress_cidrs_narrow_who_reaches_the_load_balancer(configured_stack: Stack) -> None:
     # Given a stack restricted to an office range, then nothing is open to the world
     assert open_rules(configured_stack) == []
-    alb_sources = {
-        r.inputs.get("cidrIpv4")
-        for r in configured_stack.of_type(INGRESS)
-        if r.inputs["securityGroupId"] == "network-alb-id"
-    }
-    assert alb_sources == {"203.0.113.0/24"}
+    assert {r.inputs.get("cidrIpv4") for r in alb_rules(configured_stack)} == {"203.0.113.0/24"}
+
+
+def test_the_load_balancer_reaches_out_only_to_sign_users_in(
+    stack: Stack, https_stack: Stack
+) -> None:
+    egress = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+    def alb_out(s: Stack) -> list[tuple]:
+        return sorted(
+            (r.inputs.get("cidrIpv4") or r.inputs.get("referencedSecurityGroupId"),
+             r.inputs["fromPort"])
+            for r in s.of_type(egress)
+            if r.inputs["securityGroupId"] == "network-alb-id"
+        )  # fmt: skip
+
+    # Without a sign-in, only to its targets; with Cognito, also HTTPS to the identity provider
+    assert alb_out(stack) == [("network-monitoring-id", 8501), ("network-service-id", 3000)]
+    assert ("0.0.0.0/0", 443) in alb_out(https_stack)
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,7 @@ def test_every_function_and_every_target_has_a_dead_letter_queue(stack: Stack) -
         "pricebot-test-ingest-dlq",
         "pricebot-test-transform-dlq",
         "pricebot-test-events-dlq",
+        "pricebot-test-schedules-dlq",
     }
     assert (
         function(stack, "ingest")
@@ -184,3 +185,13 @@ def test_an_alarm_email_subscribes_to_the_topic(configured_stack: Stack) -> None
     [subscription] = configured_stack.of_type("aws:sns/topicSubscription:TopicSubscription")
     assert subscription.inputs["protocol"] == "email"
     assert subscription.inputs["endpoint"] == "oncall@example.com"
+
+
+def test_every_function_is_declared_with_its_handler_and_layers(stack: Stack) -> None:
+    declared = {key: (d.handler, d.layers) for key, d in stack.outputs["functions"].items()}
+    assert declared == {
+        "ingest": ("lambdas.ingest.handler.lambda_handler", ("core",)),
+        "transform": ("lambdas.transform.handler.lambda_handler", ("core", "data")),
+    }
+    for key in declared:
+        assert function(stack, key).inputs["handler"] == declared[key][0]

@@ -629,7 +629,7 @@ def test_serving_beyond_this_machine_without_a_key_is_refused(tmp_path: Path) ->
     environment = {**os.environ, "PRICEBOT_API_KEYS": "", "PRICEBOT_HOME": str(tmp_path)}
 
     done = subprocess.run(
-        [sys.executable, "-m", "pricebot_cli", "serve", "--host", "0.0.0.0"],  # noqa: S104
+        [sys.executable, "-m", "pricebot_cli", "serve", "--host", "0.0.0.0"],
         env=environment, capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )  # fmt: skip
 

@@ -1,4 +1,6 @@
-"""Walk-forward evaluation: purged folds, honest pool value, metrics, baselines, the rule."""
+"""Walk-forward evaluation: purged folds, honest pool value, metrics, baselines, thresholds.
+
+(The promotion rule is tested in test_gate.py.)"""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ from hypothesis import strategies as st
 
 from pricebot.errors import InsufficientDataError
 from pricebot.evaluation import (
-    SKILL_Z,
-    CandidateResult,
+    CASH,
     baseline_predictions,
-    decide_promotion,
+    choose_threshold,
+    evaluate_baselines,
+    evaluate_candidate,
     evaluation_table,
+    plot_calibration,
     plot_evaluation,
+    pool_log_factors,
     pool_value,
     score_fold,
     walk_forward_folds,
@@ -171,114 +176,161 @@ def test_baselines_predict_from_the_past_only() -> None:
 
     regression = baseline_predictions(past, mean, parse_target("ret24h"))
     classifier = baseline_predictions(past, mean, parse_target("up1pct24h"))
+    direction = baseline_predictions(past, mean, parse_target("dir24h"))
 
     np.testing.assert_array_equal(regression["no_change"], [0, 0, 0])
     np.testing.assert_array_equal(regression["momentum"], [0.02, -0.01, 0.0])
     np.testing.assert_array_equal(regression["recent_mean"], mean)
     assert (regression["buy_and_hold"] > 0).all()
     np.testing.assert_array_equal(classifier["momentum"], [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(direction["momentum"], [1.0, 0.0, 0.0])  # a rise, not >= 0
 
 
-# The promotion rule --------------------------------------------------------------------------
+# Classifiers: probabilities, thresholds, baselines --------------------------------------------
 
 
-def result(name: str, pools: list[float], accuracy: float, kind: str = "model") -> CandidateResult:
-    folds = pd.DataFrame(
-        {
-            "pool_value_net": pools,
-            "directional_accuracy": [accuracy] * len(pools),
-            "n_test": [100 * 1440] * len(pools),
-            "mae": [0.01] * len(pools),
-            "rmse": [0.01] * len(pools),
-            "precision_up": [0.5] * len(pools),
-            "recall_up": [0.5] * len(pools),
-            "pool_value_gross": pools,
-            "buy_hold_net": [1.0] * len(pools),
-            "trades": [3] * len(pools),
-        },
-        index=pd.Index(range(1, len(pools) + 1), name="fold"),
-    )
-    empty = pd.Series(dtype="float64")
-    return CandidateResult(name, kind, folds, empty, empty)
+def test_classifier_metrics_score_the_probabilities() -> None:
+    spec = parse_target("up1pct10m")
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    p = np.array([0.9, 0.2, 0.6, 0.4])
+
+    metrics, _, _ = score_fold(minutes(4), y, np.zeros(4), p, spec, probabilities=True)
+
+    assert metrics["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert metrics["log_loss"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    assert metrics["roc_auc"] == 1.0  # every event ranked above every non-event
+    assert metrics["event_rate"] == 0.5
 
 
-BASELINES = [
-    result("no_change", [1.0, 1.0], 0.5, "baseline"),
-    result("buy_and_hold", [1.1, 1.05], 0.5, "baseline"),
-]
-SPEC = parse_target("ret24h")
+def test_a_regression_has_no_classifier_metrics() -> None:
+    metrics, _, _ = score_fold(minutes(4), np.ones(4), np.ones(4), np.ones(4),
+                               parse_target("ret10m"), probabilities=True)  # fmt: skip
+
+    assert all(np.isnan(metrics[k]) for k in ("log_loss", "brier", "roc_auc", "event_rate"))
 
 
-def test_a_challenger_that_beats_every_rival_with_real_skill_is_promoted() -> None:
-    decision = decide_promotion(result("xgboost", [1.0, 1.2], 0.62), BASELINES, SPEC)
+def test_the_decision_threshold_is_chosen_on_the_selection_folds_only() -> None:
+    # Given a classifier whose probabilities are informative above 0.3 in folds 1-2, and a
+    # held-out fold 3 where a threshold of 0.8 would have been best
+    spec = parse_target("up1pct10m")
+    times = minutes(900)
+    rng = np.random.default_rng(2)
+    fwd = rng.normal(0, 0.01, 900)
+    folds = walk_forward_folds(times, 3, 10, min_train_rows=1)
+    prob = np.where(fwd > 0, 0.35, 0.25) + rng.uniform(0, 0.01, 900)
+    held = folds[-1].test
+    prob[held] = np.where(fwd[held] > 0, 0.85, 0.75)
 
-    assert decision.promote
-    assert "beats buy_and_hold" in decision.reason
+    # When the threshold is chosen
+    result = evaluate_candidate("model", folds, times, (fwd > 0.01).astype(float), fwd, spec,
+                                lambda f: prob[f.test], selection=[1, 2])  # fmt: skip
 
-
-def test_a_challenger_below_one_baseline_on_the_newest_fold_is_not_promoted() -> None:
-    decision = decide_promotion(result("xgboost", [1.5, 1.04], 0.62), BASELINES, SPEC)
-
-    assert not decision.promote
-    assert decision.bar_name == "buy_and_hold"
-    assert "does not beat buy_and_hold" in decision.reason
-
-
-def test_a_challenger_below_the_champion_is_not_promoted() -> None:
-    decision = decide_promotion(
-        result("xgboost", [1.0, 1.2], 0.62), BASELINES, SPEC, champion_value=1.25
-    )
-
-    assert not decision.promote
-    assert decision.bar_name == "champion"
-
-
-def test_a_tie_with_the_champion_is_not_promoted() -> None:
-    decision = decide_promotion(
-        result("xgboost", [1.0, 1.2], 0.62), BASELINES, SPEC, champion_value=1.2
-    )
-
-    assert not decision.promote
+    # Then it separates the selection folds' probabilities, and fold 3 played no part
+    assert 0.25 < result.threshold <= 0.36
+    again = choose_threshold({1: prob[folds[0].test], 2: prob[folds[1].test]}, folds[:2], times,
+                             fwd, spec)  # fmt: skip
+    assert again == result.threshold
 
 
-def test_a_lucky_pool_value_without_significant_accuracy_is_not_promoted() -> None:
-    # 200 days of test at 24 h are ~200 independent calls: 52% is within noise
-    decision = decide_promotion(result("xgboost", [1.0, 1.2], 0.52), BASELINES, SPEC)
+def test_without_selection_folds_a_classifier_calls_at_one_half() -> None:
+    spec = parse_target("up1pct10m")
+    times = minutes(300)
+    folds = walk_forward_folds(times, 2, 10, min_train_rows=1)
 
-    assert not decision.promote
-    assert f"< {SKILL_Z}" in decision.reason
+    result = evaluate_candidate("model", folds, times, np.zeros(300), np.zeros(300), spec,
+                                lambda f: np.full(len(f.test), 0.4))  # fmt: skip
+
+    assert result.threshold == 0.5
+    assert result.folds["trades"].sum() == 0
 
 
-def test_a_champion_that_cannot_be_scored_blocks_automatic_promotion() -> None:
-    decision = decide_promotion(
-        result("xgboost", [1.0, 1.2], 0.62), BASELINES, SPEC, champion_scored=False
-    )
+@pytest.mark.parametrize("target", ["ret10m", "up1pct10m", "down1pct10m", "dir10m"])
+def test_cash_is_a_rival_for_every_target_and_never_invests(target: str) -> None:
+    # Given a market that falls, and every baseline for the target
+    spec = parse_target(target)
+    times = minutes(600)
+    fwd = np.full(600, -0.01)
+    folds = walk_forward_folds(times, 2, 10, min_train_rows=1)
 
-    assert not decision.promote
-    assert "promote by hand" in decision.reason
+    baselines = evaluate_baselines(folds, times, (fwd < 0).astype(float), fwd, fwd, fwd, spec)
+
+    # Then cash is among them, keeps 1.0 on every fold, and forecasts nothing
+    cash = next(b for b in baselines if b.name == CASH)
+    assert (cash.folds["pool_value_net"] == 1.0).all()
+    assert cash.folds["trades"].sum() == 0
+    assert cash.folds["mae"].isna().all()
+
+
+def test_classifier_baselines_include_the_training_base_rate_as_a_probability() -> None:
+    spec = parse_target("up1pct10m")
+    times = minutes(600)
+    y = (np.arange(600) % 4 == 0).astype(float)  # the event a quarter of the time
+    folds = walk_forward_folds(times, 2, 10, min_train_rows=1)
+
+    zeros = np.zeros(600)
+    baselines = {b.name: b for b in evaluate_baselines(folds, times, y, zeros, zeros, zeros, spec)}
+
+    base_rate = baselines["base_rate"]
+    np.testing.assert_allclose(base_rate.predictions[1], 0.25, atol=0.01)
+    brier = np.mean((0.25 - y[folds[0].test]) ** 2)
+    assert base_rate.folds.loc[1, "brier"] == pytest.approx(brier, abs=0.01)
+    assert "no_change" not in baselines  # "never the event" is cash (up) or buy-and-hold (down)
+
+
+def test_pool_log_factors_add_up_to_each_pools_final_value() -> None:
+    rng = np.random.default_rng(4)
+    times = minutes(500)
+    times = times[(np.arange(500) < 200) | (np.arange(500) >= 230)]  # with a hole
+    fwd = rng.normal(0, 0.01, len(times))
+    long = rng.uniform(size=len(times)) > 0.4
+
+    result = pool_value(times, long, fwd, 10, fee=0.001, pools=5)
+    factors = pool_log_factors(result, int(times.asi8[0] // 60_000_000_000), 10)
+
+    finals = [values[-1] for _, values in result.paths]
+    np.testing.assert_allclose(np.exp(factors.sum(axis=1)), finals)
+    assert factors.shape[0] == 5
 
 
 # Presentation --------------------------------------------------------------------------------
 
 
-def test_the_table_has_a_row_per_candidate_and_the_plot_is_a_png(tmp_path) -> None:
+def test_the_table_keeps_selection_and_held_out_apart_and_the_plots_are_pngs(tmp_path) -> None:
     spec = parse_target("ret10m")
-    times = minutes(200)
+    times = minutes(300)
     rng = np.random.default_rng(1)
-    y = rng.normal(0, 0.01, 200)
+    y = rng.normal(0, 0.01, 300)
     folds = walk_forward_folds(times, 2, 10, min_train_rows=1)
-    from pricebot.evaluation import evaluate_candidate
 
     results = [
         evaluate_candidate(name, folds, times, y, y, spec, lambda f, p=p: p[f.test], kind=kind)
-        for name, p, kind in (("no_change", np.zeros(200), "baseline"), ("oracle", y, "model"))
+        for name, p, kind in (("no_change", np.zeros(300), "baseline"), ("oracle", y, "model"))
     ]
 
-    table = evaluation_table(results)
-    path = plot_evaluation(results, tmp_path / "evaluation.png")
+    table = evaluation_table(results, selection=[1], held_out=[2])
+    path = plot_evaluation(results, tmp_path / "evaluation.png", held_out=folds[-1])
 
     assert list(table.index) == ["no_change", "oracle"]
-    assert table.loc["oracle", "directional_accuracy"] == 1.0
+    assert table.loc["oracle", "heldout_directional_accuracy"] == 1.0
+    selection_pool = results[1].folds.loc[1, "pool_value_net"]
+    assert table.loc["oracle", "selection_pool_value_net"] == selection_pool
+    assert "directional_accuracy" not in table.columns  # nothing mixes the two
+    assert "heldout_log_loss" not in table.columns  # a regression has no classifier metrics
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_calibration_plot_is_a_png(tmp_path) -> None:
+    spec = parse_target("up1pct10m")
+    times = minutes(300)
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=300)
+    y = (rng.uniform(size=300) < p).astype(float)
+    folds = walk_forward_folds(times, 2, 10, min_train_rows=1)
+    model = evaluate_candidate("model", folds, times, y, np.zeros(300), spec,
+                               lambda f: p[f.test], selection=[1])  # fmt: skip
+
+    path = plot_calibration([model], y, folds, [1], tmp_path / "calibration.png")
+
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -32,6 +32,30 @@ def test_down_with_a_decimal_percent_parses_and_gets_a_dotless_name() -> None:
     assert parse_target(spec.name) == spec
 
 
+def test_dir24h_asks_whether_the_close_a_day_later_is_higher() -> None:
+    spec = parse_target("dir24h")
+
+    assert (spec.kind, spec.rule, spec.direction, spec.threshold) == (
+        "classification", "close", "up", 0.0,
+    )  # fmt: skip
+    assert parse_target("DIR1440M") == spec
+
+
+def test_trendup5pct10d_compares_the_10_day_average_now_and_in_10_days() -> None:
+    spec = parse_target("trendup5pct10d")
+
+    assert (spec.rule, spec.direction, spec.horizon_minutes, spec.window_minutes) == (
+        "trend", "up", 14400, 14400,
+    )  # fmt: skip
+    assert spec.threshold == pytest.approx(0.05)
+    assert parse_target("trenddown2pct10d").direction == "down"
+
+
+def test_touch_targets_keep_their_names_and_rule() -> None:
+    assert parse_target("up2pct24h").rule == "touch"
+    assert parse_target("up2pct24h").name == "up2pct24h"
+
+
 @pytest.mark.parametrize("spelling", ["RET1440M", "ret24h", " Ret1d "])
 def test_spellings_of_the_same_target_share_one_canonical_name(spelling: str) -> None:
     assert parse_target(spelling).name == "ret24h"
@@ -40,7 +64,8 @@ def test_spellings_of_the_same_target_share_one_canonical_name(spelling: str) ->
 @pytest.mark.parametrize(
     ("spec", "problem"),
     [
-        ("foo24h", "must start with 'ret', 'up' or 'down'"),
+        ("foo24h", "must start with 'ret', 'dir', 'up', 'down' or 'trend'"),
+        ("trend10d", "a trend target needs a move in percent"),
         ("ret", "must end with a horizon"),
         ("up24h", "needs a move in percent"),
         ("ret0h", "at least one minute"),

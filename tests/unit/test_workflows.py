@@ -183,33 +183,139 @@ def test_deploys_never_overlap_and_wait_for_the_production_environment() -> None
     assert deploy["environment"]["name"] == "production"
 
 
-def test_deploy_steps_build_push_up_and_smoke_test_in_order() -> None:
+DEPLOY_ORDER = (
+    "Lambda layers",
+    "configure-aws-credentials",
+    "first deploy",
+    "build and push the images",
+    "point the migration task at the new job image",
+    "migrate the database",
+    "pulumi up",
+    "bootstrap",
+    "wait for the services",
+    "let this runner reach the load balancer",
+    "smoke test",
+    "close the load balancer",
+)
+
+
+def test_deploy_steps_run_in_the_documented_order() -> None:
+    # test -> images -> migrate on the new image -> pulumi up -> bootstrap -> stable -> smoke
     deploy = jobs(load("deploy.yml"))["deploy"]
-    order = [
-        step_named(deploy, text)[0]
-        for text in (
-            "Lambda layers",
-            "configure-aws-credentials",
-            "Bento",
-            "pulumi up",
-            "smoke test",
-        )
-    ]
+    order = [step_named(deploy, text)[0] for text in DEPLOY_ORDER]
     assert order == sorted(order)
-    _, layers = step_named(deploy, "Lambda layers")
-    assert layers["run"].strip() == "make layers"
-    _, aws = step_named(deploy, "configure-aws-credentials")
-    assert aws["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
-    _, bento = step_named(deploy, "Bento")
-    assert "bentoml build -f pricebot_service/bentofile.yaml" in bento["run"]
-    assert 'docker push "$repository:$IMAGE_TAG"' in bento["run"]
-    _, up = step_named(deploy, "pulumi up")
+
+
+def test_the_deploy_builds_all_three_images_tagged_with_the_commit() -> None:
+    deploy = jobs(load("deploy.yml"))
+    assert deploy["deploy"]["env"]["IMAGE_TAG"] == "${{ github.sha }}"
+    _, images = step_named(deploy["deploy"], "build and push the images")
+    script = images["run"]
+    assert "bentoml build -f pricebot_service/bentofile.yaml" in script
+    assert 'bentoml containerize "pricebot:$IMAGE_TAG" --image-tag "$service:$IMAGE_TAG"' in script
+    assert "for role in job monitoring; do" in script
+    assert 'docker build --target "$role" --tag "$repository:$IMAGE_TAG" .' in script
+    # an immutable tag already pushed (a re-run) is not pushed again
+    assert "aws ecr describe-images" in script
+
+
+def test_pulumi_up_deploys_the_three_tags() -> None:
+    _, up = step_named(jobs(load("deploy.yml"))["deploy"], "pulumi up")
     assert up["with"]["command"] == "up"
-    assert '"pricebot:serviceImageTag": {value: "${{ github.sha }}"' in up["with"]["config-map"]
+    config = yaml.safe_load(up["with"]["config-map"])
+    assert config == {
+        f"pricebot:{key}": {"value": "${{ github.sha }}", "secret": False}
+        for key in ("serviceImageTag", "monitoringImageTag", "trainingImageTag")
+    }
+
+
+def test_the_migration_runs_on_the_new_job_image_before_pulumi_up_and_can_fail_it() -> None:
+    deploy = jobs(load("deploy.yml"))["deploy"]
+    _, target = step_named(deploy, "point the migration task at the new job image")
+    assert '--config "pricebot:trainingImageTag=$IMAGE_TAG" "${targets[@]}"' in target["run"]
+    assert target["env"]["MIGRATE_TARGETS"] == "${{ steps.stack.outputs.migrate_targets }}"
+    _, migrate = step_named(deploy, "migrate the database")
+    # the runner exits with the container's code; no continue-on-error anywhere near it
+    assert migrate["run"] == "python -m infra.run_task --task migrate --timeout-minutes 30"
+    assert "continue-on-error" not in migrate
+    assert (ROOT / "infra" / "run_task.py").is_file()
+
+
+def test_the_first_deploy_of_an_empty_stack_creates_it_before_anything_is_pushed() -> None:
+    deploy = jobs(load("deploy.yml"))["deploy"]
+    _, first = step_named(deploy, "first deploy")
+    assert first["if"] == "steps.before.outputs.first == 'true'"
+    assert first["with"]["command"] == "up"
+    assert "config-map" not in first["with"]  # no image tags yet: nothing starts
+
+
+def test_the_deploy_runs_only_tasks_the_stack_declares() -> None:
+    from infra.components.jobs import JOB_TASKS
+
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    used = set(re.findall(r"infra\.run_task --task (\w+)", text))
+    assert used == {"migrate", "bootstrap"}
+    assert used <= set(JOB_TASKS)
+
+
+def test_the_deploy_reads_only_outputs_the_program_exports() -> None:
+    exported = set(
+        re.findall(r'pulumi\.export\("(\w+)"', (ROOT / "infra" / "__main__.py").read_text())
+    )
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    read = set(re.findall(r"steps\.up\.outputs\.(\w+)", text))
+    read |= {"repository_urls", "jobs", "migrate_targets"}  # read with `pulumi stack output`
+    assert read <= exported, read - exported
+
+
+def _runs_pulumi(step: dict[str, Any]) -> bool:
+    action = "pulumi/actions" in step.get("uses", "") and "command" in step.get("with", {})
+    return action or "pulumi " in step.get("run", "")
+
+
+def test_the_pulumi_secrets_reach_only_the_steps_that_run_pulumi() -> None:
+    deploy = jobs(load("deploy.yml"))["deploy"]
+    assert not {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"} & set(deploy["env"])
+    for step in deploy["steps"]:
+        given = {k for k in step.get("env", {}) if k.startswith("PULUMI_")}
+        if _runs_pulumi(step):
+            assert given == {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}, step["name"]
+        else:
+            assert given == set(), step.get("name", step.get("uses"))
+
+
+def test_the_api_key_is_read_only_by_the_smoke_test_and_never_printed() -> None:
+    deploy = jobs(load("deploy.yml"))["deploy"]
+    readers = [s["name"] for s in deploy["steps"] if "get-secret-value" in s.get("run", "")]
+    assert readers == ["smoke test the deployed stack"]
     _, smoke = step_named(deploy, "smoke test")
-    assert "scripts/smoke_test.py" in smoke["run"]
+    assert 'echo "::add-mask::$key"' in smoke["run"]
+    assert 'PRICEBOT_SMOKE_API_KEY="$key" python scripts/smoke_test.py' in smoke["run"]
     assert smoke["env"]["API_URL"] == "${{ steps.up.outputs.api_url }}"
     assert (ROOT / "scripts" / "smoke_test.py").is_file()
+
+
+def test_the_runner_is_let_in_for_the_smoke_test_and_always_shut_out_again() -> None:
+    deploy = jobs(load("deploy.yml"))["deploy"]
+    _, opened = step_named(deploy, "let this runner reach the load balancer")
+    assert "authorize-security-group-ingress" in opened["run"]
+    assert "CidrIp=$ip/32" in opened["run"]
+    _, closed = step_named(deploy, "close the load balancer")
+    assert closed["if"] == "always() && steps.open.outputs.rule != ''"
+    assert "revoke-security-group-ingress" in closed["run"]
+
+
+def test_the_deploy_waits_for_stable_services_with_healthy_targets() -> None:
+    _, wait = step_named(jobs(load("deploy.yml"))["deploy"], "wait for the services")
+    assert "aws ecs wait services-stable" in wait["run"]
+    assert "describe-target-health" in wait["run"]
+
+
+def test_retrain_runs_the_command_the_stack_publishes() -> None:
+    [start] = [s for s in jobs(load("retrain.yml"))["retrain"]["steps"] if s.get("id") == "start"]
+    assert "[.command[]" in start["run"]
+    assert 'gsub("{symbol}"; $s)' in start["run"]
+    assert "python -m" not in start["run"]
 
 
 def test_no_workflow_uses_a_privileged_trigger() -> None:

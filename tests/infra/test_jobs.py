@@ -1,0 +1,190 @@
+"""The job image's tasks: what each runs, as whom, and how the deploy, the retrain workflow and
+the scheduler start them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pricebot.roles import GROUP_ROLES, parse_login_roles
+from tests.infra.conftest import Stack
+
+TASK = "aws:ecs/taskDefinition:TaskDefinition"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+JOB_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/pricebot-test-training:2026.11.21-abc1234"
+NETWORK = {
+    "subnets": ["network-app-0-id", "network-app-1-id"],
+    "securityGroups": ["network-training-id"],
+}
+
+
+def container(stack: Stack, key: str) -> dict:
+    [definition] = json.loads(stack.named(TASK, f"{key}-task").inputs["containerDefinitions"])
+    return definition
+
+
+def env(stack: Stack, key: str) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(stack, key)["environment"]}
+
+
+@pytest.mark.parametrize(
+    ("task", "command"),
+    [
+        ("migrate", ["db", "upgrade"]),
+        ("bootstrap", ["bootstrap", "--history-days", "90"]),
+        ("score", ["score", "--publish-metrics"]),
+    ],
+)
+def test_each_job_runs_its_pricebot_command_on_the_job_image(
+    stack: Stack, task: str, command: list[str]
+) -> None:
+    assert container(stack, task)["image"] == JOB_IMAGE
+    assert container(stack, task)["command"] == command
+
+
+def test_training_has_no_fixed_command_but_a_template_for_whoever_starts_it(stack: Stack) -> None:
+    assert "command" not in container(stack, "training")
+    [parameter] = stack.of_type("aws:ssm/parameter:Parameter")
+    assert parameter.inputs["name"] == "/pricebot-test/training-task"
+    assert json.loads(parameter.inputs["value"]) == {
+        "cluster": "pricebot-test",
+        "taskDefinition": "pricebot-test-training",
+        "container": "training",
+        **NETWORK,
+        "symbols": ["BTCUSDT", "ETHUSDT", "ADAUSDT"],
+        "targets": ["ret24h"],
+        "command": ["train", "--symbol", "{symbol}", "--target", "{target}", "--trials",
+                    "{trials}", "--quiet"],
+    }  # fmt: skip
+    assert stack.outputs["training_task_parameter"] == "/pricebot-test/training-task"
+
+
+def test_the_migration_task_knows_every_login_role_and_its_groups(stack: Stack) -> None:
+    # Given the migration task's environment, as pricebot.roles reads it
+    roles = {
+        role.name: role
+        for role in parse_login_roles(env(stack, "migrate")["PRICEBOT_DB_ROLE_SECRETS"])
+    }
+
+    # Then every component login is there with its own secret, and every group has a member
+    assert {name: role.member_of for name, role in roles.items()} == {
+        "pricebot_service_login": ("pricebot_service_group",),
+        "pricebot_monitoring_login": ("pricebot_monitoring_group",),
+        "pricebot_pipeline_login": ("pricebot_pipeline_group",),
+        "pricebot_training_login": ("pricebot_training_group",),
+        "pricebot_bootstrap_login": ("pricebot_pipeline_group", "pricebot_training_group"),
+    }
+    assert roles["pricebot_service_login"].secret_arn.endswith("secrets-db-service")
+    assert {group for role in roles.values() for group in role.member_of} == set(GROUP_ROLES)
+    assert env(stack, "migrate")["PRICEBOT_API_KEYS_SECRET_ARN"].endswith("secrets-api-keys")
+
+
+def test_the_component_secrets_are_created_empty(stack: Stack) -> None:
+    secrets = {s.inputs["name"] for s in stack.of_type("aws:secretsmanager/secret:Secret")}
+    assert secrets == {
+        "pricebot-test/api-keys",
+        *(f"pricebot-test/db/{k}" for k in ("service", "monitoring", "pipeline", "training",
+                                            "bootstrap")),
+    }  # fmt: skip
+    assert stack.of_type("aws:secretsmanager/secretVersion:SecretVersion") == []
+
+
+def test_the_scoring_job_runs_hourly_from_the_scheduler(stack: Stack) -> None:
+    [schedule] = stack.of_type(SCHEDULE)
+    assert schedule.inputs["scheduleExpression"] == "rate(1 hour)"
+    assert schedule.inputs["state"] == "ENABLED"
+    target = schedule.inputs["target"]
+    assert target["arn"] == "arn:aws:ecs:eu-west-1:123456789012:serving-cluster"
+    ecs = target["ecsParameters"]
+    assert ecs["taskDefinitionArn"] == "arn:aws:ecs:eu-west-1:123456789012:score-task"
+    assert ecs["launchType"] == "FARGATE"
+    assert ecs["networkConfiguration"] == {
+        "subnets": NETWORK["subnets"], "securityGroups": NETWORK["securityGroups"],
+        "assignPublicIp": False,
+    }  # fmt: skip
+    assert target["deadLetterConfig"]["arn"].endswith("jobs-schedules-dlq")
+    assert target["retryPolicy"]["maximumRetryAttempts"] == 2
+    assert env(stack, "score")["PRICEBOT_MODEL_HEALTH_WINDOW_HOURS"] == "24.0"
+
+
+def test_the_deploy_finds_every_job_in_the_stack_outputs(stack: Stack) -> None:
+    jobs = stack.outputs["jobs"]
+    assert {k: v for k, v in jobs.items() if k != "tasks"} == {
+        "cluster": "pricebot-test",
+        **NETWORK,
+    }
+    assert jobs["tasks"]["migrate"] == {
+        "taskDefinition": "pricebot-test-migrate", "container": "migrate",
+        "command": ["db", "upgrade"],
+    }  # fmt: skip
+    assert set(jobs["tasks"]) == {"migrate", "bootstrap", "training", "score"}
+
+
+def test_the_deploy_can_update_the_migration_task_alone(stack: Stack) -> None:
+    # The URNs `pulumi up --target` takes: the task definition and both its role policies
+    targets = stack.outputs["migrate_targets"]
+    assert [urn.rsplit("::", 1)[-1] for urn in targets] == [
+        "migrate-task",
+        "migrate-execution",
+        "migrate-task",
+    ]
+    assert "aws:ecs/taskDefinition:TaskDefinition" in targets[0]
+    assert all(urn.startswith("urn:pulumi:test::pricebot::") for urn in targets)
+
+
+def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) -> None:
+    declared = {
+        key: (d.image_role, d.family, d.command) for key, d in stack.outputs["declarations"].items()
+    }
+    assert declared == {
+        "service": ("service", "pricebot-test-service", None),
+        "monitoring": ("monitoring", "pricebot-test-monitoring", ("monitor", "--host", "0.0.0.0")),
+        "migrate": ("job", "pricebot-test-migrate", ("db", "upgrade")),
+        "bootstrap": ("job", "pricebot-test-bootstrap", ("bootstrap", "--history-days", "90")),
+        "training": ("job", "pricebot-test-training", None),
+        "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
+    }
+
+
+BOOTSTRAP_MISSING = pytest.mark.xfail(
+    strict=True,
+    reason="`pricebot bootstrap` is not written yet: the command should run "
+    "pricebot.bootstrap.plan_bootstrap, then backfill, transform and train what it lists",
+)
+PUBLISH_MISSING = pytest.mark.xfail(
+    strict=True,
+    reason="`pricebot score --publish-metrics` is not written yet: after scoring it should call "
+    "pricebot.model_health.publish_model_health",
+)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        "migrate",
+        "monitoring",
+        pytest.param("bootstrap", marks=BOOTSTRAP_MISSING),
+        pytest.param("score", marks=PUBLISH_MISSING),
+    ],
+)
+def test_each_declared_command_is_a_real_pricebot_command(stack: Stack, task: str) -> None:
+    from tests.infra.cli import command_problems
+
+    assert command_problems(list(stack.outputs["declarations"][task].command)) == []
+
+
+def test_the_training_command_template_is_a_real_pricebot_command() -> None:
+    from infra.components.jobs import TRAIN_COMMAND
+    from tests.infra.cli import command_problems
+
+    values = {"symbol": "BTCUSDT", "target": "ret24h", "trials": "30"}
+    assert command_problems([word.format(**values) for word in TRAIN_COMMAND]) == []
+
+
+def test_a_command_that_does_not_exist_is_caught() -> None:
+    from tests.infra.cli import command_problems
+
+    assert command_problems(["db", "migrate"]) == [
+        "`pricebot db migrate`: there is no command 'migrate'"
+    ]
