@@ -275,28 +275,15 @@ class CandleMarkets(_SharedLookup):
     def __init__(self, pool: Any, ttl_seconds: float = MARKET_CACHE_SECONDS, url: str = "") -> None:
         super().__init__(pool, ttl_seconds, url)
 
-    def market_class(self, symbol: str, *, block: bool = True) -> str | None:
-        """The class, or None when this build cannot tell (provenance not recorded)."""
+    def market_class(self, symbol: str, *, block: bool = True) -> str:
+        """The class (:func:`pricebot.provenance.market_class` of its stored candles)."""
         return self.get(symbol, lambda conn: _candle_class(conn, symbol), block=block)
 
 
-def _candle_class(conn: Any, symbol: str) -> str | None:
-    try:
-        from pricebot import provenance
-    except ImportError:  # provenance (issue 13) not in this build yet: the check cannot run
-        _warn_once("provenance is not recorded by this build: models are not checked for "
-                   "simulated training data")  # fmt: skip
-        return None
+def _candle_class(conn: Any, symbol: str) -> str:
+    from pricebot import provenance
+
     return provenance.market_class(provenance.symbol_markets(conn, symbol))
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)
 
 
 @lru_cache(maxsize=256)
@@ -578,10 +565,12 @@ class Predictor:
 
     def _check_market(self, model: ServedModel, block: bool) -> None:
         """Refuse a model trained on simulated candles for a symbol whose candles are real."""
-        if self.markets is None or not model.market or not _is_simulated(model.market):
-            return
+        from pricebot.provenance import REAL, is_simulated
+
+        if self.markets is None or not model.market or not is_simulated(model.market):
+            return  # a model trained on real candles costs no look-up at all
         candles = self.markets.market_class(model.symbol, block=block)
-        if candles == "real":
+        if candles == REAL:
             raise MarketMismatchError(
                 f"{model.name} version {model.version} was trained on simulated candles "
                 f"({model.market}) but the stored candles of {model.symbol} are real: it is "
@@ -642,12 +631,6 @@ class _Output:
     value: float
     feature_time: datetime  # the row's open time, in UTC
     feature_ts: float  # the same, as a POSIX timestamp
-
-
-def _is_simulated(market: str) -> bool:
-    """The provenance contract's spelling of a simulated market ("simulated:<mode>"); checked
-    here so a model trained on real candles costs no look-up at all."""
-    return market.startswith("simulated:")
 
 
 def _duration(seconds: float) -> str:

@@ -300,17 +300,13 @@ def test_a_model_trained_on_simulated_candles_is_refused_for_real_ones(
     registered_model: Callable[..., RegisteredModel],
     tmp_path: Path,
 ) -> None:
-    provenance = pytest.importorskip(
-        "pricebot.provenance", reason="provenance (issue 13) is the market-data helper's"
-    )
     model = registered_model("SIMUSDT", TARGET, seed=8)
     MlflowClient(tracking_uri).set_model_version_tag(
         model.name, model.version, "market", "simulated:swinging"
     )
     write_feature_rows(database_url, "SIMUSDT", minutes_back(datetime.now(UTC), 2))
     with db.transaction(database_url) as conn:
-        insert_klines(conn, [real_kline("SIMUSDT")])
-        provenance.record_market(conn, "SIMUSDT", "binance-vision")
+        insert_klines(conn, [real_kline("SIMUSDT")], market="binance-vision")
     predictor = started_predictor(database_url, tracking_uri, "SIMUSDT", tmp_path)
     try:
         with pytest.raises(MarketMismatchError, match="trained on simulated candles") as refused:
@@ -319,6 +315,28 @@ def test_a_model_trained_on_simulated_candles_is_refused_for_real_ones(
         predictor.close()
 
     assert refused.value.fix == "pricebot train --symbol SIMUSDT"
+
+
+def test_a_model_trained_on_simulated_candles_is_served_for_simulated_ones(
+    database_url: str,
+    tracking_uri: str,
+    registered_model: Callable[..., RegisteredModel],
+    tmp_path: Path,
+) -> None:
+    model = registered_model("SIM2USDT", TARGET, seed=9)
+    MlflowClient(tracking_uri).set_model_version_tag(
+        model.name, model.version, "market", "simulated:swinging"
+    )
+    write_feature_rows(database_url, "SIM2USDT", minutes_back(datetime.now(UTC), 2))
+    with db.transaction(database_url) as conn:
+        insert_klines(conn, [real_kline("SIM2USDT")], market="simulated:swinging")
+    predictor = started_predictor(database_url, tracking_uri, "SIM2USDT", tmp_path)
+    try:
+        answer = predictor.predict("SIM2USDT", TARGET)
+    finally:
+        predictor.close()
+
+    assert answer.model_version == model.version
 
 
 def real_kline(symbol: str) -> tuple:
