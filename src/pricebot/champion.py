@@ -34,13 +34,21 @@ log = logging.getLogger(__name__)
 # Slot states, as /models reports them.
 PENDING = "pending"  # not looked up yet
 SERVING = "serving"  # serving what the alias points at
-KEPT = "kept"  # serving an older version: the alias vanished or its new version failed to load
-MISSING = "missing"  # nothing to serve: no champion registered yet (or it never loaded)
+KEPT = "kept"  # serving an older version: the alias vanished, its new version failed to load,
+#                or the registry cannot be reached right now
+MISSING = "missing"  # nothing to serve: the registry has no champion for it
+FAILED = "failed"  # nothing to serve: the champion's version cannot be loaded (retried)
+UNREACHABLE = "unreachable"  # nothing to serve yet: the registry could not be asked
+
+#: States in which a slot's first look at the registry is settled: what the registry holds is
+#: known (served, absent, or broken). ``pending`` and ``unreachable`` are not: readiness waits.
+SETTLED = frozenset({SERVING, KEPT, MISSING, FAILED})
 
 # Events handed to the ``on_event`` callback (the service counts them in Prometheus).
 SWAPPED = "swapped"
 SWAP_FAILED = "swap_failed"
 ALIAS_VANISHED = "alias_vanished"
+REGISTRY_UNREACHABLE = "registry_unreachable"
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class ServedModel:
     model: Any = field(repr=False)
     metrics: dict[str, float] = field(default_factory=dict)
     feature_importance: dict[str, float] | None = None
+    market: str | None = None  # version tag ``market``: the class of its training candles
+    estimator: Any = field(default=None, repr=False)  # the fitted estimator inside ``model``
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
@@ -67,6 +77,12 @@ class ServedModel:
             np.asarray(values, dtype="float64").reshape(1, -1), columns=list(self.columns)
         )
         return float(np.asarray(self.model.predict(frame), dtype="float64").ravel()[0])
+
+    def explain(self, values: np.ndarray, top: int) -> Any:
+        """The feature contributions to this row's output (:mod:`pricebot.explanations`)."""
+        from pricebot.explanations import explain
+
+        return explain(self.estimator, self.columns, values, top=top)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -79,6 +95,7 @@ class ServedModel:
             "loaded_at": self.loaded_at,
             "metrics": self.metrics,
             "feature_importance": self.feature_importance,
+            "market": self.market,
         }
 
 
@@ -156,6 +173,8 @@ class ModelPool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._first_pass = threading.Event()
+        self._registry_checked: datetime | None = None
+        self._registry_error: str | None = None
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -195,9 +214,21 @@ class ModelPool:
             return [slot.describe() for slot in self._slots.values()]
 
     def ready(self) -> bool:
-        """True once every slot has been looked up: loaded, or reported missing."""
+        """True once the registry has been asked about every slot and answered: each model is
+        loaded, or known to be absent or broken there. A slot the registry could not be asked
+        about yet (unreachable at start) keeps the service not ready."""
         with self._lock:
-            return all(slot.state != PENDING for slot in self._slots.values())
+            return all(slot.state in SETTLED for slot in self._slots.values())
+
+    def registry_status(self) -> dict[str, Any]:
+        """Whether the last look-up reached the registry, when, and the error if it did not."""
+        with self._lock:
+            return {
+                "uri": self.registry.where,
+                "reachable": self._registry_error is None and self._registry_checked is not None,
+                "checked_at": self._registry_checked,
+                "error": self._registry_error,
+            }
 
     # -- the poller ----------------------------------------------------------------------------
 
@@ -229,24 +260,31 @@ class ModelPool:
             self._stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
 
     def refresh(self) -> None:
-        """One pass: look up each alias and load/swap where it moved."""
-        for slot in list(self._slots.values()):
+        """One pass: learn where every alias points (one paged registry search, not a look-up
+        per model: a service of 100 symbols asks once, not 100 times) and load/swap where one
+        moved. The version's details are fetched only for a slot whose alias moved."""
+        now = datetime.now(UTC)
+        slots = list(self._slots.values())
+        try:
+            targets = self.registry.alias_versions(self.alias, [slot.name for slot in slots])
+        except Exception as exc:  # connection refused, timeouts: the registry is unreachable
+            for slot in slots:
+                self._unreachable(slot, now, exc)
+            return
+        with self._lock:
+            self._registry_checked, self._registry_error = now, None
+        for slot in slots:
             if self._stop.is_set():
                 return
-            self._refresh_slot(slot)
+            try:
+                self._refresh_slot(slot, targets.get(slot.name), now)
+            except Exception as exc:  # the registry failed in the middle of the pass
+                self._unreachable(slot, now, exc)
 
-    def _refresh_slot(self, slot: Slot) -> None:
-        now = datetime.now(UTC)
-        try:
-            version = self.registry.alias_target(slot.name, self.alias)
-        except Exception as exc:  # connection refused, timeouts: the registry is unreachable
-            self._registry_error(slot, now, exc)
-            return
-        if version is None:
+    def _refresh_slot(self, slot: Slot, number: str | None, now: datetime) -> None:
+        if number is None:
             self._alias_missing(slot, now)
             return
-
-        number = str(version.version)
         with self._lock:
             slot.checked_at = now
             slot.alias_version = number
@@ -259,6 +297,9 @@ class ModelPool:
             return
         if number == slot.failed_version and time.monotonic() < slot.retry_at:
             return  # a version that just failed: retried with back-off, not every poll
+        version = self.registry.get_version(slot.name, number)
+        if version is None:  # deleted between the search and now: next pass sees the truth
+            return
         self._load_and_swap(slot, version, now)
 
     def _alias_missing(self, slot: Slot, now: datetime) -> None:
@@ -285,21 +326,25 @@ class ModelPool:
         if event:
             self._emit(event, slot)
 
-    def _registry_error(self, slot: Slot, now: datetime, exc: Exception) -> None:
+    def _unreachable(self, slot: Slot, now: datetime, exc: Exception) -> None:
         reason = f"model registry unreachable ({type(exc).__name__}: {_first_line(exc)})"
         with self._lock:
+            self._registry_checked, self._registry_error = now, reason
             slot.checked_at = now
             if slot.served is not None:
                 slot.state = KEPT
                 slot.message = f"{reason}; still serving version {slot.served.version}"
+            elif slot.state in (MISSING, FAILED):
+                pass  # what the registry said last still holds; /models shows the registry
             else:
-                slot.state = MISSING
-                slot.fix = "check that the MLflow server at MLFLOW_TRACKING_URI is up"
+                slot.state = UNREACHABLE
+                slot.fix = f"check that the MLflow server at {self.registry.where} is up"
                 slot.message = (
                     f"No model loaded for {slot.symbol} {slot.target}: {reason}. Check "
                     f"MLFLOW_TRACKING_URI; the service retries every {self.poll_seconds:g}s."
                 )
         log.warning("%s: %s", slot.name, reason)
+        self._emit(REGISTRY_UNREACHABLE, slot)
 
     def _load_and_swap(self, slot: Slot, version: Any, now: datetime) -> None:
         number = str(version.version)
@@ -317,7 +362,7 @@ class ModelPool:
                     slot.state = KEPT
                     slot.message = f"{reason}; still serving version {slot.served.version}"
                 else:
-                    slot.state, slot.fix = MISSING, fix_command(slot.symbol)
+                    slot.state, slot.fix = FAILED, fix_command(slot.symbol)
                     slot.message = (
                         f"No model for {slot.symbol} {slot.target}: {reason}. Register a working "
                         f"version (`{fix_command(slot.symbol)}`); retrying in {delay:.0f}s."
@@ -342,6 +387,7 @@ class ModelPool:
         self._emit(SWAPPED, slot)
 
     def _load(self, slot: Slot, version: Any) -> ServedModel:
+        from pricebot.explanations import estimator_of
         from pricebot.features import feature_names
 
         tags = dict(version.tags or {})
@@ -367,6 +413,8 @@ class ModelPool:
             model=model,
             metrics=metrics,
             feature_importance=importance,
+            market=tags.get("market"),
+            estimator=estimator_of(model),
         )
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:

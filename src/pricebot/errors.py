@@ -233,3 +233,31 @@ class NoChampionError(PricebotError, LookupError):
     def __init__(self, message: str, fix: str | None = None) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+class StaleFeaturesError(PricebotError, LookupError):
+    """The newest feature row of a symbol is older than the service may serve (the hard limit):
+    the pipeline has stopped feeding it. ``fix`` says what to run."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class MarketMismatchError(PricebotError, LookupError):
+    """A model trained on one market's candles (e.g. the simulated exchange) asked to predict
+    from another's (real candles): refused, ``fix`` says how to get a model for it."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+class ServiceConfigError(PricebotError, ValueError):
+    """The service is configured so that it must not start (e.g. an API key is required and
+    none is set); the message names the variable to set."""
+
+
+class ExplanationUnavailableError(PricebotError, ValueError):
+    """The served model is of a kind whose answers cannot be decomposed into feature
+    contributions (only tree ensembles and linear models can); the message names it."""

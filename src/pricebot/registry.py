@@ -51,6 +51,18 @@ def model_uri(symbol: str, target: str, alias: str = CHAMPION) -> str:
     return f"models:/{model_name(symbol, target)}@{alias}"
 
 
+def _common_prefix(names: list[str]) -> str:
+    """The longest prefix every name shares, cut before any SQL LIKE wildcard or quote."""
+    prefix = min(names, default="")
+    for name in names:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    for index, char in enumerate(prefix):
+        if char in "%_'\\":
+            return prefix[:index]
+    return prefix
+
+
 def default_actor() -> str:
     """Who is moving an alias: the login and the host, e.g. ``ana@laptop``."""
     try:
@@ -206,6 +218,28 @@ class Registry:
             if is_not_found(exc):
                 return None
             raise
+
+    def alias_versions(self, alias: str, names: list[str]) -> dict[str, str]:
+        """The version ``alias`` points at for each of ``names`` that has it, from one search
+        of the registry (paged by 1,000): what a poller following many models asks, instead of
+        one look-up per model. Names that share no prefix are searched all the same."""
+        wanted = set(names)
+        prefix = _common_prefix(names)
+        found: dict[str, str] = {}
+        token = None
+        while True:
+            page = self.client.search_registered_models(
+                filter_string=f"name LIKE '{prefix}%'" if prefix else None,
+                max_results=1000,
+                page_token=token,
+            )
+            for model in page:
+                version = (model.aliases or {}).get(alias)
+                if model.name in wanted and version is not None:
+                    found[model.name] = str(version)
+            token = page.token
+            if not token:
+                return found
 
     def alias_version(self, name: str, alias: str) -> str | None:
         """The version number ``alias`` points at, or None."""

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
@@ -109,6 +109,44 @@ class Settings(BaseSettings):
     prediction_log_flush_ms: float = Field(
         200.0, gt=0, description="Longest a logged prediction waits before it is written."
     )
+    prediction_log_max_pending: int = Field(
+        100_000,
+        ge=1,
+        description="Predictions held in memory while the database is away; beyond it the "
+        "oldest are dropped and counted (pricebot_prediction_log_rows_total{outcome=dropped}).",
+    )
+    prediction_log_retry_seconds: float = Field(
+        0.5, gt=0, description="First wait after a failed prediction-log write; doubles per try."
+    )
+    prediction_log_retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between prediction-log write attempts."
+    )
+    prediction_log_shutdown_seconds: float = Field(
+        10.0, ge=0, description="How long a stopping service keeps trying to write its log."
+    )
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys the prediction API accepts (comma separated, so a key can rotate "
+        "with overlap); sent as X-API-Key or Authorization: Bearer. Empty: the API is open.",
+    )
+    require_api_key: bool = Field(
+        False,
+        description="Refuse to start the service without PRICEBOT_API_KEYS (set where it is "
+        "deployed, and in the Bento).",
+    )
+    max_feature_age_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="A feature row older than this is answered 503, not served; default "
+        "3 x stale_after_seconds.",
+    )
+    db_statement_timeout_seconds: float = Field(
+        2.0, gt=0, description="Longest a statement of the service may run before it is cancelled."
+    )
+    max_batch_symbols: int = Field(100, ge=1, description="Most symbols one /predict_batch takes.")
+    max_body_bytes: int = Field(
+        16_384, ge=256, description="Largest request body the service reads (413 beyond)."
+    )
     postgres_port: int = Field(5433, ge=1, le=65535)
     exchange_port: int = Field(8900, ge=1, le=65535)
     mlflow_port: int = Field(5000, ge=1, le=65535)
@@ -154,6 +192,16 @@ class Settings(BaseSettings):
     def _targets_csv(cls, value: object) -> object:
         return split_csv(value)
 
+    @field_validator("max_feature_age_seconds", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys_csv(cls, value: object) -> object:
+        return split_csv(value)
+
     @field_validator("symbols")
     @classmethod
     def _symbols_look_like_symbols(cls, value: list[str]) -> list[str]:
@@ -163,6 +211,10 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one symbol is needed, e.g. PRICEBOT_SYMBOLS=BTCUSDT")
         return value
+
+    def feature_age_limit(self) -> float:
+        """Seconds after which a feature row is too old to serve (hard limit, not the flag)."""
+        return self.max_feature_age_seconds or 3 * self.stale_after_seconds
 
     def tracking_uri(self) -> str:
         """The MLflow tracking URI to use: the setting (environment or .env), else the local

@@ -399,7 +399,6 @@ def latest_features(
     conn: psycopg.Connection, symbol: str, feature_set: str = "v1"
 ) -> FeatureRow | None:
     """The newest stored row of ``symbol`` (one indexed query), or None if there is none."""
-    names = feature_names(feature_set)
     row = conn.execute(
         "SELECT open_time, close, values FROM features WHERE symbol = %s AND feature_set = %s"
         " ORDER BY open_time DESC LIMIT 1",
@@ -407,10 +406,35 @@ def latest_features(
     ).fetchone()
     if row is None:
         return None
-    values = np.asarray(row[2], dtype=np.float64)
+    return _feature_row(symbol, feature_set, row[0], row[1], row[2])
+
+
+def latest_features_many(
+    conn: psycopg.Connection, symbols: Iterable[str], feature_set: str = "v1"
+) -> dict[str, FeatureRow]:
+    """The newest stored row of each symbol that has one, in one round trip (an index probe per
+    symbol, as :func:`latest_features` does for one): what a batch of predictions reads."""
+    rows = conn.execute(
+        """SELECT s.symbol, f.open_time, f.close, f.values
+           FROM unnest(%s::text[]) AS s(symbol)
+           CROSS JOIN LATERAL (
+               SELECT open_time, close, values FROM features
+               WHERE symbol = s.symbol AND feature_set = %s
+               ORDER BY open_time DESC LIMIT 1
+           ) f""",
+        (list(symbols), feature_set),
+    ).fetchall()
+    return {row[0]: _feature_row(row[0], feature_set, *row[1:]) for row in rows}
+
+
+def _feature_row(
+    symbol: str, feature_set: str, open_time: datetime, close: object, raw: object
+) -> FeatureRow:
+    names = feature_names(feature_set)
+    values = np.asarray(raw, dtype=np.float64)
     if values.shape != (len(names),):
         raise pgbinary.CopyLayoutError(
             f"{symbol} feature set {feature_set!r} row holds {values.size} values but this "
             f"pricebot defines {len(names)}; recompute with `pricebot transform --full`."
         )
-    return FeatureRow(symbol, feature_set, row[0], float(row[1]), values)
+    return FeatureRow(symbol, feature_set, open_time, float(close), values)  # type: ignore[arg-type]

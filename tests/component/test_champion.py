@@ -12,15 +12,19 @@ from mlflow import MlflowClient
 
 from pricebot.champion import (
     ALIAS_VANISHED,
+    FAILED,
     KEPT,
     MISSING,
     SERVING,
     SWAP_FAILED,
     SWAPPED,
+    UNREACHABLE,
     ModelPool,
 )
 from pricebot.errors import NoChampionError, UnknownModelError
 from pricebot.features import feature_names
+from pricebot.registry import Registry
+from tests.conftest import free_port
 from tests.fixtures.models import RegisteredModel, register_broken_version
 
 TARGET = "ret17m"  # only this module registers models for it: the MLflow server is shared
@@ -163,3 +167,77 @@ def test_poller_follows_the_alias_without_being_asked(
         pool.stop()
 
     assert pool.status()[0]["state"] == SERVING
+
+
+@pytest.fixture
+def fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow gives up on an unreachable server at once (the service sets the same)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+
+
+@pytest.mark.usefixtures("fail_fast")
+def test_an_unreachable_registry_at_start_keeps_the_pool_not_ready(symbol: str) -> None:
+    pool = ModelPool([symbol], [TARGET], tracking_uri=f"http://127.0.0.1:{free_port()}")
+
+    pool.refresh()
+
+    status = pool.status()[0]
+    assert not pool.ready()
+    assert status["state"] == UNREACHABLE
+    assert "model registry unreachable" in status["message"]
+    assert pool.registry_status()["reachable"] is False
+
+
+@pytest.mark.usefixtures("fail_fast")
+def test_an_unreachable_registry_later_keeps_the_champion_and_says_so(
+    tracking_uri: str, registered_model: Callable[..., RegisteredModel], symbol: str
+) -> None:
+    model = registered_model(symbol, TARGET, seed=9)
+    pool = make_pool(tracking_uri, symbol)
+    pool.refresh()
+
+    pool.registry = Registry(f"http://127.0.0.1:{free_port()}")  # the server went away
+    pool.refresh()
+
+    status = pool.status()[0]
+    assert pool.ready()
+    assert pool.get(symbol, TARGET).version == model.version
+    assert status["state"] == KEPT
+    assert status["message"].startswith("model registry unreachable")
+    assert pool.registry_status()["reachable"] is False
+
+
+def test_a_champion_that_cannot_be_loaded_is_failed_and_settled(
+    tracking_uri: str, registered_model: Callable[..., RegisteredModel], symbol: str
+) -> None:
+    model = registered_model(symbol, TARGET, seed=10, alias=None)
+    broken = register_broken_version(tracking_uri, model)
+    pool = make_pool(tracking_uri, symbol)
+
+    pool.refresh()
+
+    status = pool.status()[0]
+    assert pool.ready()
+    assert status["state"] == FAILED
+    assert f"version {broken} failed to load" in status["message"]
+    with pytest.raises(NoChampionError, match="failed to load"):
+        pool.get(symbol, TARGET)
+
+
+def test_one_pass_follows_every_alias_of_the_pool(
+    tracking_uri: str, registered_model: Callable[..., RegisteredModel]
+) -> None:
+    first, second, absent = next(_symbols), next(_symbols), next(_symbols)
+    one = registered_model(first, TARGET, seed=11)
+    two = registered_model(second, TARGET, seed=12)
+    pool = make_pool(tracking_uri, first, second, absent)
+
+    pool.refresh()
+
+    states = {s["symbol"]: (s["state"], s["alias_version"]) for s in pool.status()}
+    assert states == {
+        first: (SERVING, one.version),
+        second: (SERVING, two.version),
+        absent: (MISSING, None),
+    }

@@ -1,7 +1,11 @@
-"""The prediction log against a real PostgreSQL: batched writes, shutdown, outage; scoring."""
+"""The prediction log against a real PostgreSQL: batches, bound, back-off, shutdown; scoring."""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -9,8 +13,9 @@ import pytest
 
 from pricebot import db
 from pricebot.klines import insert_klines, parse_kline, to_millis
-from pricebot.predictions import PredictionLog, PredictionRecord, score_predictions
+from pricebot.predictions import DROPPED, PredictionLog, PredictionRecord, score_predictions
 from pricebot_local.localdb import LocalPostgres
+from tests.conftest import free_port
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -49,7 +54,23 @@ def test_every_prediction_is_written_by_a_clean_shutdown(database_url: str) -> N
 
 
 def test_rows_are_written_while_the_service_runs(database_url: str) -> None:
+    # Given a log writing partial batches after 50 ms, When fewer rows than a batch arrive
     log = PredictionLog(database_url, batch_rows=500, flush_ms=50).start()
+    try:
+        for i in range(7):
+            log.record(record(i))
+
+        # Then they are written without a flush or a close asking for it
+        deadline = time.monotonic() + 30
+        while count(database_url) < 7 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count(database_url) == 7
+    finally:
+        log.close()
+
+
+def test_a_flush_waits_until_the_rows_are_written(database_url: str) -> None:
+    log = PredictionLog(database_url, batch_rows=500, flush_ms=600_000).start()
     try:
         for i in range(7):
             log.record(record(i))
@@ -75,25 +96,163 @@ def test_logged_row_holds_what_was_predicted(database_url: str) -> None:
     assert row["actual"] is None
 
 
-def test_rows_wait_out_a_database_outage(postgres: LocalPostgres) -> None:
-    name = "outage_log"
-    url = postgres.url(name)  # not created yet: the database is "down"
-    log = PredictionLog(url, batch_rows=10, flush_ms=20, retry_seconds=0.05).start()
+@pytest.fixture
+def absent_database(postgres: LocalPostgres):
+    """A database URL on the running server whose database does not exist yet ("down"); the
+    test creates it (the database "comes back") with ``create()``."""
+    name = f"absent_{os.getpid()}_{next(_absent)}"
+
+    class Absent:
+        url = postgres.url(name)
+
+        @staticmethod
+        def create() -> None:
+            postgres.create_database(name, template="pricebot_template")
+
+    yield Absent
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_absent = itertools.count()
+
+
+def test_rows_wait_out_a_database_outage(absent_database) -> None:
+    log = PredictionLog(absent_database.url, batch_rows=10, flush_ms=20, retry_seconds=0.05)
+    log.start()
     try:
         for i in range(25):
             log.record(record(i))
-        log.flush(timeout=10)
+        assert not log.flush(timeout=1)
         assert log.failed_flushes >= 1
         assert log.written == 0
 
-        postgres.create_database(name, template="pricebot_template")
-        assert log.flush(timeout=10)
+        absent_database.create()
 
-        assert count(url) == 25
+        assert log.flush(timeout=30)
+        assert count(absent_database.url) == 25
     finally:
         log.close()
-        with psycopg.connect(postgres.url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_them(absent_database) -> None:
+    events: list[tuple[str, int]] = []
+    log = PredictionLog(
+        absent_database.url,
+        batch_rows=4,
+        flush_ms=10,
+        max_pending=10,
+        retry_seconds=0.05,
+        retry_max_seconds=0.1,
+        on_event=lambda kind, rows: events.append((kind, rows)),
+    ).start()
+    try:
+        for i in range(25):
+            log.record(record(i))
+        absent_database.create()
+        log.flush(timeout=30)
+
+        with db.connect(absent_database.url) as conn:
+            kept = [r[0] for r in conn.execute("SELECT request_id FROM predictions ORDER BY id")]
+    finally:
+        log.close()
+
+    assert kept == [f"r{i}" for i in range(15, 25)]
+    assert log.dropped == 15
+    assert sum(rows for kind, rows in events if kind == DROPPED) == 15
+
+
+def test_a_refused_connection_is_retried_with_back_off_not_per_record(postgres) -> None:
+    # Given a log whose database refuses connections (nothing listens on the port)
+    refused = f"postgresql://pricebot@127.0.0.1:{free_port()}/pricebot"
+    log = PredictionLog(
+        refused, batch_rows=20, flush_ms=10, retry_seconds=0.1, retry_max_seconds=0.4
+    ).start()
+    try:
+        # When thousands of predictions arrive for two seconds
+        stop_at = time.monotonic() + 2.0
+        i = 0
+        while time.monotonic() < stop_at:
+            log.record(record(i))
+            i += 1
+            if i % 100 == 0:
+                time.sleep(0.001)
+        attempts = log.failed_flushes
+    finally:
+        log.close()
+
+    # Then the writer tried only as often as its back-off allows (0.1, 0.2, 0.4, 0.4 ... s)
+    assert i > 1000
+    assert 1 <= attempts <= 8
+
+
+def test_closing_writes_the_queue_and_logs_what_was_written(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PredictionLog(database_url, batch_rows=1000, flush_ms=600_000).start()
+    for i in range(321):
+        log.record(record(i))
+
+    with caplog.at_level(logging.INFO, logger="pricebot.predictions"):
+        log.close()
+
+    assert count(database_url) == 321
+    assert "prediction log closed: 321 rows written, 0 lost" in caplog.text
+
+
+def test_closing_while_the_database_is_away_gives_up_and_counts_the_loss(
+    absent_database, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = PredictionLog(
+        absent_database.url, batch_rows=5, flush_ms=10, retry_seconds=0.05, shutdown_seconds=0.5
+    ).start()
+    for i in range(12):
+        log.record(record(i))
+
+    with caplog.at_level(logging.INFO, logger="pricebot.predictions"):
+        log.close()
+
+    assert log.lost_at_exit == 12
+    assert "0 rows written, 12 lost (0 dropped while the queue was full, 12 unwritten" in (
+        caplog.text
+    )
+
+
+def test_a_prediction_retried_after_an_unconfirmed_commit_is_stored_once(
+    database_url: str,
+) -> None:
+    # A retry of a batch whose commit went through sends the same request ids again.
+    with PredictionLog(database_url) as log:
+        log.record(record(7))
+    with PredictionLog(database_url) as log:
+        log.record(record(7))
+        log.record(record(8))
+
+    with db.connect(database_url) as conn:
+        ids = [r[0] for r in conn.execute("SELECT request_id FROM predictions ORDER BY id")]
+    assert ids == ["r7", "r8"]
+
+
+def test_a_row_the_database_refuses_is_rejected_alone(database_url: str) -> None:
+    bad = record(2)._replace(symbol=None)  # symbol is NOT NULL
+    with PredictionLog(database_url, batch_rows=10, flush_ms=10_000) as log:
+        log.record(record(1))
+        log.record(bad)
+        log.record(record(3))
+
+    with db.connect(database_url) as conn:
+        ids = [r[0] for r in conn.execute("SELECT request_id FROM predictions ORDER BY id")]
+    assert ids == ["r1", "r3"]
+    assert log.rejected == 1
+
+
+def test_the_log_records_the_feature_age_of_each_answer(database_url: str) -> None:
+    with PredictionLog(database_url) as log:
+        log.record(record(1))  # made 30 s after the feature row's open time
+
+    with db.connect(database_url) as conn:
+        age = conn.execute("SELECT feature_age_seconds FROM predictions").fetchone()[0]
+    assert age == pytest.approx(30.0)
 
 
 def test_recording_after_close_is_refused(database_url: str) -> None:

@@ -1,26 +1,24 @@
 """The prediction service over HTTP: a real `bentoml serve`, PostgreSQL and MLflow server.
 
-One service is started for the module (about ten seconds); the tests that need their own
-lifecycle (a shutdown, a database outage) start a second one. Symbols are chosen per behaviour
-so tests do not disturb each other: BTCUSDT/ETHUSDT have stable champions, SWAPUSDT's alias is
-moved under load, GONEUSDT's alias is deleted, ADAUSDT has no champion at all.
+One service is started for the module (about ten seconds), with two API keys (a rotation in
+progress); the tests that need their own lifecycle (a shutdown, a database outage, no keys, a
+refused start) start another. Symbols are chosen per behaviour so tests do not disturb each
+other: BTCUSDT/ETHUSDT have stable champions (ETHUSDT's features are stale, not too old),
+SWAPUSDT's alias is moved under load, GONEUSDT's alias is deleted, OLDUSDT's newest features
+are older than the service serves, ADAUSDT has no champion at all.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from mlflow import MlflowClient
 
@@ -30,89 +28,43 @@ from pricebot_local.localdb import LocalPostgres
 from pricebot_service.cli import service_command, service_env
 from tests.conftest import TEMPLATE_DB, free_port
 from tests.fixtures.models import (
-    RegisteredModel,
     minutes_back,
     register_broken_version,
     register_model,
     write_feature_rows,
 )
+from tests.fixtures.service import (
+    Service,
+    drop_database,
+    on_every_worker,
+    wait_for,
+)
+from tests.fixtures.service import start_service as _start_service
 
 pytestmark = pytest.mark.system
 
 TARGET = "ret13m"  # only this module registers models for it: the MLflow server is shared
-SERVED = ["BTCUSDT", "ETHUSDT", "SWAPUSDT", "GONEUSDT", "ADAUSDT"]
-
-
-@dataclass
-class Service:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    database_url: str
-    models: dict[str, RegisteredModel] = field(default_factory=dict)
-
-    def post(self, path: str, body: object, timeout: float = 10) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=timeout)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait(timeout=10)
+SERVED = ["BTCUSDT", "ETHUSDT", "SWAPUSDT", "GONEUSDT", "OLDUSDT", "ADAUSDT"]
+KEY = "test-key-current"
+OLD_KEY = "test-key-being-rotated-out"
 
 
 def start_service(
-    root: Path, database_url: str, tracking_uri: str, symbols: list[str], **env: str
+    root: Path,
+    database_url: str,
+    tracking_uri: str,
+    symbols: list[str],
+    *,
+    keys: tuple[str, ...] = (KEY,),
+    **env: str,
 ) -> Service:
-    port = free_port()
-    log = root / f"service-{port}.log"
-    environment = service_env(
-        {
-            "PRICEBOT_DATABASE_URL": database_url,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "PRICEBOT_SYMBOLS": ",".join(symbols),
-            "PRICEBOT_TARGETS": TARGET,
-            "PRICEBOT_ALIAS_POLL_SECONDS": "1",
-            "PRICEBOT_PREDICTION_LOG_FLUSH_MS": "50",
-            "PRICEBOT_HOME": str(root / "home"),
-            "BENTOML_HOME": str(root / "bentoml"),
-            **env,
-        }
+    return _start_service(
+        root, database_url, tracking_uri, symbols, target=TARGET, keys=keys, **env
     )
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            service_command(port),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    service = Service(f"http://127.0.0.1:{port}", process, log, database_url)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
-                return service
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            service.stop()
-            raise TimeoutError(f"service not ready: {log.read_text()[-3000:]}")
-        time.sleep(0.25)
 
 
 def create_database(postgres: LocalPostgres, name: str) -> str:
     return postgres.create_database(name, template=TEMPLATE_DB)
-
-
-def drop_database(postgres: LocalPostgres, name: str) -> None:
-    with psycopg.connect(postgres.url(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_recent_features(url: str, symbol: str, seed: int, *, age_minutes: int = 0) -> None:
@@ -127,11 +79,14 @@ def service(
     name = f"svc_http_{os.getpid()}"
     url = create_database(postgres, name)
     models = {}
-    for seed, symbol in enumerate(SERVED[:4], start=1):
+    ages = {"ETHUSDT": 10, "OLDUSDT": 120}  # stale (> 5 min) / too old to serve (> 15 min)
+    for seed, symbol in enumerate(SERVED[:5], start=1):
         models[symbol] = register_model(mlflow_server, symbol, TARGET, seed=seed)
-        write_recent_features(url, symbol, seed, age_minutes=120 if symbol == "ETHUSDT" else 0)
+        write_recent_features(url, symbol, seed, age_minutes=ages.get(symbol, 0))
     write_recent_features(url, "ADAUSDT", 9)
-    running = start_service(tmp_path_factory.mktemp("service"), url, mlflow_server, SERVED)
+    running = start_service(
+        tmp_path_factory.mktemp("service"), url, mlflow_server, SERVED, keys=(KEY, OLD_KEY)
+    )
     running.models = models
     try:
         yield running
@@ -158,14 +113,6 @@ def logged(url: str, symbol: str) -> int:
         return conn.execute(
             "SELECT count(*) FROM predictions WHERE symbol = %s", (symbol,)
         ).fetchone()[0]
-
-
-def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(0.1)
 
 
 # -- predictions --------------------------------------------------------------------------------
@@ -201,6 +148,45 @@ def test_an_old_feature_row_is_flagged_stale(service: Service) -> None:
     assert answer.json()["feature_age_seconds"] > 300
 
 
+def test_a_feature_row_older_than_the_hard_limit_is_503_with_the_fix(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "OLDUSDT", "target": TARGET})
+
+    assert answer.status_code == 503, answer.text
+    assert "older than the 15 min this service serves" in answer.json()["error"]
+    assert answer.json()["fix"] == "pricebot ingest && pricebot transform"
+
+
+def test_the_log_records_the_feature_age_the_answer_reported(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "ETHUSDT"}).json()
+
+    def logged_age() -> float | None:
+        with db.connect(service.database_url) as conn:
+            row = conn.execute(
+                "SELECT feature_age_seconds FROM predictions WHERE request_id = %s",
+                (answer["request_id"],),
+            ).fetchone()
+        return None if row is None else row[0]
+
+    wait_for(lambda: logged_age() is not None, what="the logged row")
+    assert logged_age() == pytest.approx(answer["feature_age_seconds"], abs=1e-6)
+
+
+def test_an_explained_prediction_lists_the_contributions_adding_up_to_it(
+    service: Service,
+) -> None:
+    answer = service.post("/predict", {"symbol": "BTCUSDT", "explain": True})
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    explanation = body["explanation"]
+    contributions = [c["contribution"] for c in explanation["top"]]
+    assert explanation["method"] == "linear"
+    assert len(contributions) == 5
+    assert explanation["base"] + sum(contributions) + explanation["rest"] == pytest.approx(
+        body["prediction"], abs=1e-12
+    )
+
+
 def test_target_defaults_to_the_first_served_one(service: Service) -> None:
     answer = service.post("/predict", {"symbol": "btcusdt"})
 
@@ -220,6 +206,9 @@ def test_batch_predicts_each_symbol_and_lists_failures(service: Service) -> None
         ("ADAUSDT", 503),
         ("XRPUSDT", 404),
     }
+    assert next(e for e in body["errors"] if e["symbol"] == "ADAUSDT")["fix"] == (
+        "pricebot train --symbol ADAUSDT"
+    )
 
 
 def test_every_prediction_made_is_in_the_log(service: Service) -> None:
@@ -247,22 +236,91 @@ def test_models_lists_what_is_loaded_with_metrics_and_importance(service: Servic
     assert len(btc["served"]["feature_importance"]) == 17
     assert by_symbol["ADAUSDT"]["state"] == "missing"
     assert "pricebot train --symbol ADAUSDT" in by_symbol["ADAUSDT"]["message"]
+    assert body["registry"]["reachable"] is True
+
+
+def test_models_answers_get_as_well(service: Service) -> None:
+    answer = service.get("/models", headers=service.headers)
+
+    assert answer.status_code == 200, answer.text
+    assert {m["symbol"] for m in answer.json()["models"]} == set(SERVED)
 
 
 def test_health_and_readiness_answer(service: Service) -> None:
-    assert httpx.get(f"{service.url}/livez").status_code == 200
-    assert httpx.get(f"{service.url}/readyz").status_code == 200
+    assert service.get("/livez").status_code == 200
+    assert service.get("/readyz").status_code == 200
 
 
-def test_metrics_include_predictions_swaps_and_feature_age(service: Service) -> None:
+def test_metrics_include_predictions_swaps_feature_age_and_the_log(service: Service) -> None:
     service.post("/predict", {"symbol": "BTCUSDT"})
+    service.post("/predict", {"symbol": "NOPEUSDT"})
 
-    text = httpx.get(f"{service.url}/metrics").text
+    text = service.get("/metrics", headers=service.headers).text
 
     assert 'pricebot_predictions_total{model_version="' in text
     assert "pricebot_model_swaps_total" in text
     assert 'pricebot_feature_age_seconds{symbol="BTCUSDT"}' in text
     assert 'pricebot_stage_seconds_count{stage="features"}' in text
+    assert 'pricebot_http_requests_total{route="/predict",status="404"}' in text
+    assert 'pricebot_http_request_duration_seconds_count{route="/predict"}' in text
+    assert "pricebot_prediction_log_failed_writes_total" in text
+
+
+# -- access -------------------------------------------------------------------------------------
+
+
+def test_a_request_without_a_key_is_401_naming_the_header(service: Service) -> None:
+    answer = httpx.post(f"{service.url}/predict", json={"symbol": "BTCUSDT"})
+
+    assert answer.status_code == 401
+    assert "X-API-Key" in answer.json()["error"]
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_key_is_401(service: Service) -> None:
+    answer = httpx.post(
+        f"{service.url}/predict", json={"symbol": "BTCUSDT"}, headers={"X-API-Key": KEY + "x"}
+    )
+
+    assert answer.status_code == 401
+    assert answer.json()["error"].startswith("The API key sent is not valid")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-API-Key": OLD_KEY}, {"Authorization": f"Bearer {KEY}"}],
+    ids=["second-key-during-rotation", "bearer"],
+)
+def test_every_configured_key_is_accepted_in_either_header(
+    service: Service, headers: dict[str, str]
+) -> None:
+    answer = httpx.post(f"{service.url}/predict", json={"symbol": "BTCUSDT"}, headers=headers)
+
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz", "/", "/docs.json"])
+def test_health_the_docs_page_and_the_spec_need_no_key(service: Service, path: str) -> None:
+    assert service.get(path).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/models", "/metrics", "/schema.json", "/no-such-route"])
+def test_every_other_route_needs_a_key(service: Service, path: str) -> None:
+    assert service.get(path).status_code == 401
+
+
+def test_the_spec_documents_the_api_key(service: Service) -> None:
+    spec = service.get("/docs.json").json()
+
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    assert spec["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
+    assert {"ApiKey": []} in spec["security"]
+    assert "401" in spec["paths"]["/predict"]["post"]["responses"]
+    assert spec["paths"]["/readyz"]["get"]["security"] == []
 
 
 # -- faults -------------------------------------------------------------------------------------
@@ -295,11 +353,55 @@ def test_malformed_body_is_422_naming_the_field(service: Service, body: dict, fi
     assert answer.json()["error"].startswith(f"Invalid request body: {field}:")
 
 
+def test_an_unknown_field_is_422_naming_it(service: Service) -> None:
+    answer = service.post("/predict", {"symbol": "BTCUSDT", "symbl": "ETHUSDT"})
+
+    assert answer.status_code == 422
+    assert answer.json()["error"] == (
+        "Invalid request body: symbl: unknown field (not part of this API)"
+    )
+
+
+def test_a_batch_symbol_breaking_the_pattern_is_422_naming_it(service: Service) -> None:
+    answer = service.post("/predict_batch", {"symbols": ["BTCUSDT", "X" * 100_000]})
+
+    assert answer.status_code in (413, 422)
+    answer = service.post("/predict_batch", {"symbols": ["BTCUSDT", "X" * 33]})
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith("Invalid request body: symbols.1:")
+    assert "X" * 33 not in answer.text
+
+
+def test_a_batch_over_the_limit_is_422(service: Service) -> None:
+    answer = service.post("/predict_batch", {"symbols": ["BTCUSDT"] * 101})
+
+    assert answer.status_code == 422
+    assert "at most 100 symbols per request" in answer.json()["error"]
+
+
+def test_a_body_over_the_size_cap_is_413(service: Service) -> None:
+    answer = httpx.post(
+        f"{service.url}/predict",
+        content=b'{"symbol": "BTCUSDT", "pad": "' + b" " * 20_000 + b'"}',
+        headers={"content-type": "application/json", **service.headers},
+    )
+
+    assert answer.status_code == 413
+    assert "larger than 16384 bytes" in answer.json()["error"]
+
+
+def test_a_get_on_predict_is_405(service: Service) -> None:
+    answer = service.get("/predict", headers=service.headers)
+
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+
+
 def test_body_sent_as_a_form_is_415(service: Service) -> None:
     answer = httpx.post(
         f"{service.url}/predict",
         content=b'{"symbol": "BTCUSDT"}',
-        headers={"content-type": "multipart/form-data"},
+        headers={"content-type": "multipart/form-data", **service.headers},
     )
 
     assert answer.status_code == 415
@@ -308,7 +410,9 @@ def test_body_sent_as_a_form_is_415(service: Service) -> None:
 
 def test_body_that_is_not_json_is_422(service: Service) -> None:
     answer = httpx.post(
-        f"{service.url}/predict", content=b"{not json", headers={"content-type": "application/json"}
+        f"{service.url}/predict",
+        content=b"{not json",
+        headers={"content-type": "application/json", **service.headers},
     )
 
     assert answer.status_code == 422
@@ -337,7 +441,7 @@ def test_moving_the_alias_under_load_swaps_with_no_failed_request(
     stop = threading.Event()
 
     def client() -> None:
-        with httpx.Client(timeout=10) as http:
+        with httpx.Client(timeout=10, headers=service.headers) as http:
             while not stop.is_set():
                 answer = http.post(f"{service.url}/predict", json={"symbol": "SWAPUSDT"})
                 statuses.append(answer.status_code)
@@ -349,17 +453,23 @@ def test_moving_the_alias_under_load_swaps_with_no_failed_request(
     try:
         wait_for(lambda: len(statuses) > 20, what="requests before the move")
         new = register_model(mlflow_server, "SWAPUSDT", TARGET, seed=42)
-        wait_for(lambda: versions and versions[-1] == new.version, 60, "the new version")
+        wait_for(
+            lambda: len(versions) > 20 and set(versions[-20:]) == {new.version},
+            60,
+            "every worker answering with the new version",
+        )
         served_after = len(statuses)
         wait_for(lambda: len(statuses) > served_after + 20, what="requests after the swap")
     finally:
         stop.set()
         thread.join(30)
 
+    # Each worker swaps when its own poller sees the move, so until the last one has, answers
+    # may come from either version; none fails, and once all have, only the new one answers.
     assert set(statuses) == {200}
     assert versions[0] == old.version
-    first_new = versions.index(new.version)
-    assert set(versions[first_new:]) == {new.version}
+    assert set(versions) == {old.version, new.version}
+    assert set(versions[-20:]) == {new.version}
 
 
 def test_vanished_alias_keeps_the_old_model_and_models_says_so(
@@ -372,7 +482,7 @@ def test_vanished_alias_keeps_the_old_model_and_models_says_so(
         body = service.post("/models", {}).json()
         return next(m for m in body["models"] if m["symbol"] == "GONEUSDT")
 
-    wait_for(lambda: state()["state"] == "kept", 30, "state kept")
+    wait_for(on_every_worker(lambda: state()["state"] == "kept"), 30, "state kept")
     answer = service.post("/predict", {"symbol": "GONEUSDT"})
 
     assert answer.status_code == 200
@@ -390,14 +500,20 @@ def test_broken_artifact_behind_a_moved_alias_keeps_the_old_model(
         body = service.post("/models", {}).json()
         return next(m for m in body["models"] if m["symbol"] == "ETHUSDT")
 
-    wait_for(lambda: state()["alias_version"] == broken, 30, "the poller to see the move")
-    wait_for(lambda: state()["state"] == "kept", 30, "state kept")
+    wait_for(
+        on_every_worker(lambda: state()["alias_version"] == broken and state()["state"] == "kept"),
+        30,
+        "every worker keeping the old version",
+    )
     answer = service.post("/predict", {"symbol": "ETHUSDT"})
 
     assert answer.status_code == 200
     assert answer.json()["model_version"] == model.version
     assert f"version {broken} failed to load" in state()["message"]
-    assert "pricebot_model_swap_failures_total" in httpx.get(f"{service.url}/metrics").text
+    assert (
+        "pricebot_model_swap_failures_total"
+        in service.get("/metrics", headers=service.headers).text
+    )
 
 
 # -- the OpenAPI schema -------------------------------------------------------------------------
@@ -415,7 +531,8 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(service: Service, tmp_
             str(Path(sys.executable).parent / "schemathesis"),
             "--config-file", str(config),
             "run", f"{service.url}/docs.json",
-            "--checks", "not_a_server_error",
+            "--checks", "not_a_server_error,response_schema_conformance",
+            "--header", f"X-API-Key: {KEY}",
             "--max-examples", "30",
             "--seed", "7",
             "--no-color",
@@ -485,3 +602,51 @@ def test_database_outage_is_503_and_the_service_recovers(
     finally:
         service.stop()
         drop_database(postgres, name)
+
+
+def test_a_service_that_requires_a_key_refuses_to_start_without_one(
+    postgres: LocalPostgres, mlflow_server: str, tmp_path: Path
+) -> None:
+    environment = service_env(
+        {
+            "PRICEBOT_DATABASE_URL": postgres.url("unused"),
+            "MLFLOW_TRACKING_URI": mlflow_server,
+            "PRICEBOT_REQUIRE_API_KEY": "true",
+            "PRICEBOT_API_KEYS": "",
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+        }
+    )
+
+    done = subprocess.run(
+        service_command(free_port()), env=environment, capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode != 0
+    assert "PRICEBOT_REQUIRE_API_KEY is true but PRICEBOT_API_KEYS is empty" in done.stderr
+
+
+def test_serving_beyond_this_machine_without_a_key_is_refused(tmp_path: Path) -> None:
+    environment = {**os.environ, "PRICEBOT_API_KEYS": "", "PRICEBOT_HOME": str(tmp_path)}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pricebot_cli", "serve", "--host", "0.0.0.0"],
+        env=environment, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert "Refusing to serve on 0.0.0.0 without an API key" in done.stdout + done.stderr
+
+
+def test_a_service_without_keys_is_open_and_says_so_at_start(
+    postgres: LocalPostgres, mlflow_server: str, tmp_path: Path
+) -> None:
+    service = start_service(tmp_path, postgres.url("unused"), mlflow_server, ["OPENUSDT"], keys=())
+    try:
+        answer = httpx.post(f"{service.url}/predict", json={"symbol": "OPENUSDT"}, timeout=10)
+        spec = service.get("/docs.json").json()
+    finally:
+        service.stop()
+
+    assert answer.status_code == 503  # no champion, but not 401: the API is open
+    assert "the prediction API is OPEN" in service.log.read_text()
+    assert "runs without API keys" in spec["info"]["description"]
