@@ -33,11 +33,31 @@ def _target(target: str | None) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
-        symbol: str = typer.Option(..., "--symbol", help="e.g. AVAXUSDT"),
+        symbol: str = typer.Option(None, "--symbol", help="e.g. AVAXUSDT", show_default=False),
+        symbols: str = typer.Option(
+            None,
+            "--symbols",
+            help="A pool: one model over these symbols' rows, e.g. ALGOUSDT,DOTUSDT,LINKUSDT.",
+            show_default=False,
+        ),
+        pool_label: str = typer.Option(
+            None,
+            "--pool-label",
+            help="Names the pool's model pricebot-pool-<label>-<target>.",
+            show_default="a hash of the symbols",
+        ),
+        candidates: str = typer.Option(
+            None,
+            "--candidates",
+            help="Candidate families, comma-separated (e.g. ridge,xgboost,lightgbm).",
+            show_default="every installed one",
+        ),
         target: str = typer.Option(
             None, "--target", help="Target spec, e.g. ret24h, up2pct24h.", show_default="ret24h"
         ),
-        trials: int = typer.Option(30, "--trials", min=0, help="Optuna trials for XGBoost."),
+        trials: int = typer.Option(
+            30, "--trials", min=0, help="Optuna trials, shared by the tunable candidates."
+        ),
         folds: int = typer.Option(
             5, "--folds", min=1, help="Walk-forward folds (at least 2: the newest is held out)."
         ),
@@ -77,6 +97,18 @@ def register(app: typer.Typer) -> None:
         from pricebot.errors import MissingExtraError, UsageError
 
         target_name = _target(target)
+        if (symbol is None) == (symbols is None):
+            raise UsageError(
+                "Give --symbol S for one symbol's model or --symbols A,B,C for a pooled one."
+            )
+        pool = None
+        if symbols is not None:
+            from pricebot.pooling import parse_symbols
+
+            pool = parse_symbols(symbols)
+        families = (
+            [c.strip().lower() for c in candidates.split(",") if c.strip()] if candidates else None
+        )
         if class_weight not in ("balanced", "none"):
             raise UsageError(f"--class-weight must be balanced or none, not {class_weight!r}")
         try:
@@ -87,7 +119,10 @@ def register(app: typer.Typer) -> None:
             ) from None
         console = Console()
         config = TrainingConfig(
-            symbol=symbol.upper(),
+            symbol=symbol.upper() if symbol else "",
+            symbols=pool,
+            pool_label=pool_label,
+            candidates=families,
             target=target_name,
             trials=trials,
             folds=folds,
@@ -113,7 +148,12 @@ def print_report(console: Any, report: Any) -> None:
     """The training report for the terminal: the table, the winner, the decision."""
     from rich.table import Table
 
-    from pricebot.training_report import report_cells, report_title
+    from pricebot.training_report import (
+        cross_section_line,
+        report_cells,
+        report_symbol_cells,
+        report_title,
+    )
 
     headings, rows = report_cells(report)
     table = Table(title=report_title(report), title_justify="left")
@@ -122,6 +162,16 @@ def print_report(console: Any, report: Any) -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for symbol, cells in report_symbol_cells(report).items():
+        per = Table(title=f"{symbol} (the pooled candidates on its own rows)", title_justify="left")
+        for i, heading in enumerate(cells[0]):
+            per.add_column(heading, justify="left" if i < 2 else "right")
+        for row in cells[1]:
+            per.add_row(*row)
+        console.print(per)
+    line = cross_section_line(report)
+    if line:
+        console.print(line)
     console.print(f"winner: [bold]{report.winner.name}[/] ({report.winner.reason})")
     registration = report.registration
     if registration is not None and registration.version is not None:

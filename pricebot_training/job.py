@@ -79,7 +79,9 @@ from pricebot_training.tuning import TuningResult, tune
 
 @dataclass
 class TrainingConfig:
-    symbol: str
+    symbol: str = ""  # one symbol, or
+    symbols: list[str] | None = None  # a pool's symbols (pricebot_training.pool_job)
+    pool_label: str | None = None  # names the pool (default: a hash of its symbols)
     target: str = DEFAULT_TARGET
     trials: int = 30
     folds: int = 5
@@ -185,7 +187,13 @@ def _check_services(config: TrainingConfig) -> tuple[Registry, str | None]:
 
 
 def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOutcome:
-    """Run the whole job (see the module docstring). ``dataset`` skips the database read."""
+    """Run the whole job (see the module docstring). ``dataset`` skips the database read.
+    A config with ``symbols`` runs the pooled job.
+    """
+    if config.symbols:
+        from pricebot_training.pool_job import train_pool
+
+        return train_pool(config)
     spec = parse_target(config.target)
     check_fold_count(config.folds)
     registry, database_url = _check_services(config)

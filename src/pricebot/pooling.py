@@ -101,7 +101,7 @@ class PooledDataset:
     feature_columns: list[str]
     members: dict[str, Dataset]
     features: pd.DataFrame  # feature columns + one indicator per symbol, RangeIndex
-    symbol: np.ndarray  # the symbol of each row
+    row_symbol: np.ndarray  # the symbol of each row
     times: pd.DatetimeIndex  # the open time of each row (not unique: one per symbol)
     label: pd.Series
     forward_return: pd.Series
@@ -114,13 +114,15 @@ class PooledDataset:
         return len(self.features)
 
     @property
-    def name(self) -> str:
+    def symbol(self) -> str:
+        """The pool's symbols, comma-separated (what a single-symbol dataset's ``symbol`` is in
+        tags, titles and the report)."""
         return ",".join(self.symbols)
 
     def model_input(self, rows: np.ndarray | slice) -> pd.DataFrame:
         """Rows as the served model takes them: the feature columns and ``symbol``."""
         frame = self.features.iloc[rows][self.feature_columns].copy()
-        frame[SYMBOL_COLUMN] = self.symbol[rows]
+        frame[SYMBOL_COLUMN] = self.row_symbol[rows]
         return frame
 
 
@@ -189,7 +191,7 @@ def pool_datasets(datasets: Sequence[Dataset]) -> PooledDataset:
         feature_columns=columns,
         members={d.symbol.upper(): d for d in datasets},
         features=features,
-        symbol=names,
+        row_symbol=names,
         times=pd.DatetimeIndex(stacked["time"]),
         label=stacked["label"].astype("float64"),
         forward_return=stacked["forward_return"].astype("float64"),
@@ -254,7 +256,7 @@ def _member_predictions(
     """Per fold, the pooled test predictions of ``symbol``'s rows, in the member's order."""
     out = {}
     for fold in folds:
-        mine = pool.symbol[fold.test] == symbol
+        mine = pool.row_symbol[fold.test] == symbol
         order = np.argsort(fold.test[mine], kind="stable")  # fold.test is sorted already
         out[fold.number] = predictions[fold.number][mine][order]
     return out
@@ -374,3 +376,60 @@ def evaluate_pooled_baselines(
         mine = {s: per_symbol[s][i] for s in pool.symbols}
         results.append(PooledResult(combine(first.name, first.kind, mine), mine))
     return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-sectional evaluation of a pooled model (pricebot.cross_section)
+
+
+def evaluate_cross_section(
+    pool: PooledDataset,
+    folds: Sequence[Fold],
+    model: PooledResult,
+    *,
+    fee: float,
+) -> tuple[CandidateResult, CandidateResult, dict[int, dict[str, float]]]:
+    """On every fold's test window: the cross-sectional pool of ``model``'s predictions, the
+    same coins' equal-weight buy-and-hold, and the share of periods each coin was held.
+
+    Both come back as position-only results (pool figures, no forecast metrics), named
+    :data:`pricebot.cross_section.CROSS_SECTION` and ``EQUAL_WEIGHT_HOLD``, kind "strategy"."""
+    from pricebot.cross_section import (
+        CROSS_SECTION,
+        EQUAL_WEIGHT_HOLD,
+        cross_section_pool,
+        equal_weight_hold,
+    )
+    from pricebot.evaluation import FORECAST_METRICS
+
+    spec = pool.spec
+    fold_sets = {s: member_folds(pool, folds, s) for s in pool.symbols}
+    rows_cross, rows_hold, pools_cross, pools_hold, shares = [], [], [], [], {}
+    for i, fold in enumerate(folds):
+        times, preds, fwds, holds = {}, {}, {}, []
+        for s in pool.symbols:
+            member, member_fold = pool.members[s], fold_sets[s][i]
+            times[s] = member.times[member_fold.test]
+            preds[s] = model.per_symbol[s].predictions[fold.number]
+            fwds[s] = member.forward_return.to_numpy()[member_fold.test]
+            holds.append(model.per_symbol[s].pools[i][1])
+        cross, shares[fold.number] = cross_section_pool(
+            times, preds, fwds, spec, fee=fee, threshold=model.combined.threshold
+        )
+        hold = equal_weight_hold(holds)
+        n_test = float(sum(len(t) for t in times.values()))
+        for rows, result in ((rows_cross, cross), (rows_hold, hold)):
+            rows.append({"fold": fold.number, **dict.fromkeys(FORECAST_METRICS, math.nan),
+                         "pool_value_net": result.value, "pool_value_gross": result.gross,
+                         "buy_hold_net": hold.value, "trades": float(result.trades),
+                         "n_test": n_test})  # fmt: skip
+        pools_cross.append((cross, hold))
+        pools_hold.append((hold, hold))
+    params = {"model": model.combined.name}
+    cross_result = CandidateResult(CROSS_SECTION, "strategy",
+                                   pd.DataFrame(rows_cross).set_index("fold"), params,
+                                   pools=pools_cross)  # fmt: skip
+    hold_result = CandidateResult(EQUAL_WEIGHT_HOLD, "strategy",
+                                  pd.DataFrame(rows_hold).set_index("fold"), {},
+                                  pools=pools_hold)  # fmt: skip
+    return cross_result, hold_result, shares
