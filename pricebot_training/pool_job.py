@@ -223,6 +223,7 @@ def tag_pool(registry: Registry, name: str, symbols: list[str], version: str | N
     client = registry.client
     client.set_registered_model_tag(name, "symbols", ",".join(symbols))
     client.set_registered_model_tag(name, "pool", "true")
+    client.set_registered_model_tag(name, "target", name.rsplit("-", 1)[-1])
     if version is not None:
         client.set_model_version_tag(name, version, "symbols", ",".join(symbols))
         client.set_model_version_tag(name, version, "pool", "true")

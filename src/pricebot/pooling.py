@@ -433,3 +433,64 @@ def evaluate_cross_section(
                                   pd.DataFrame(rows_hold).set_index("fold"), {},
                                   pools=pools_hold)  # fmt: skip
     return cross_result, hold_result, shares
+
+
+# ---------------------------------------------------------------------------------------------
+# Serving: which registered model answers for a symbol
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    """A registered pooled model: its name, its symbols and its target (registered-model tags
+    ``symbols`` and ``target``, written by the training job)."""
+
+    name: str
+    symbols: tuple[str, ...]
+    target: str
+
+
+def registered_pools(registry: object) -> list[PoolModel]:
+    """Every registered ``pricebot-pool-*`` model with its symbols (``registry`` is a
+    :class:`pricebot.registry.Registry`). One registry call."""
+    client = registry.client  # type: ignore[attr-defined]
+    found = []
+    for model in client.search_registered_models(filter_string=f"name LIKE '{POOL_PREFIX}%'"):
+        tags = dict(model.tags or {})
+        symbols = tuple(s for s in tags.get("symbols", "").split(",") if s)
+        target = tags.get("target") or model.name.rsplit("-", 1)[-1]
+        if symbols:
+            found.append(PoolModel(model.name, symbols, target))
+    return sorted(found, key=lambda p: p.name)
+
+
+def served_model_name(
+    registry: object,
+    symbol: str,
+    target: str,
+    *,
+    alias: str = "champion",
+    pools: Sequence[PoolModel] | None = None,
+) -> str:
+    """The registered model that serves ``symbol``'s ``target``: among the symbol's own model
+    (``pricebot-<symbol>-<target>``) and every pool of that target holding the symbol, the one
+    whose ``alias`` was moved most recently (version tag ``<alias>.moved_at``, written by every
+    promotion); a tie, or no recorded move, goes to the symbol's own model. Without any alias
+    it is the symbol's own model's name (whose "no champion" message the service shows).
+
+    A pool is promoted only after beating the symbol's own champion on the symbol's held-out
+    window (:mod:`pricebot_training.pool_job`), so the newest promotion is the best-tested."""
+    from pricebot.registry import model_name
+
+    symbol = symbol.upper()
+    own = model_name(symbol, target)
+    pools = registered_pools(registry) if pools is None else pools
+    names = [own, *(p.name for p in pools if symbol in p.symbols and p.target == target)]
+    best, best_key = own, ("", False)
+    for name in names:
+        version = registry.alias_target(name, alias)  # type: ignore[attr-defined]
+        if version is None:
+            continue
+        key = (str((version.tags or {}).get(f"{alias}.moved_at", "")), name == own)
+        if key > best_key:
+            best, best_key = name, key
+    return best
