@@ -47,17 +47,20 @@ def test_each_family_has_a_classifier_named_for_it() -> None:
 
 
 @pytest.mark.parametrize("family", discover(), ids=lambda p: p.name)
-def test_every_regressor_fits_predicts_and_explains_every_column(family: CandidatePlugin) -> None:
+def test_every_regressor_fits_predicts_and_explains_every_column(
+    family: CandidatePlugin,
+) -> None:
     x, y = rows()
 
     model = fit(family.candidate(REGRESSION, {}, seed=0), x, y, REGRESSION)
     pred = predict_values(model, x, "regression")
     importance = feature_importance(model, x)
 
-    assert pred.shape == (len(x),) and np.isfinite(pred).all()
+    assert pred.shape == (len(x),)
+    assert np.isfinite(pred).all()
     assert np.corrcoef(pred, y)[0, 1] > 0.5  # it learnt the lean on f0 and f1
     assert set(importance["mean_abs"]) == set(x.columns)
-    assert list(importance["mean_abs"])[0] == "f0"  # the strongest feature first
+    assert next(iter(importance["mean_abs"])) == "f0"  # the strongest feature first
 
 
 @pytest.mark.parametrize("family", discover(), ids=lambda p: p.name)

@@ -63,7 +63,8 @@ def test_every_fold_tests_one_wall_time_window_for_every_symbol(pool) -> None:
 
     for fold in folds:
         times = pool.times[fold.test]
-        assert times.min() >= fold.test_start and times.max() < fold.test_end
+        assert times.min() >= fold.test_start
+        assert times.max() < fold.test_end
         assert set(pool.row_symbol[fold.test]) == {"AUSDT", "BUSDT"}
 
 
@@ -118,7 +119,7 @@ def test_the_pools_name_depends_on_its_symbols_not_their_order_or_case() -> None
 
 
 def test_a_pool_of_one_symbol_is_refused_with_the_fix() -> None:
-    with pytest.raises(UsageError, match="A pool needs at least two symbols .*use --symbol"):
+    with pytest.raises(UsageError, match=r"A pool needs at least two symbols .*use --symbol"):
         parse_symbols("ALGOUSDT,algousdt")
 
 
