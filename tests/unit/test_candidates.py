@@ -41,9 +41,15 @@ def test_the_package_modules_are_the_seven_families_in_their_order() -> None:
 def test_each_family_has_a_classifier_named_for_it() -> None:
     names = {p.name: p.name_for(CLASSIFIER) for p in discover()}
 
-    assert names == {"ridge": "logistic", "lasso": "logistic_l1",
-                     "elasticnet": "logistic_elasticnet", "huber": "huber_classifier",
-                     "xgboost": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost"}  # fmt: skip
+    assert names == {
+        "ridge": "logistic",
+        "lasso": "logistic_l1",
+        "elasticnet": "logistic_elasticnet",
+        "huber": "huber_classifier",
+        "xgboost": "xgboost",
+        "lightgbm": "lightgbm",
+        "catboost": "catboost",
+    }
 
 
 @pytest.mark.parametrize("family", discover(), ids=lambda p: p.name)
