@@ -11,7 +11,16 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from pricebot_cli.commands import archive, db, ingest, models, score, transform
+    from pricebot_cli.commands import (
+        archive,
+        dataset,
+        db,
+        ingest,
+        models,
+        predict,
+        score,
+        transform,
+    )
 
-    for module in (db, archive, ingest, transform, models, score):
+    for module in (db, archive, ingest, transform, models, score, predict, dataset):
         module.register(app)
