@@ -31,6 +31,8 @@ def _target(target: str | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    register_model_command(app)
+
     @app.command("train")
     def train_command(
         symbol: str = typer.Option(None, "--symbol", help="e.g. AVAXUSDT", show_default=False),
@@ -142,6 +144,81 @@ def register(app: typer.Typer) -> None:
 
             write_report(outcome.report, report_json)
         print_report(console, outcome.report)
+
+
+def register_model_command(app: typer.Typer) -> None:
+    @app.command("register")
+    def register_command(
+        model: Annotated[
+            Path,
+            typer.Argument(
+                help="A pickled scikit-learn-API estimator (fit/predict[_proba]).", dir_okay=False
+            ),
+        ],
+        symbol: str = typer.Option(None, "--symbol", help="e.g. AVAXUSDT", show_default=False),
+        symbols: str = typer.Option(
+            None, "--symbols", help="A pool's symbols (the model takes the symbol= columns too)."
+        ),
+        target: str = typer.Option(None, "--target", help="e.g. ret24h.", show_default="ret24h"),
+        label: str = typer.Option(
+            None, "--name", help="The candidate's name (byo_<name>).", show_default="file name"
+        ),
+        requirement: list[str] = typer.Option(  # noqa: B008
+            [], "--requirement", help="Extra pip requirement of the model (repeatable)."
+        ),
+        folds: int = typer.Option(5, "--folds", min=1, help="Walk-forward folds (at least 2)."),
+        start: Annotated[
+            datetime | None, typer.Option("--start", formats=DATE_FORMATS, help="UTC.")
+        ] = None,
+        end: Annotated[
+            datetime | None, typer.Option("--end", formats=DATE_FORMATS, help="UTC.")
+        ] = None,
+        fee: float = typer.Option(0.001, "--fee", min=0.0, max=0.1, help="Fee per side."),
+        pool_label: str = typer.Option(None, "--pool-label", help="Names a pool's model."),
+        database_url: str = typer.Option(
+            None, "--database-url", help="Overrides PRICEBOT_DATABASE_URL.", show_default=False
+        ),
+        report_json: Annotated[
+            Path | None, typer.Option("--report-json", dir_okay=False, help="Write the report.")
+        ] = None,
+    ) -> None:
+        """Evaluate a model trained elsewhere walk-forward, gate it, register it as challenger."""
+        from rich.console import Console
+
+        from pricebot.errors import MissingExtraError, UsageError
+        from pricebot.features import feature_names
+        from pricebot.pooling import indicator_columns, parse_symbols
+        from pricebot.settings import get_settings
+        from pricebot.targets import parse_target
+
+        if (symbol is None) == (symbols is None):
+            raise UsageError("Give --symbol S or --symbols A,B,C for the model's data.")
+        try:
+            from pricebot_training import TrainingConfig, train
+            from pricebot_training.byo import external_family
+        except ImportError as exc:
+            raise MissingExtraError(
+                f"Registering needs the training job ({exc}); install pricebot[train]."
+            ) from None
+        spec = parse_target(_target(target))
+        pool = parse_symbols(symbols) if symbols else None
+        columns = feature_names(get_settings().feature_set)
+        if pool:
+            columns = [*columns, *indicator_columns(pool)]
+        family, tags = external_family(model, spec, columns, requirement, label)
+        outcome = train(
+            TrainingConfig(
+                symbol=symbol.upper() if symbol else "", symbols=pool, pool_label=pool_label,
+                target=spec.name, trials=0, folds=folds, start=_utc(start), end=_utc(end),
+                fee=fee, families=[family], extra_tags=tags, database_url=database_url,
+                show_progress=False,
+            )
+        )  # fmt: skip
+        if report_json is not None:
+            from pricebot.training_report import write_report
+
+            write_report(outcome.report, report_json)
+        print_report(Console(), outcome.report)
 
 
 def print_report(console: Any, report: Any) -> None:

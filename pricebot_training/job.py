@@ -93,6 +93,8 @@ class TrainingConfig:
     feature_set: str | None = None
     class_weight: ClassWeight = "balanced"  # classifiers only (see pricebot_training.candidates)
     candidates: list[str] | None = None  # candidate families by name; None: every installed one
+    families: list[CandidatePlugin] | None = None  # families given as objects (bring your own)
+    extra_tags: dict[str, str] = field(default_factory=dict)  # onto the registered version
     database_url: str | None = None
     tracking_uri: str | None = None
     register: bool = True
@@ -259,6 +261,7 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
             version, promoted = _register(
                 registry, report, model_uri, parent.info.run_id, database_url
             )
+            tag_version(registry, name, version, config.extra_tags)
         report = dataclasses.replace(
             report,
             registration=Registration(
@@ -333,7 +336,7 @@ def _evaluate_candidates(
     times, y, fwd = dataset.times, dataset.label.to_numpy(), dataset.forward_return.to_numpy()
     held_out = [f.number for f in folds if f.number not in selection]
     evaluated = _Evaluated()
-    families, notes = choose(spec, config.candidates)
+    families, notes = (config.families, []) if config.families else choose(spec, config.candidates)
     evaluated.notes = notes
     shares = split_trials(config.trials, families)
     work = progress.add_task("candidates", total=len(families) + 1)
@@ -484,7 +487,8 @@ def _log_winner(
         for plot in plots:
             tracking.log_file(plot)
         with mlflow.start_run(run_id=evaluated.run_ids[winner.name], nested=True):
-            importance = feature_importance(final_model, logged.importance_rows)
+            importance = feature_importance(final_model, logged.importance_rows,
+                                            family=candidate.plugin)  # fmt: skip
             tracking.log_importance(
                 importance, f"{winner.name}: feature importance ({logged.title} {spec.name})"
             )
@@ -528,6 +532,11 @@ def _register(
         promoted = True
     mlflow.set_tag("registered_version", version)
     return version, promoted
+
+
+def tag_version(registry: Registry, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        registry.client.set_model_version_tag(name, version, key, value)
 
 
 def version_tags(report: TrainingReport, parent_run_id: str) -> dict[str, str]:

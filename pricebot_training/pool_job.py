@@ -64,6 +64,7 @@ from pricebot_training.job import (
     _Logged,
     _progress,
     _register,
+    tag_version,
 )
 
 
@@ -187,6 +188,7 @@ def train_pool(config: TrainingConfig, datasets: list[Dataset] | None = None) ->
             version, promoted = _register(registry, report, model_uri, parent.info.run_id,
                                           database_url)  # fmt: skip
             tag_pool(registry, name, pool.symbols, version)
+            tag_version(registry, name, version, config.extra_tags)
         report = dataclasses.replace(
             report,
             registration=Registration(name, experiment_id, parent.info.run_id,

@@ -173,7 +173,8 @@ def pip_requirements(extra: tuple[str, ...] = ("xgboost",)) -> list[str]:
     from importlib.metadata import version
 
     packages = list(dict.fromkeys([*BASE_REQUIREMENTS, *extra]))
-    return [f"{p}=={version(p)}" for p in packages]
+    # an entry with a version already (``--requirement name==1.2``) is taken as written
+    return [p if any(op in p for op in "=<>~@") else f"{p}=={version(p)}" for p in packages]
 
 
 @contextlib.contextmanager

@@ -235,12 +235,20 @@ def importance_sample(features: pd.DataFrame, max_rows: int = 1000) -> pd.DataFr
     return features.iloc[:: max(1, len(features) // max_rows)]
 
 
-def feature_importance(estimator: Any, features: pd.DataFrame, max_rows: int = 1000) -> dict:
+def feature_importance(
+    estimator: Any,
+    features: pd.DataFrame,
+    max_rows: int = 1000,
+    *,
+    family: CandidatePlugin | None = None,
+) -> dict:
     """Mean |contribution| per feature, computed the way the estimator's family declares
-    (TreeSHAP for the trees, ``|coef * standardised value|`` for the linear models)."""
+    (TreeSHAP for the trees, ``|coef * standardised value|`` for the linear models); the family
+    is recognised from the estimator when not given."""
     sample = importance_sample(features, max_rows)
-    family = next((p for p in discover() if p.missing() is None and _fitted_by(p, estimator)),
-                  None)  # fmt: skip
+    if family is None:
+        family = next((p for p in discover() if p.missing() is None and _fitted_by(p, estimator)),
+                      None)  # fmt: skip
     values, method = (family.importance if family else linear_importance)(estimator, sample)
     names = list(features.columns)
     ranked = sorted(zip(names, np.asarray(values).tolist(), strict=True), key=lambda kv: -kv[1])

@@ -205,3 +205,8 @@ class NoChampionError(PricebotError, LookupError):
     def __init__(self, message: str, fix: str | None = None) -> None:
         super().__init__(message)
         self.fix = fix
+
+
+class ModelSignatureError(PricebotError, ValueError):
+    """A model brought from elsewhere does not take the feature set's columns (or is not a
+    model at all); the message names what differs and how to fit it right."""
