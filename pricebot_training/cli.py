@@ -94,7 +94,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Train, evaluate walk-forward against baselines, register, promote if earned."""
-        from rich.console import Console
 
         from pricebot.errors import MissingExtraError, UsageError
 
@@ -119,7 +118,7 @@ def register(app: typer.Typer) -> None:
             raise MissingExtraError(
                 f"The training job cannot run ({exc}); install pricebot with the `train` extra."
             ) from None
-        console = Console()
+        console = report_console()
         config = TrainingConfig(
             symbol=symbol.upper() if symbol else "",
             symbols=pool,
@@ -183,7 +182,6 @@ def register_model_command(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Evaluate a model trained elsewhere walk-forward, gate it, register it as challenger."""
-        from rich.console import Console
 
         from pricebot.errors import MissingExtraError, UsageError
         from pricebot.features import feature_names
@@ -218,7 +216,16 @@ def register_model_command(app: typer.Typer) -> None:
             from pricebot.training_report import write_report
 
             write_report(outcome.report, report_json)
-        print_report(Console(), outcome.report)
+        print_report(report_console(), outcome.report)
+
+
+def report_console() -> Any:
+    """A console for the report: a terminal's own width; piped or captured, wide enough for
+    the table's columns (seven families' names included) rather than rich's 80."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 150))
 
 
 def print_report(console: Any, report: Any) -> None:
