@@ -108,7 +108,8 @@ def test_cli_train_prints_every_candidate_and_registers_a_challenger(
 
     text = flat(output)
     for candidate in ("no_change", "momentum", "recent_mean", "buy_and_hold", "cash", "ridge",
-                      "lasso", "elasticnet", "huber", "xgboost", "lightgbm", "catboost"):  # fmt: skip
+                      "lasso", "elasticnet", "huber", "xgboost", "lightgbm",
+                      "catboost"):  # fmt: skip
         assert candidate in text
     assert f"registered {NAME} version 1 @challenger" in text
     assert Registry(uri).alias_version(NAME, CHALLENGER) == "1"
