@@ -478,7 +478,7 @@ def served_model_name(
     it is the symbol's own model's name (whose "no champion" message the service shows).
 
     A pool is promoted only after beating the symbol's own champion on the symbol's held-out
-    window (:mod:`pricebot_training.pool_job`), so the newest promotion is the best-tested."""
+    window (by the pooled training job), so the newest promotion is the best-tested."""
     from pricebot.registry import model_name
 
     symbol = symbol.upper()

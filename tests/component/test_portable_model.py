@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -88,12 +89,21 @@ def test_the_model_declares_pinned_requirements_and_no_pricebot(
     assert not (model_dir / "uv.lock").exists()  # the model's environment is its requirements
 
 
+@pytest.fixture(scope="module")
+def fresh_python(
+    logged_model: tuple[Path, pd.DataFrame, list], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A virtual environment with only the model's requirements.txt installed."""
+    model_dir, _, _ = logged_model
+    return _fresh_env(tmp_path_factory.mktemp("env"), model_dir / "requirements.txt")
+
+
 def test_a_fresh_environment_from_the_requirements_loads_and_predicts_the_same(
-    logged_model: tuple[Path, pd.DataFrame, list], tmp_path: Path
+    logged_model: tuple[Path, pd.DataFrame, list], fresh_python: Path, tmp_path: Path
 ) -> None:
     # Given a virtual environment with only the model's requirements.txt installed
     model_dir, rows, expected = logged_model
-    python = _fresh_env(tmp_path, model_dir / "requirements.txt")
+    python = fresh_python
     no_pricebot = subprocess.run([str(python), "-c", "import pricebot"], capture_output=True)
     assert no_pricebot.returncode != 0
 
@@ -108,3 +118,39 @@ def test_a_fresh_environment_from_the_requirements_loads_and_predicts_the_same(
     # Then it answers what the training environment answers
     assert done.returncode == 0, done.stderr[-3000:]
     assert np.allclose(json.loads(done.stdout.strip().splitlines()[-1]), expected)
+
+
+def test_mlflow_models_serve_answers_invocations_from_the_fresh_environment(
+    logged_model: tuple[Path, pd.DataFrame, list], fresh_python: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    model_dir, rows, expected = logged_model
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [str(fresh_python.parent / "mlflow"), "models", "serve", "-m", str(model_dir),
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        answer = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                answer = httpx.post(
+                    f"http://127.0.0.1:{port}/invocations",
+                    json={"dataframe_split": json.loads(rows.to_json(orient="split"))},
+                    timeout=10,
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert answer is not None, (tmp_path / "serve.log").read_text()[-3000:]
+        assert answer.status_code == 200, answer.text
+        assert np.allclose(answer.json()["predictions"], expected)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
