@@ -54,6 +54,7 @@ def predict(
         table.add_row(p.symbol, p.target, f"{p.model_name} v{p.model_version}",
                       f"{p.prediction:+.6f}", when)  # fmt: skip
     console.print(table)
+    console.print(f"logged {len(result.predictions)} prediction(s) through the service's path")
     for symbol, target, why in result.skipped:
         console.print(f"[yellow]skipped[/] {symbol} {target}: {why}")
     if not result.logged:

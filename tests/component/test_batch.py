@@ -96,5 +96,5 @@ def test_the_predict_command_prints_and_logs_the_batch(
 
     get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    assert f"{model.name} v{model.version}" in result.output
-    assert [row[0] for row in logged(database_url)] == ["BTEUSDT"]
+    assert "logged 1 prediction(s)" in result.output
+    assert [row[:3] for row in logged(database_url)] == [("BTEUSDT", TARGET, model.name)]
