@@ -45,6 +45,7 @@ from pricebot.registry import CHAMPION, Registry, model_name
 from pricebot.targets import parse_target
 from pricebot.training_report import (
     ChampionScore,
+    CrossSectionReport,
     Registration,
     build_report,
     candidate_report,
@@ -160,14 +161,14 @@ def train_pool(config: TrainingConfig, datasets: list[Dataset] | None = None) ->
                 for s in pool.symbols
             },
             per_symbol_decisions=decisions,
-            cross_section={
-                "model": winner.name,
-                "rule": "each period the coin with the best predicted return net of a move's "
-                "fees, else cash (pricebot.cross_section)",
-                "strategy": candidate_report(cross, selection, held),
-                "equal_weight_hold": candidate_report(equal_hold, selection, held),
-                "held_share_heldout": held_shares[held_out.number],
-            },
+            cross_section=CrossSectionReport(
+                model=winner.name,
+                rule="each period the coin with the best predicted return net of a move's fees, "
+                "else cash (pricebot.cross_section)",
+                strategy=candidate_report(cross, selection, held),
+                equal_weight_hold=candidate_report(equal_hold, selection, held),
+                held_share_heldout=held_shares[held_out.number],
+            ),
         )
         from pricebot.evaluation import evaluation_table
 

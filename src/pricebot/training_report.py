@@ -124,6 +124,17 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class CrossSectionReport:
+    """A pooled model's cross-sectional pool (:mod:`pricebot.cross_section`) and its rival."""
+
+    model: str  # the candidate whose predictions it ranks (the winner)
+    rule: str
+    strategy: CandidateReport
+    equal_weight_hold: CandidateReport
+    held_share_heldout: dict[str, float]  # share of the held-out periods each coin (or cash)
+
+
+@dataclass(frozen=True)
 class TrainingReport:
     symbol: str
     target: str
@@ -150,7 +161,7 @@ class TrainingReport:
     symbols: list[str] = field(default_factory=list)
     per_symbol: dict[str, list[CandidateReport]] = field(default_factory=dict)
     per_symbol_decisions: dict[str, PromotionDecision] = field(default_factory=dict)
-    cross_section: dict[str, Any] = field(default_factory=dict)
+    cross_section: CrossSectionReport | None = None
 
     @property
     def selection_folds(self) -> list[int]:
@@ -441,13 +452,13 @@ def report_symbol_cells(report: TrainingReport) -> dict[str, tuple[list[str], li
 def cross_section_line(report: TrainingReport) -> str | None:
     """A pooled model's cross-sectional pool on the held-out fold, against its rivals."""
     found = report.cross_section
-    if not found:
+    if found is None:
         return None
-    strategy = found["strategy"].held_out
-    hold = found["equal_weight_hold"].held_out
-    shares = ", ".join(f"{k} {v:.0%}" for k, v in found.get("held_share_heldout", {}).items())
+    strategy = found.strategy.held_out
+    hold = found.equal_weight_hold.held_out
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in found.held_share_heldout.items())
     return (
-        f"cross-section ({found['model']}: hold the coin with the best prediction after fees): "
+        f"cross-section ({found.model}: hold the coin with the best prediction after fees): "
         f"held-out pool value {strategy.get('pool_value_net', math.nan):.4f} against "
         f"equal-weight buy-and-hold {hold.get('pool_value_net', math.nan):.4f} and cash 1.0000"
         + (f"; periods held: {shares}" if shares else "")

@@ -103,8 +103,8 @@ def test_the_cross_section_is_logged_against_equal_weight_hold_and_cash(
 
     assert {"heldout_cross_section_pool_value_net",
             "heldout_equal_weight_hold_net"} <= set(run.data.metrics)  # fmt: skip
-    assert cross["model"] == outcome.winner
-    assert sum(cross["held_share_heldout"].values()) == pytest.approx(1.0)
+    assert cross.model == outcome.winner
+    assert sum(cross.held_share_heldout.values()) == pytest.approx(1.0)
     assert {"cross_section", "equal_weight_hold"} <= set(outcome.table.index)
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     assert {"evaluation.png", "predicted_vs_realised.png", "residuals.png",
@@ -187,3 +187,13 @@ def test_symbol_and_symbols_together_are_refused(tracking_uri) -> None:
     assert "Give --symbol S for one symbol's model or --symbols A,B,C" in " ".join(
         result.output.split()
     )
+
+
+def test_the_pooled_report_reads_back_as_written(outcome) -> None:
+    from pricebot.training_report import cross_section_line, report_from_json, report_to_json
+
+    again = report_from_json(report_to_json(outcome.report))
+
+    assert again.per_symbol == outcome.report.per_symbol
+    assert again.cross_section == outcome.report.cross_section
+    assert cross_section_line(again).startswith(f"cross-section ({outcome.winner}:")
