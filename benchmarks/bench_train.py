@@ -9,8 +9,8 @@ the synthetic market, so the figure is the training job and not the database):
 - ``year`` (``PRICEBOT_BENCH_TRAIN_YEAR=1``): one symbol, a year of rows, ``ret24h``, 30 trials
   (the original issue-3 figure; slow with seven families, so off by default).
 
-Per scenario: wall time, the seconds each candidate family took (its tuning run plus its
-evaluation run, read from the MLflow runs' start and end), the winner and the gate's decision.
+Per scenario: wall time, the seconds each candidate family took (its tuning and its folds, as
+the job measures them: ``candidate_seconds``), the winner and the gate's decision.
 Peak memory is ``ru_maxrss`` of this process and of its largest child. The load average at the
 end is given because the machine is shared: compare ratios (a family's share of the job) rather
 than seconds across runs.
@@ -55,22 +55,6 @@ def _dataset(symbol: str, days: int, target: str, seed: int):  # type: ignore[no
                                feature_columns=feature_names("v1"), max_gap_minutes=5)  # fmt: skip
 
 
-def _family_seconds(uri: str, experiment_id: str) -> dict[str, float]:
-    """Seconds per candidate: its tuning run (with its trials) plus its evaluation run."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    seconds: dict[str, float] = {}
-    for run in client.search_runs([experiment_id], max_results=5000):
-        tags = run.data.tags
-        name = tags.get("mlflow.runName", "")
-        if tags.get("candidate_kind") == "model" or tags.get("stage") == "tuning":
-            candidate = tags.get("candidate", name)
-            took = (run.info.end_time - run.info.start_time) / 1000
-            seconds[candidate] = round(seconds.get(candidate, 0.0) + took, 2)
-    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
-
-
 def _run(name: str, datasets: list, target: str, trials: int, tmp: Path) -> dict:  # type: ignore[type-arg]
     import mlflow
 
@@ -96,7 +80,7 @@ def _run(name: str, datasets: list, target: str, trials: int, tmp: Path) -> dict
     started = time.perf_counter()
     outcome = train_pool(config, datasets=datasets) if pooled else train(config, datasets[0])
     total = time.perf_counter() - started
-    families = _family_seconds(uri, outcome.experiment_id)
+    families = dict(sorted(outcome.extra["candidate_seconds"].items(), key=lambda kv: -kv[1]))
     return {
         "train_seconds": round(total, 1),
         "rows": int(sum(len(d) for d in datasets)),

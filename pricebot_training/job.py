@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,6 +131,7 @@ class _Evaluated:
     candidates: dict[str, Candidate] = field(default_factory=dict)
     newest_models: dict[str, Any] = field(default_factory=dict)  # fitted on the newest fold
     tuning: dict[str, TuningResult] = field(default_factory=dict)  # per tuned candidate
+    seconds: dict[str, float] = field(default_factory=dict)  # per candidate: tuning + folds
     notes: list[str] = field(default_factory=list)  # families left out (not installed)
 
     def add(self, result: CandidateResult, run_id: str) -> None:
@@ -300,6 +302,7 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
                 for name, t in evaluated.tuning.items()
             },
             "left_out": evaluated.notes,
+            "candidate_seconds": evaluated.seconds,
         },
     )
 
@@ -341,9 +344,11 @@ def _evaluate_candidates(
     shares = split_trials(config.trials, families)
     work = progress.add_task("candidates", total=len(families) + 1)
 
-    def log(run_name: str, result: CandidateResult) -> None:
+    def log(run_name: str, result: CandidateResult, seconds: float | None = None) -> None:
         with mlflow.start_run(run_name=run_name, nested=True) as run:
             tracking.log_candidate(result, selection, held_out)
+            if seconds is not None:  # its tuning and its folds, on this machine
+                mlflow.log_metric("candidate_seconds", seconds)
         evaluated.add(result, run.info.run_id)
 
     # Baselines (cash among them): causal predictions for every row, scored on the same folds.
@@ -365,6 +370,7 @@ def _evaluate_candidates(
     score = evaluate or default_evaluate
     tuning_folds = [f for f in folds if f.number in selection]
     for family in families:
+        started = time.perf_counter()
         tuned = _tune(config, dataset, family, tuning_folds, shares[family.name], progress)
         candidate = family.candidate(spec, tuned.best_params, config.seed)
         if tuned.trials:
@@ -372,7 +378,9 @@ def _evaluate_candidates(
         evaluated.candidates[candidate.name] = candidate
         predict = _fitted_predict(candidate, dataset, evaluated.newest_models,
                                   config.class_weight)  # fmt: skip
-        log(candidate.name, score(candidate.name, candidate, predict))
+        result = score(candidate.name, candidate, predict)
+        evaluated.seconds[candidate.name] = round(time.perf_counter() - started, 2)
+        log(candidate.name, result, evaluated.seconds[candidate.name])
         progress.advance(work)
     return evaluated
 
