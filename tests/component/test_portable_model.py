@@ -8,7 +8,9 @@ and in CI, so the install takes seconds, not minutes).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -130,10 +132,12 @@ def test_mlflow_models_serve_answers_invocations_from_the_fresh_environment(
     model_dir, rows, expected = logged_model
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
+    # as in an activated environment: the scoring server is started by name (uvicorn)
+    env = {**os.environ, "PATH": f"{fresh_python.parent}{os.pathsep}{os.environ['PATH']}"}
     server = subprocess.Popen(
         [str(fresh_python.parent / "mlflow"), "models", "serve", "-m", str(model_dir),
          "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env, start_new_session=True,
     )  # fmt: skip
     try:
         answer = None
@@ -152,5 +156,5 @@ def test_mlflow_models_serve_answers_invocations_from_the_fresh_environment(
         assert answer.status_code == 200, answer.text
         assert np.allclose(answer.json()["predictions"], expected)
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # the mlflow command and the uvicorn it started
         server.wait(timeout=30)
