@@ -216,6 +216,7 @@ def train_pool(config: TrainingConfig, datasets: list[Dataset] | None = None) ->
             "cross_section": cross,
             "equal_weight_hold": equal_hold,
             "left_out": evaluated.notes,
+            "candidate_seconds": evaluated.seconds,
         },
     )
 
