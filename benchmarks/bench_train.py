@@ -70,8 +70,7 @@ def _run(name: str, datasets: list, target: str, trials: int, tmp: Path) -> dict
         target=target, trials=trials, folds=FOLDS, tracking_uri=uri, record_history=False,
         show_progress=False,
     )  # fmt: skip
-    from pricebot.pooling import pool_model_name
-    from pricebot.registry import model_name
+    from pricebot.registry import model_name, pool_model_name
 
     experiment = (pool_model_name(config.symbols, target) if pooled
                   else model_name(datasets[0].symbol, target))  # fmt: skip

@@ -13,7 +13,7 @@ window with that symbol's baselines and cash as rivals, plus the pool's current 
 on the symbol and the symbol's own single-coin champion (``pricebot-<symbol>-<target>``) where
 there is one. The pool is promoted only if every symbol's decision promotes.
 
-Registered as ``pricebot-pool-<label>-<target>`` (:func:`pricebot.pooling.pool_model_name`),
+Registered as ``pricebot-pool-<label>-<target>`` (:func:`pricebot.registry.pool_model_name`),
 the registered model and each version tagged ``symbols`` (comma-separated) and ``pool`` "true".
 """
 
@@ -38,10 +38,9 @@ from pricebot.pooling import (
     evaluate_pooled_baselines,
     member_folds,
     pool_datasets,
-    pool_model_name,
     pooled_folds,
 )
-from pricebot.registry import CHAMPION, Registry, model_name
+from pricebot.registry import CHAMPION, Registry, model_name, pool_model_name
 from pricebot.targets import parse_target
 from pricebot.training_report import (
     ChampionScore,

@@ -19,9 +19,9 @@ coin weighs the same; counts are summed), and a pool value that splits the money
 the coins (each coin's staggered pools side by side). A classifier's decision threshold is one
 for the pool, chosen on the selection folds (best mean net pool value over the symbols).
 
-Naming: ``pricebot-pool-<label>-<target>`` (:func:`pool_model_name`); the label defaults to
-the first 8 hex digits of the SHA-256 of the sorted symbols, so the same symbols always name
-the same pool.
+Naming: ``pricebot-pool-<label>-<target>`` (:func:`pricebot.registry.pool_model_name`); the
+label defaults to the first 8 hex digits of the SHA-256 of the sorted symbols, so the same
+symbols always name the same pool.
 """
 
 from __future__ import annotations
@@ -47,30 +47,12 @@ from pricebot.evaluation import (
     pool_value,
     walk_forward_folds,
 )
+from pricebot.registry import POOL_PREFIX
 from pricebot.targets import TargetSpec
 
 SYMBOL_COLUMN = "symbol"
 INDICATOR_PREFIX = "symbol="  # the same as pricebot.portable_model's
-POOL_PREFIX = "pricebot-pool-"
 COUNT_METRICS = ("trades", "n_test")
-
-
-def pool_label(symbols: Sequence[str]) -> str:
-    """8 hex digits naming the set of symbols (order and case do not matter)."""
-    text = ",".join(sorted({s.upper() for s in symbols}))
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
-
-
-def pool_model_name(symbols: Sequence[str], target: str, label: str | None = None) -> str:
-    """``pricebot-pool-<label>-<target>`` in lower case."""
-    label = label or pool_label(symbols)
-    if not label.replace("-", "").isalnum():
-        raise UsageError(f"A pool label is letters, digits and dashes, not {label!r}.")
-    return f"{POOL_PREFIX}{label.lower()}-{target.lower()}"
-
-
-def is_pool_name(name: str) -> bool:
-    return name.startswith(POOL_PREFIX)
 
 
 def indicator_columns(symbols: Sequence[str]) -> list[str]:

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from pricebot.champion import ServedModel
 from pricebot.dataset import Dataset, dataset_from_frames
 from pricebot.features import compute_features, feature_names
-from pricebot.pooling import pool_label, served_model_name
-from pricebot.registry import CHALLENGER, CHAMPION, Registry
+from pricebot.pooling import served_model_name
+from pricebot.registry import CHALLENGER, CHAMPION, Registry, pool_label
 from pricebot.targets import parse_target
 from pricebot_cli import app
 from pricebot_training import TrainingConfig

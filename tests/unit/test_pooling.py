@@ -17,10 +17,9 @@ from pricebot.pooling import (
     member_folds,
     parse_symbols,
     pool_datasets,
-    pool_label,
-    pool_model_name,
     pooled_folds,
 )
+from pricebot.registry import pool_label, pool_model_name
 from pricebot.targets import parse_target
 from tests.fixtures.market_frames import synthetic_candles
 
