@@ -13,9 +13,10 @@ skill, and how often it promotes one on a market that can be learnt.
 each with a regression target (``ret60m``), up/down classifiers (``up0p5pct1h``,
 ``down0p5pct1h``) and the plain direction (``dir60m``), on :data:`NULL_DAYS` days of rows.
 
-**Power runs**: the ``swinging`` market of ``pricebot_exchange.synthetic`` (the offline demo's)
-on the demo's window: :data:`POWER_DAYS` days of rows, target ``ret60m``, the folds
-``pricebot up`` trains with, over symbols and seeds.
+**Power runs**: the ``swinging`` market of ``pricebot_exchange.synthetic`` (the offline demo's),
+target ``ret60m`` and 5 folds as ``pricebot up`` trains it, over symbols and seeds, on the demo's
+window (:data:`POWER_DAYS` days of rows: ``power``) and, for comparison, on the two weeks the
+demo kept before the gate asked for more held-out data (``power_by_window``).
 
 Every run does what ``pricebot train --trials 0`` does, minus MLflow and the registry: features,
 dataset, purged walk-forward folds, every baseline (cash included), Ridge/logistic, Huber and
@@ -61,7 +62,8 @@ NULL_SEEDS = (1, 2, 3)
 NULL_DAYS = 6  # of rows: the held-out fold is a day, 24 hourly holds (the gate needs 20)
 POWER_SYMBOLS = ("BTCUSDT", "ETHUSDT", "ADAUSDT", "SOLUSDT", "XRPUSDT")
 POWER_SEEDS = (7, 8, 9, 10)
-POWER_DAYS = 14  # the demo's window (StackOptions.days)
+POWER_DAYS = 28  # the demo's window (`pricebot up --days`)
+POWER_WINDOWS = (14, POWER_DAYS)
 POWER_TARGET = "ret60m"
 FOLDS = 5  # `pricebot train`'s default, which `pricebot up` uses
 FALSE_PROMOTION_LIMIT = 0.05
@@ -183,7 +185,7 @@ def evaluate_run(run: Run) -> dict:
                                 HeldOut.of(folds[-1], times, y, fwd))  # fmt: skip
     return {
         "kind": run.kind, "symbol": run.symbol, "seed": run.seed, "target": run.target,
-        "rows": len(dataset), "winner": winner.name, "promote": decision.promote,
+        "days": run.days, "rows": len(dataset), "winner": winner.name, "promote": decision.promote,
         "failed": [_failure_kind(f) for f in decision.failed], "reason": decision.reason,
         "old_rule_promote": _old_rule(challenger, baselines, spec, folds[-1].number),
         "seconds": round(time.perf_counter() - started, 2),
@@ -237,8 +239,12 @@ def null_runs(archives_present: bool) -> list[Run]:
 
 
 def power_runs() -> list[Run]:
-    return [Run("swinging", symbol, seed, POWER_TARGET, POWER_DAYS)
-            for symbol in POWER_SYMBOLS for seed in POWER_SEEDS]  # fmt: skip
+    return [
+        Run("swinging", symbol, seed, POWER_TARGET, days)
+        for days in POWER_WINDOWS
+        for symbol in POWER_SYMBOLS
+        for seed in POWER_SEEDS
+    ]
 
 
 def _breakdown(results: list[dict], key: str) -> dict[str, dict]:
@@ -261,7 +267,8 @@ def run() -> dict:
     with ProcessPoolExecutor(WORKERS, initializer=_worker_init) as pool:
         results = list(pool.map(evaluate_run, [*powers, *nulls]))
     wall = time.perf_counter() - started
-    power_results = [r for r in results if r["kind"] == "swinging"]
+    swinging = [r for r in results if r["kind"] == "swinging"]
+    power_results = [r for r in swinging if r["days"] == POWER_DAYS]
     null_results = [r for r in results if r["kind"] != "swinging"]
     false = sum(r["promote"] for r in null_results)
     old_false = sum(r["old_rule_promote"] for r in null_results)
@@ -283,12 +290,16 @@ def run() -> dict:
         "by_kind": _breakdown(null_results, "kind"),
         "by_kind_and_target": _breakdown(null_results, "target_kind"),
         "power_by_symbol": _breakdown(power_results, "symbol"),
+        "power_by_window": {
+            f"{days} days of rows": _breakdown([r for r in swinging if r["days"] == days], "kind")
+            for days in POWER_WINDOWS
+        },
         "null_failed_checks": dict(Counter(f for r in null_results for f in r["failed"])),
         "power_failed_checks": dict(Counter(f for r in power_results for f in r["failed"])),
         "false_promotions_detail": [r for r in null_results if r["promote"]],
         "power_misses": [
-            {k: r[k] for k in ("symbol", "seed", "reason")}
-            for r in power_results
+            {k: r[k] for k in ("days", "symbol", "seed", "reason")}
+            for r in swinging
             if not r["promote"]
         ],
         "shuffled_archives": "used" if archives_present else f"absent ({DATA}): skipped",
@@ -297,6 +308,7 @@ def run() -> dict:
             "null_days_of_rows": NULL_DAYS,
             "null_targets": NULL_TARGETS,
             "power_days_of_rows": POWER_DAYS,
+            "power_windows": POWER_WINDOWS,
             "power_target": POWER_TARGET,
             "candidates": "ridge/logistic, huber, xgboost (default parameters, no tuning)",
             "workers": WORKERS,

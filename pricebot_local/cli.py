@@ -8,7 +8,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
-        days: int = typer.Option(14, min=2, help="Days of history to backfill."),
+        days: int = typer.Option(28, min=2, help="Days of history to backfill."),
         trials: int = typer.Option(10, min=1, help="Optuna trials per model on first training."),
         offline: bool = typer.Option(
             None,

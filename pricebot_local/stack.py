@@ -79,7 +79,10 @@ class Child:
 
 @dataclass
 class StackOptions:
-    days: int = 14
+    # Four weeks of feature rows: the promotion gate decides on the newest of five folds, and it
+    # needs about 4.5 days (110 hourly holds) of held-out data to find the demo market's skill
+    # reliably (benchmarks/bench_gate.py: power 0.70 with two weeks, 0.95 with four).
+    days: int = 28
     trials: int = 10
     offline: bool | None = None  # None: use Binance when it answers
     smoke: bool = False
@@ -444,8 +447,8 @@ def print_evaluation(path: Path) -> None:
         return
     headings, rows = report_cells(report)
     table = Table(title=report_title(report), title_justify="left")
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i < 2 else "right")
+    for i, heading in enumerate(headings):  # names whole; figures share what width is left
+        table.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row in rows:
         table.add_row(*row)
     console.print(table)

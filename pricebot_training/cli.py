@@ -241,8 +241,8 @@ def print_report(console: Any, report: Any) -> None:
 
     headings, rows = report_cells(report)
     table = Table(title=report_title(report), title_justify="left")
-    for i, heading in enumerate(headings):
-        table.add_column(heading, justify="left" if i < 2 else "right")
+    for i, heading in enumerate(headings):  # names whole; figures share what width is left
+        table.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -52,19 +52,24 @@ def models() -> None:
         table = Table(title=summary.name, title_justify="left")
         for column in ("version", "aliases", "candidate", "created (UTC)"):
             table.add_column(column, justify="right" if column == "version" else "left")
-        for column in ("newest pool net", "mean pool net", "dir. accuracy", "mae"):
+        for column in ("held-out pool net", "selection pool net", "held-out dir. acc",
+                       "held-out mae"):  # fmt: skip
             table.add_column(column, justify="right")
         for v in summary.versions:
             m = v.metrics
 
-            def cell(key: str, m: dict = m) -> str:
-                return f"{m[key]:.4f}" if key in m else "–"
+            def cell(key: str, legacy: str, m: dict = m) -> str:
+                # Versions trained before the held-out split logged only the legacy name.
+                value = m.get(key, m.get(legacy))
+                return "–" if value is None else f"{value:.4f}"
 
             table.add_row(
                 v.version, ", ".join(v.aliases) or "–", v.tags.get("candidate", "–"),
                 f"{v.created:%Y-%m-%d %H:%M}" if v.created else "–",
-                cell("newest_pool_value_net"), cell("pool_value_net"),
-                cell("directional_accuracy"), cell("mae"),
+                cell("heldout_pool_value_net", "newest_pool_value_net"),
+                cell("selection_pool_value_net", "pool_value_net"),
+                cell("heldout_directional_accuracy", "directional_accuracy"),
+                cell("heldout_mae", "mae"),
             )  # fmt: skip
         console.print(table)
 

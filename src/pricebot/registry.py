@@ -28,8 +28,19 @@ from pricebot.errors import AliasMoveError, TrackingUnavailableError, UsageError
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-#: Run metrics shown beside each version in listings (`pricebot models`).
-HEADLINE_METRICS = ("newest_pool_value_net", "pool_value_net", "directional_accuracy", "mae")
+#: Run metrics shown beside each version in listings (`pricebot models`): held-out figures
+#: (data neither tuning nor selection saw) apart from selection-fold ones. The last four are the
+#: names versions trained before the held-out split logged, so old versions still show something.
+HEADLINE_METRICS = (
+    "heldout_pool_value_net",
+    "selection_pool_value_net",
+    "heldout_directional_accuracy",
+    "heldout_mae",
+    "newest_pool_value_net",
+    "pool_value_net",
+    "directional_accuracy",
+    "mae",
+)
 
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 

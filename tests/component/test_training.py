@@ -241,9 +241,9 @@ def test_on_a_random_walk_no_skill_is_found_and_nothing_is_promoted(
 def test_the_offline_demos_swinging_market_gets_a_model_promoted_over_the_demos_window(
     tracking_uri: str, database_url: str
 ) -> None:
-    # Given the demo's market (swinging, seed 7) and its window: 14 days of feature rows after
+    # Given the demo's market (swinging, seed 7) and its window: 28 days of feature rows after
     # the features' warm-up, with the demo's target (ret60m) and the default 5 folds
-    days, warmup_days = 14, WARMUP_MINUTES // 1440 + 1
+    days, warmup_days = 28, WARMUP_MINUTES // 1440 + 1
     start = datetime(2026, 11, 21, tzinfo=UTC) - timedelta(days=days + warmup_days + 1)
     candles = synthetic_candles("BTCUSDT", days + warmup_days + 1, start=start, mode="swinging")
     features = compute_features(candles)
