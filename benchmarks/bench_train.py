@@ -3,10 +3,11 @@
 Scenarios (each against a throw-away SQLite tracking store, from datasets built in memory from
 the synthetic market, so the figure is the training job and not the database):
 
-- ``demo``: what ``pricebot up`` trains per symbol: 14 days of rows, ``ret1h``, 5 folds,
-  10 trials shared by the seven candidate families. Aim: <= 300 s on 2 cores.
+- ``demo``: what ``pricebot up`` trains per symbol (its ``StackOptions``: 28 days of rows,
+  10 trials shared by the seven candidate families), ``ret1h``, 5 folds. Aim: <= 300 s on 2
+  cores.
 - ``pool``: a pooled run over four coins (14 days each), ``ret1h``, 5 folds, 30 trials.
-- ``year`` (``PRICEBOT_BENCH_TRAIN_YEAR=1``): one symbol, a year of rows, ``ret24h``, 30 trials
+- ``year`` (``PRICEBOT_BENCH_TRAIN_YEAR=1``, or ``PRICEBOT_BENCH_TRAIN_ONLY=year``): one symbol, a year of rows, ``ret24h``, 30 trials
   (the original issue-3 figure; slow with seven families, so off by default).
 
 Per scenario: wall time, the seconds each candidate family took (its tuning and its folds, as
@@ -28,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see pricebot_training/__init__.py
 
 FOLDS = 5
-DEMO_DAYS = 14
+POOL_DAYS = 14
 POOL_SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT")
 
 
@@ -98,15 +99,25 @@ def _run(name: str, datasets: list, target: str, trials: int, tmp: Path) -> dict
 
 
 def run() -> dict:
+    from pricebot_local.stack import StackOptions
+
+    # PRICEBOT_BENCH_TRAIN_ONLY=demo (comma-separated) runs only the scenarios named
+    only = set(os.environ.get("PRICEBOT_BENCH_TRAIN_ONLY", "demo,pool").split(","))
+    if os.environ.get("PRICEBOT_BENCH_TRAIN_YEAR") == "1":
+        only.add("year")
+    options = StackOptions()
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="pricebot-bench-train-") as tmp:
         root = Path(tmp)
-        demo = [_dataset("AVAXUSDT", DEMO_DAYS, "ret1h", seed=7)]
-        figures["demo"] = {**_run("demo", demo, "ret1h", 10, root), "aim_seconds": 300}
-        figures["demo"]["within_aim"] = figures["demo"]["train_seconds"] <= 300  # type: ignore[index]
-        pool = [_dataset(s, DEMO_DAYS, "ret1h", seed=i) for i, s in enumerate(POOL_SYMBOLS)]
-        figures["pool"] = _run("pool", pool, "ret1h", 30, root)
-        if os.environ.get("PRICEBOT_BENCH_TRAIN_YEAR") == "1":
+        if "demo" in only:
+            demo = [_dataset("AVAXUSDT", options.days, "ret1h", seed=7)]
+            result = _run("demo", demo, "ret1h", options.trials, root)
+            figures["demo"] = {**result, "aim_seconds": 300,
+                               "within_aim": result["train_seconds"] <= 300}  # fmt: skip
+        if "pool" in only:
+            pool = [_dataset(s, POOL_DAYS, "ret1h", seed=i) for i, s in enumerate(POOL_SYMBOLS)]
+            figures["pool"] = _run("pool", pool, "ret1h", 30, root)
+        if "year" in only:
             year = [_dataset("AVAXUSDT", 365, "ret24h", seed=7)]
             figures["year"] = _run("year", year, "ret24h", 30, root)
     figures.update(_peak_mb())
