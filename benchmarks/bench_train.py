@@ -7,7 +7,8 @@ the synthetic market, so the figure is the training job and not the database):
   10 trials shared by the seven candidate families), ``ret1h``, 5 folds. Aim: <= 300 s on 2
   cores.
 - ``pool``: a pooled run over four coins (14 days each), ``ret1h``, 5 folds, 30 trials.
-- ``year`` (``PRICEBOT_BENCH_TRAIN_YEAR=1``, or ``PRICEBOT_BENCH_TRAIN_ONLY=year``): one symbol, a year of rows, ``ret24h``, 30 trials
+- ``year`` (``PRICEBOT_BENCH_TRAIN_YEAR=1``, or ``PRICEBOT_BENCH_TRAIN_ONLY=year``): one
+  symbol, a year of rows, ``ret24h``, 30 trials
   (the original issue-3 figure; slow with seven families, so off by default).
 
 Per scenario: wall time, the seconds each candidate family took (its tuning and its folds, as
