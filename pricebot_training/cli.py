@@ -249,7 +249,7 @@ def print_report(console: Any, report: Any) -> None:
     for symbol, cells in report_symbol_cells(report).items():
         per = Table(title=f"{symbol} (the pooled candidates on its own rows)", title_justify="left")
         for i, heading in enumerate(cells[0]):
-            per.add_column(heading, justify="left" if i < 2 else "right")
+            per.add_column(heading, justify="left" if i < 2 else "right", no_wrap=i < 2)
         for row in cells[1]:
             per.add_row(*row)
         console.print(per)
