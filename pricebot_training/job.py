@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,21 +65,24 @@ from pricebot.training_report import (
     selection_folds,
     tracked_metrics,
 )
-from pricebot_training import tracking
+from pricebot_training import charts, tracking
 from pricebot_training.candidates import (
     Candidate,
+    CandidatePlugin,
     ClassWeight,
-    candidates,
+    choose,
     feature_importance,
     fit,
-    xgboost_candidate,
+    split_trials,
 )
-from pricebot_training.tuning import TuningResult, tune_xgboost
+from pricebot_training.tuning import TuningResult, tune
 
 
 @dataclass
 class TrainingConfig:
-    symbol: str
+    symbol: str = ""  # one symbol, or
+    symbols: list[str] | None = None  # a pool's symbols (pricebot_training.pool_job)
+    pool_label: str | None = None  # names the pool (default: a hash of its symbols)
     target: str = DEFAULT_TARGET
     trials: int = 30
     folds: int = 5
@@ -89,6 +93,9 @@ class TrainingConfig:
     train_step: int | None = None  # default: H // 24 (see pricebot.evaluation)
     feature_set: str | None = None
     class_weight: ClassWeight = "balanced"  # classifiers only (see pricebot_training.candidates)
+    candidates: list[str] | None = None  # candidate families by name; None: every installed one
+    families: list[CandidatePlugin] | None = None  # families given as objects (bring your own)
+    extra_tags: dict[str, str] = field(default_factory=dict)  # onto the registered version
     database_url: str | None = None
     tracking_uri: str | None = None
     register: bool = True
@@ -123,7 +130,9 @@ class _Evaluated:
     run_ids: dict[str, str] = field(default_factory=dict)
     candidates: dict[str, Candidate] = field(default_factory=dict)
     newest_models: dict[str, Any] = field(default_factory=dict)  # fitted on the newest fold
-    tuning: TuningResult | None = None
+    tuning: dict[str, TuningResult] = field(default_factory=dict)  # per tuned candidate
+    seconds: dict[str, float] = field(default_factory=dict)  # per candidate: tuning + folds
+    notes: list[str] = field(default_factory=list)  # families left out (not installed)
 
     def add(self, result: CandidateResult, run_id: str) -> None:
         self.results.append(result)
@@ -182,7 +191,13 @@ def _check_services(config: TrainingConfig) -> tuple[Registry, str | None]:
 
 
 def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOutcome:
-    """Run the whole job (see the module docstring). ``dataset`` skips the database read."""
+    """Run the whole job (see the module docstring). ``dataset`` skips the database read.
+    A config with ``symbols`` runs the pooled job.
+    """
+    if config.symbols:
+        from pricebot_training.pool_job import train_pool
+
+        return train_pool(config)
     spec = parse_target(config.target)
     check_fold_count(config.folds)
     registry, database_url = _check_services(config)
@@ -216,7 +231,7 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
         final_model = fit(evaluated.candidates[winner.name], x.iloc[rows], y.iloc[rows], spec,
                           config.class_weight)  # fmt: skip
         progress.advance(final_task)
-        if winner.name != "xgboost":
+        if winner.name != "xgboost" and "xgboost" in evaluated.newest_models:
             # XGBoost's own view of the features, from its newest-fold model, for comparison.
             tracking.log_importance(
                 feature_importance(evaluated.newest_models["xgboost"], x.iloc[folds[-1].train]),
@@ -237,8 +252,10 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
         )  # fmt: skip
         table = evaluation_table(evaluated.results, selection, [held_out.number])
         winner_result = evaluated.result(winner.name)
-        model_uri = _log_winner(report, table, evaluated, winner_result, final_model, dataset,
-                                rows, folds)  # fmt: skip
+        logged = _Logged(dataset.symbol, dataset.times, y.to_numpy(), x.iloc[rows], x.iloc[:5],
+                         dict(dataset.lineage))  # fmt: skip
+        model_uri = _log_winner(report, table, evaluated, winner_result, final_model, logged,
+                                folds, spec)  # fmt: skip
         progress.advance(final_task)
         version = None
         promoted = False
@@ -246,6 +263,7 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
             version, promoted = _register(
                 registry, report, model_uri, parent.info.run_id, database_url
             )
+            tag_version(registry, name, version, config.extra_tags)
         report = dataclasses.replace(
             report,
             registration=Registration(
@@ -273,7 +291,19 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
         lineage=dataset.lineage,
         report=report,
         champion_note=champion.note,
-        extra={"tuning": evaluated.tuning.__dict__ if evaluated.tuning else None},
+        extra={
+            "tuning": {
+                name: {
+                    "best_params": t.best_params,
+                    "best_value": t.best_value,
+                    "trials": t.trials,
+                    "pruned": t.pruned,
+                }
+                for name, t in evaluated.tuning.items()
+            },
+            "left_out": evaluated.notes,
+            "candidate_seconds": evaluated.seconds,
+        },
     )
 
 
@@ -292,57 +322,85 @@ def _fitted_predict(
 
 def _evaluate_candidates(
     config: TrainingConfig,
-    dataset: Dataset,
+    dataset: Any,
     folds: list[Fold],
     selection: list[int],
     progress: Progress,
+    *,
+    evaluate: Callable[[str, Candidate, Callable[[Fold], np.ndarray]], CandidateResult]
+    | None = None,
+    baselines: list[CandidateResult] | None = None,
 ) -> _Evaluated:
-    """Baselines, the fixed candidates and tuned XGBoost on every fold, each a nested run."""
+    """Baselines and every candidate family, each tuned on the selection folds within its share
+    of the trial budget, then scored on every fold; each a nested run.
+
+    ``evaluate`` and ``baselines`` let a pooled run score the same fits its own way."""
     spec = dataset.spec
     times, y, fwd = dataset.times, dataset.label.to_numpy(), dataset.forward_return.to_numpy()
     held_out = [f.number for f in folds if f.number not in selection]
     evaluated = _Evaluated()
-    fixed = candidates(spec, config.seed)
-    work = progress.add_task("candidates", total=len(fixed) + 2)
+    families, notes = (config.families, []) if config.families else choose(spec, config.candidates)
+    evaluated.notes = notes
+    shares = split_trials(config.trials, families)
+    work = progress.add_task("candidates", total=len(families) + 1)
 
-    def log(run_name: str, result: CandidateResult) -> None:
+    def log(run_name: str, result: CandidateResult, seconds: float | None = None) -> None:
         with mlflow.start_run(run_name=run_name, nested=True) as run:
             tracking.log_candidate(result, selection, held_out)
+            if seconds is not None:  # its tuning and its folds, on this machine
+                mlflow.log_metric("candidate_seconds", seconds)
         evaluated.add(result, run.info.run_id)
 
     # Baselines (cash among them): causal predictions for every row, scored on the same folds.
-    for result in evaluate_baselines(
-        folds, times, y, fwd, dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(),
-        spec, fee=config.fee,
-    ):  # fmt: skip
+    if baselines is None:
+        baselines = evaluate_baselines(
+            folds, times, y, fwd, dataset.past_return.to_numpy(), dataset.recent_mean.to_numpy(),
+            spec, fee=config.fee,
+        )  # fmt: skip
+    for result in baselines:
         log(f"baseline {result.name}", result)
     progress.advance(work)
 
-    def evaluate_model(candidate: Candidate) -> None:
+    def default_evaluate(
+        name: str, candidate: Candidate, predict: Callable[[Fold], np.ndarray]
+    ) -> CandidateResult:
+        return evaluate_candidate(name, folds, times, y, fwd, spec, predict, fee=config.fee,
+                                  params=candidate.params, selection=selection)  # fmt: skip
+
+    score = evaluate or default_evaluate
+    tuning_folds = [f for f in folds if f.number in selection]
+    for family in families:
+        started = time.perf_counter()
+        tuned = _tune(config, dataset, family, tuning_folds, shares[family.name], progress)
+        candidate = family.candidate(spec, tuned.best_params, config.seed)
+        if tuned.trials:
+            evaluated.tuning[candidate.name] = tuned
         evaluated.candidates[candidate.name] = candidate
         predict = _fitted_predict(candidate, dataset, evaluated.newest_models,
                                   config.class_weight)  # fmt: skip
-        log(candidate.name, evaluate_candidate(
-            candidate.name, folds, times, y, fwd, spec, predict, fee=config.fee,
-            params=candidate.params, selection=selection,
-        ))  # fmt: skip
+        result = score(candidate.name, candidate, predict)
+        evaluated.seconds[candidate.name] = round(time.perf_counter() - started, 2)
+        log(candidate.name, result, evaluated.seconds[candidate.name])
         progress.advance(work)
-
-    for candidate in fixed:
-        evaluate_model(candidate)
-    evaluated.tuning = _tune(config, dataset, [f for f in folds if f.number in selection],
-                             progress)  # fmt: skip
-    evaluate_model(xgboost_candidate(spec, evaluated.tuning.best_params, config.seed))
     return evaluated
 
 
 def _tune(
-    config: TrainingConfig, dataset: Dataset, tuning_folds: list[Fold], progress: Progress
+    config: TrainingConfig,
+    dataset: Any,
+    family: CandidatePlugin,
+    tuning_folds: list[Fold],
+    trials: int,
+    progress: Progress,
 ) -> TuningResult:
-    """XGBoost tuned on the selection folds only, each trial a nested run of the tuning run."""
-    trial_task = progress.add_task("tuning xgboost", total=config.trials)
-    with mlflow.start_run(run_name="xgboost tuning", nested=True):
-        mlflow.set_tags({"candidate": "xgboost", "stage": "tuning"})
+    """One family tuned on the selection folds only, each trial a nested run of its tuning run
+    (no run at all for a family that runs at its defaults)."""
+    if trials <= 0 or not family.tunable:
+        return TuningResult({}, float("nan"), 0, 0)
+    name = family.name_for(dataset.spec)
+    trial_task = progress.add_task(f"tuning {name}", total=trials)
+    with mlflow.start_run(run_name=f"{name} tuning", nested=True):
+        mlflow.set_tags({"candidate": name, "stage": "tuning"})
 
         def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
             with mlflow.start_run(run_name=f"trial {number}", nested=True):
@@ -352,13 +410,67 @@ def _tune(
                     mlflow.log_metric("selection_rmse", value)
             progress.advance(trial_task)
 
-        tuned = tune_xgboost(dataset, tuning_folds, trials=config.trials, seed=config.seed,
-                             on_trial=on_trial, class_weight=config.class_weight)  # fmt: skip
+        tuned = tune(family, dataset, tuning_folds, trials=trials, seed=config.seed,
+                     on_trial=on_trial, class_weight=config.class_weight)  # fmt: skip
         mlflow.log_params({"trials": tuned.trials, "pruned": tuned.pruned})
         if tuned.best_params:
             mlflow.log_metric("best_selection_rmse", tuned.best_value)
         tracking.log_json(tuned.best_params, "best_params.json")
+        tracking.log_tuning_charts(tuned, name)
     return tuned
+
+
+@dataclass
+class _Logged:
+    """What the winner's logging needs to know about the data, single-symbol or pooled."""
+
+    title: str  # "AVAXUSDT" or the pool's symbols
+    times: pd.DatetimeIndex
+    y: np.ndarray
+    importance_rows: pd.DataFrame  # rows to explain the final model on (its training matrix)
+    model_rows: pd.DataFrame  # rows of the served model's input (the input example)
+    lineage: dict[str, Any]
+    symbols: list[str] | None = None  # a pooled model's symbols
+    extra_plots: Callable[[Path], list[Path]] | None = None
+
+
+def run_charts(
+    results: list[CandidateResult],
+    winner: CandidateResult,
+    logged: _Logged,
+    folds: list[Fold],
+    selection: list[int],
+    spec: Any,
+    fee: float,
+    tmp: Path,
+) -> list[Path]:
+    """Every chart of a run (see :mod:`pricebot_training.charts`), drawn into ``tmp``."""
+    held = folds[-1].number
+    title = f"{logged.title} {spec.name}"
+    plots = [
+        plot_evaluation(
+            results, tmp / "evaluation.png",
+            f"{title}: out-of-sample pool value after {fee:.2%} per side", held_out=folds[-1],
+        ),
+        charts.plot_predicted_vs_realised(
+            winner, logged.y, folds, held, tmp / "predicted_vs_realised.png",
+            f"{title}: {winner.name} predicted against realised, out of sample",
+        ),
+        charts.plot_residuals(
+            winner, logged.times, logged.y, folds, held, tmp / "residuals.png",
+            f"{title}: {winner.name} residuals over time, out of sample",
+        ),
+    ]  # fmt: skip
+    if spec.is_classification:
+        plots.append(plot_calibration(
+            results, logged.y, folds, selection, tmp / "calibration.png",
+            f"{title}: calibration of the event probabilities",
+        ))  # fmt: skip
+        plots.append(charts.plot_roc(results, logged.y, folds, held, tmp / "roc.png",
+                                     f"{title}: ROC of the event probabilities"))  # fmt: skip
+    if logged.extra_plots is not None:
+        plots.extend(logged.extra_plots(tmp))
+    return plots
 
 
 def _log_winner(
@@ -367,47 +479,36 @@ def _log_winner(
     evaluated: _Evaluated,
     winner: CandidateResult,
     final_model: Any,
-    dataset: Dataset,
-    rows: np.ndarray,
+    logged: _Logged,
     folds: list[Fold],
+    spec: Any,
 ) -> str:
-    """Into the parent run and the winner's run: the table, the plots, the report, the model.
+    """Into the parent run and the winner's run: the table, the charts, the report, the model.
     Returns the logged model's URI."""
-    x, spec = dataset.features, dataset.spec
     selection = report.selection_folds
+    candidate = evaluated.candidates[winner.name]
+    requirements = candidate.plugin.requirements if candidate.plugin else ("xgboost",)
     with tempfile.TemporaryDirectory() as tmp:
-        plots = [
-            plot_evaluation(
-                evaluated.results,
-                Path(tmp) / "evaluation.png",
-                f"{dataset.symbol} {spec.name}: out-of-sample pool value after "
-                f"{report.fee:.2%} per side",
-                held_out=folds[-1],
-            )
-        ]
-        if spec.is_classification:
-            plots.append(
-                plot_calibration(
-                    evaluated.results, dataset.label.to_numpy(), folds, selection,
-                    Path(tmp) / "calibration.png",
-                    f"{dataset.symbol} {spec.name}: calibration of the event probabilities",
-                )
-            )  # fmt: skip
+        plots = run_charts(evaluated.results, winner, logged, folds, selection, spec,
+                           report.fee, Path(tmp))  # fmt: skip
         tracking.log_table(table)
         for plot in plots:
             tracking.log_file(plot)
         with mlflow.start_run(run_id=evaluated.run_ids[winner.name], nested=True):
-            importance = feature_importance(final_model, x.iloc[rows])
+            importance = feature_importance(final_model, logged.importance_rows,
+                                            family=candidate.plugin)  # fmt: skip
             tracking.log_importance(
-                importance, f"{winner.name}: feature importance ({dataset.symbol} {spec.name})"
+                importance, f"{winner.name}: feature importance ({logged.title} {spec.name})"
             )
-            tracking.log_json(dataset.lineage, "lineage.json")
+            tracking.log_json(logged.lineage, "lineage.json")
             tracking.log_table(table)
             for plot in plots:
                 tracking.log_file(plot)
-            mlflow.log_params({"final_train_rows": len(rows)})
+            mlflow.log_params({"final_train_rows": len(logged.importance_rows)})
             mlflow.set_tag("winner", "true")
-            info = tracking.log_forecaster(final_model, x.iloc[:5], spec.kind)
+            info = tracking.log_forecaster(final_model, logged.model_rows, spec.kind,
+                                           requirements=requirements,
+                                           symbols=logged.symbols)  # fmt: skip
     mlflow.log_metrics(tracking.finite(tracked_metrics(winner, selection, report.held_out_folds)))
     tracking.log_decision(report)
     return str(info.model_uri)
@@ -439,6 +540,11 @@ def _register(
         promoted = True
     mlflow.set_tag("registered_version", version)
     return version, promoted
+
+
+def tag_version(registry: Registry, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        registry.client.set_model_version_tag(name, version, key, value)
 
 
 def version_tags(report: TrainingReport, parent_run_id: str) -> dict[str, str]:

@@ -6,13 +6,17 @@ Candidate and trial runs are nested under one parent run per training job; every
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 
 from pricebot.evaluation import METRICS, CandidateResult, Fold
@@ -147,27 +151,98 @@ def log_importance(importance: dict, title: str, prefix: str = "") -> None:
         mlflow.log_artifact(str(path))
 
 
-def pip_requirements() -> list[str]:
-    """Pinned to what trained the model, so `log_model` does not spend seconds inferring."""
+def log_tuning_charts(tuned: Any, name: str) -> None:
+    """Into the active run: Optuna's optimisation history and parameter importance."""
+    from pricebot_training.charts import plot_tuning
+
+    if tuned.study is None:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_tuning(tuned.study, Path(tmp) / "optuna_history.png", name)
+        for chart in Path(tmp).glob("*.png"):
+            mlflow.log_artifact(str(chart))
+        del path
+
+
+BASE_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "cloudpickle")
+
+
+def pip_requirements(extra: tuple[str, ...] = ("xgboost",)) -> list[str]:
+    """Pinned to what trained the model, so `log_model` does not spend seconds inferring:
+    the base set and the candidate family's own distributions (``extra``)."""
     from importlib.metadata import version
 
-    packages = ["mlflow", "numpy", "pandas", "scikit-learn", "xgboost", "cloudpickle"]
-    return [f"{p}=={version(p)}" for p in packages]
+    packages = list(dict.fromkeys([*BASE_REQUIREMENTS, *extra]))
+    # an entry with a version already (``--requirement name==1.2``) is taken as written
+    return [p if any(op in p for op in "=<>~@") else f"{p}=={version(p)}" for p in packages]
 
 
-def log_forecaster(estimator: Any, features: pd.DataFrame, kind: str) -> Any:
-    """Log the fitted estimator as the pyfunc model ``model`` of the active run."""
+@contextlib.contextmanager
+def _no_uv_project() -> Iterator[None]:
+    """MLflow copies the uv.lock of the working directory into a model logged from inside a uv
+    project (pricebot's own lock, here), and ``mlflow models serve --env-manager uv`` would then
+    rebuild pricebot's whole environment instead of the model's requirements.txt. Off while
+    logging; the environment is restored afterwards."""
+    keys = ("MLFLOW_UV_AUTO_DETECT", "MLFLOW_LOG_UV_FILES")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(dict.fromkeys(keys, "false"))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def portable_model_file() -> Path:
+    """The models-from-code file (:mod:`pricebot.portable_model`), found without importing it
+    (importing it would set MLflow's current model in this process)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pricebot.portable_model")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("pricebot.portable_model is missing from the installation")
+    return Path(spec.origin)
+
+
+def log_forecaster(
+    estimator: Any,
+    features: pd.DataFrame,
+    kind: str,
+    *,
+    requirements: tuple[str, ...] = ("xgboost",),
+    symbols: list[str] | None = None,
+) -> Any:
+    """Log the fitted estimator as the pyfunc model ``model`` of the active run, portable: the
+    model is :mod:`pricebot.portable_model` plus the pickled estimator, with requirements
+    pinned to the versions installed here (``requirements``: the candidate family's own).
+
+    ``features`` are rows of the feature columns (the input example); ``symbols`` makes it a
+    pooled model, whose input also has a ``symbol`` column and whose estimator was fitted with
+    one indicator column per symbol after the features."""
+    import pickle
+
     from mlflow.models import infer_signature
 
-    from pricebot.forecaster import Forecaster
+    from pricebot.pooling import SYMBOL_COLUMN
 
-    forecaster = Forecaster(estimator, list(features.columns), kind)
-    example = features.iloc[:5].astype("float64")
-    signature = infer_signature(example, forecaster.predict(None, example))
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=forecaster,
-        signature=signature,
-        input_example=example,
-        pip_requirements=pip_requirements(),
-    )
+    columns = [c for c in features.columns if c != SYMBOL_COLUMN]
+    example = features[columns].iloc[:5].astype("float64")
+    if symbols:
+        example = example.assign(**{SYMBOL_COLUMN: features[SYMBOL_COLUMN].iloc[:5].to_numpy()})
+    signature = infer_signature(example, np.zeros(len(example)))
+    config = {"columns": columns, "kind": kind, "symbols": list(symbols or [])}
+    with tempfile.TemporaryDirectory() as tmp, _no_uv_project():
+        path = Path(tmp) / "estimator.pkl"
+        path.write_bytes(pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(portable_model_file()),
+            artifacts={"estimator": str(path)},
+            model_config=config,
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(requirements),
+        )

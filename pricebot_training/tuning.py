@@ -1,24 +1,30 @@
-"""Optuna tuning of XGBoost on the walk-forward folds, with a trial budget and a fixed seed.
+"""Optuna tuning of each tunable candidate on the walk-forward folds, within a trial budget.
 
 The objective is the mean out-of-sample RMSE (for classifiers: RMSE of the probability, i.e. the
 square root of the Brier score) over the *selection* folds, every fold but the newest: the newest
 fold is held out for the promotion decision (:mod:`pricebot.gate`), so the model that is
 promoted was not chosen on it; the job passes only the selection folds here.
+
+The budget (``--trials``) is shared by the tunable candidates in proportion to their declared
+weight (:func:`pricebot_training.candidates.split_trials`: trees 3, linear models 1, since a
+tree's search space has seven dimensions and a linear model's one or two). Each study's first
+trial is the family's defaults, so tuning can only keep or improve the selection-fold score, and
+a family given one trial runs at its defaults. Samplers are seeded (TPE), so a run repeats.
 A median pruner stops trials that are already worse than the median after a fold.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pricebot.dataset import Dataset
 from pricebot.evaluation import Fold
 from pricebot.forecaster import predict_values
-from pricebot_training.candidates import ClassWeight, fit, xgboost_candidate
+from pricebot_training.candidates import CandidatePlugin, ClassWeight, fit
 
 TrialCallback = Callable[[int, dict[str, Any], float | None, str], None]
 
@@ -29,22 +35,14 @@ class TuningResult:
     best_value: float
     trials: int
     pruned: int
+    # (number, value or None, state) per trial, for the optimisation-history chart
+    history: list[tuple[int, float | None, str]] = field(default_factory=list)
+    study: Any = field(default=None, repr=False)  # the optuna study (charts), when tuned
 
 
-def search_space(trial: Any) -> dict[str, Any]:
-    return {
-        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=25),
-        "max_depth": trial.suggest_int("max_depth", 2, 7),
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 100.0, log=True),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-    }
-
-
-def tune_xgboost(
-    dataset: Dataset,
+def tune(
+    family: CandidatePlugin,
+    dataset: Any,
     folds: Sequence[Fold],
     *,
     trials: int,
@@ -52,16 +50,20 @@ def tune_xgboost(
     on_trial: TrialCallback | None = None,
     class_weight: ClassWeight = "balanced",
 ) -> TuningResult:
-    """Run ``trials`` Optuna trials; ``on_trial(number, params, value, state)`` after each."""
+    """Run ``trials`` Optuna trials of ``family``; ``on_trial(number, params, value, state)``
+    after each. ``dataset`` has ``features``, ``label`` and ``spec`` (a single-symbol or a pooled
+    dataset)."""
+    if family.search_space is None or trials <= 0:
+        return TuningResult({}, math.nan, 0, 0)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = dataset.spec
     x, y = dataset.features, dataset.label
+    space = family.search_space
 
     def objective(trial: optuna.Trial) -> float:
-        params = search_space(trial)
-        candidate = xgboost_candidate(spec, params, seed)
+        candidate = family.candidate(spec, space(trial, spec), seed)
         errors = []
         for step, fold in enumerate(folds):
             model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
@@ -78,17 +80,22 @@ def tune_xgboost(
 
     study = optuna.create_study(
         direction="minimize",
+        study_name=family.name_for(spec),
         sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
     )
-    if trials > 0:
-        study.optimize(objective, n_trials=trials, callbacks=[callback], gc_after_trial=False)
+    # The defaults first (each family keeps them inside its own search space).
+    study.enqueue_trial(family.defaults(spec), skip_if_exists=True)
+    study.optimize(objective, n_trials=trials, callbacks=[callback], gc_after_trial=False)
+    history = [(t.number, t.value, t.state.name.lower()) for t in study.trials]
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        return TuningResult({}, float("nan"), len(study.trials), len(study.trials))
+        return TuningResult({}, math.nan, len(study.trials), len(study.trials), history, study)
     return TuningResult(
         dict(study.best_params),
         float(study.best_value),
         len(study.trials),
         len(study.trials) - len(completed),
+        history,
+        study,
     )

@@ -11,7 +11,17 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from pricebot_cli.commands import archive, backfill, db, ingest, models, score, transform
+    from pricebot_cli.commands import (
+        archive,
+        backfill,
+        dataset,
+        db,
+        ingest,
+        models,
+        predict,
+        score,
+        transform,
+    )
 
-    for module in (db, archive, backfill, ingest, transform, models, score):
+    for module in (db, archive, backfill, ingest, transform, models, score, predict, dataset):
         module.register(app)

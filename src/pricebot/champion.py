@@ -70,12 +70,15 @@ class ServedModel:
     feature_importance: dict[str, float] | None = None
     market: str | None = None  # version tag ``market``: the class of its training candles
     estimator: Any = field(default=None, repr=False)  # the fitted estimator inside ``model``
+    pooled: bool = False  # a pooled model (tag pool=true): its input also names the symbol
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
         frame = pd.DataFrame(
             np.asarray(values, dtype="float64").reshape(1, -1), columns=list(self.columns)
         )
+        if self.pooled:  # pricebot.portable_model: feature columns plus "symbol"
+            frame["symbol"] = self.symbol
         return float(np.asarray(self.model.predict(frame), dtype="float64").ravel()[0])
 
     def explain(self, values: np.ndarray, top: int) -> Any:
@@ -397,7 +400,8 @@ class ModelPool:
             model = self._loader(f"models:/{slot.name}/{version.version}")
         else:
             model = self.registry.load(slot.name, version.version)
-        _check_columns(model, columns, feature_set)
+        pooled = tags.get("pool") == "true"
+        _check_columns(model, (*columns, "symbol") if pooled else columns, feature_set)
         metrics, importance = self._run_details(version.run_id)
         return ServedModel(
             symbol=slot.symbol,
@@ -415,6 +419,7 @@ class ModelPool:
             feature_importance=importance,
             market=tags.get("market"),
             estimator=estimator_of(model),
+            pooled=pooled,
         )
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:

@@ -261,3 +261,8 @@ class ServiceConfigError(PricebotError, ValueError):
 class ExplanationUnavailableError(PricebotError, ValueError):
     """The served model is of a kind whose answers cannot be decomposed into feature
     contributions (only tree ensembles and linear models can); the message names it."""
+
+
+class ModelSignatureError(PricebotError, ValueError):
+    """A model brought from elsewhere does not take the feature set's columns (or is not a
+    model at all); the message names what differs and how to fit it right."""

@@ -5,8 +5,9 @@ the CLI, the one-machine stack) goes through :class:`Registry`. It wraps one ``M
 and gives the operations the product needs: is the server there, which version does an alias
 point at, load a version, move an alias with its audit trail, the alias history, listings.
 
-Naming is fixed here too: ``pricebot-<symbol>-<target>`` in lower case, aliases ``champion``
-(served) and ``challenger`` (the newest candidate).
+Naming is fixed here too: ``pricebot-<symbol>-<target>`` in lower case, a pooled model
+``pricebot-pool-<label>-<target>``, aliases ``champion`` (served) and ``challenger`` (the newest
+candidate).
 
 MLflow is imported lazily: the core's serving and monitoring modules import this one without
 MLflow loaded, and ``pricebot --help`` stays quick.
@@ -15,12 +16,14 @@ MLflow loaded, and ``pricebot --help`` stays quick.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pricebot.errors import AliasMoveError, TrackingUnavailableError
+from pricebot.errors import AliasMoveError, TrackingUnavailableError, UsageError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -45,6 +48,30 @@ _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 def model_name(symbol: str, target: str) -> str:
     """``pricebot-<symbol>-<target>`` in lower case, e.g. ``pricebot-btcusdt-ret24h``."""
     return f"pricebot-{symbol.lower()}-{target.lower()}"
+
+
+#: Pooled models (one model over several symbols, :mod:`pricebot.pooling`).
+POOL_PREFIX = "pricebot-pool-"
+
+
+def pool_label(symbols: Sequence[str]) -> str:
+    """8 hex digits naming a set of symbols (order and case do not matter)."""
+    text = ",".join(sorted({s.upper() for s in symbols}))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def pool_model_name(symbols: Sequence[str], target: str, label: str | None = None) -> str:
+    """``pricebot-pool-<label>-<target>`` in lower case; the label defaults to
+    :func:`pool_label` of the symbols, so the same symbols always name the same pool. Its
+    symbols are in the registered model's tag ``symbols``."""
+    label = label or pool_label(symbols)
+    if not label.replace("-", "").isalnum():
+        raise UsageError(f"A pool label is letters, digits and dashes, not {label!r}.")
+    return f"{POOL_PREFIX}{label.lower()}-{target.lower()}"
+
+
+def is_pool_name(name: str) -> bool:
+    return name.startswith(POOL_PREFIX)
 
 
 def model_uri(symbol: str, target: str, alias: str = CHAMPION) -> str:

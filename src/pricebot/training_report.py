@@ -31,7 +31,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,17 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class CrossSectionReport:
+    """A pooled model's cross-sectional pool (:mod:`pricebot.cross_section`) and its rival."""
+
+    model: str  # the candidate whose predictions it ranks (the winner)
+    rule: str
+    strategy: CandidateReport
+    equal_weight_hold: CandidateReport
+    held_share_heldout: dict[str, float]  # share of the held-out periods each coin (or cash)
+
+
+@dataclass(frozen=True)
 class TrainingReport:
     symbol: str
     target: str
@@ -144,6 +155,13 @@ class TrainingReport:
     refit_rows: int
     registration: Registration | None = None
     schema: int = REPORT_SCHEMA
+    # A pooled model (pricebot.pooling): its symbols, every candidate's figures on each symbol's
+    # own rows, the gate's decision on each symbol's held-out window (``decision`` combines
+    # them), and the cross-sectional pool's figures. Empty for a single-symbol model.
+    symbols: list[str] = field(default_factory=list)
+    per_symbol: dict[str, list[CandidateReport]] = field(default_factory=dict)
+    per_symbol_decisions: dict[str, PromotionDecision] = field(default_factory=dict)
+    cross_section: CrossSectionReport | None = None
 
     @property
     def selection_folds(self) -> list[int]:
@@ -423,13 +441,40 @@ def report_title(report: TrainingReport) -> str:
 
 def report_cells(report: TrainingReport) -> tuple[list[str], list[list[str]]]:
     """Headings and one row of formatted cells per candidate (the winner marked with *)."""
+    return _cells(report, report.candidates)
+
+
+def report_symbol_cells(report: TrainingReport) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """For a pooled model: per symbol, the same table over the symbol's own rows."""
+    return {symbol: _cells(report, rows) for symbol, rows in report.per_symbol.items()}
+
+
+def cross_section_line(report: TrainingReport) -> str | None:
+    """A pooled model's cross-sectional pool on the held-out fold, against its rivals."""
+    found = report.cross_section
+    if found is None:
+        return None
+    strategy = found.strategy.held_out
+    hold = found.equal_weight_hold.held_out
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in found.held_share_heldout.items())
+    return (
+        f"cross-section ({found.model}: hold the coin with the best prediction after fees): "
+        f"held-out pool value {strategy.get('pool_value_net', math.nan):.4f} against "
+        f"equal-weight buy-and-hold {hold.get('pool_value_net', math.nan):.4f} and cash 1.0000"
+        + (f"; periods held: {shares}" if shares else "")
+    )
+
+
+def _cells(
+    report: TrainingReport, candidates: Sequence[CandidateReport]
+) -> tuple[list[str], list[list[str]]]:
     columns = list(REPORT_COLUMNS)
     if report.kind == "classification":
         columns = [c for c in columns if c[2] != "mae"] + list(CLASSIFIER_COLUMNS)
         columns.append(("threshold", "", "threshold"))
     headings = ["candidate", "kind", *(h for h, _, _ in columns)]
     rows = []
-    for candidate in report.candidates:
+    for candidate in candidates:
         cells = [
             candidate.name + (" *" if candidate.name == report.winner.name else ""),
             candidate.kind,

@@ -108,7 +108,8 @@ def test_cli_train_prints_every_candidate_and_registers_a_challenger(
 
     text = flat(output)
     for candidate in ("no_change", "momentum", "recent_mean", "buy_and_hold", "cash", "ridge",
-                      "huber", "xgboost"):  # fmt: skip
+                      "lasso", "elasticnet", "huber", "xgboost", "lightgbm",
+                      "catboost"):  # fmt: skip
         assert candidate in text
     assert f"registered {NAME} version 1 @challenger" in text
     assert Registry(uri).alias_version(NAME, CHALLENGER) == "1"
@@ -154,10 +155,14 @@ def test_the_parent_run_holds_lineage_folds_and_nested_candidate_and_trial_runs(
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
 
     names = {r.data.tags["mlflow.runName"] for r in children}
-    assert {"baseline no_change", "ridge", "huber", "xgboost", "xgboost tuning"} <= names
-    tuning = next(r for r in children if r.data.tags["mlflow.runName"] == "xgboost tuning")
-    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == tuning.info.run_id]
+    assert {"baseline no_change", "ridge", "huber", "xgboost", "lightgbm", "catboost",
+            "xgboost tuning"} <= names  # fmt: skip
+    # --trials 2: the budget's two trials go to the two families with the largest shares
+    tunings = [r for r in children if r.data.tags.get("stage") == "tuning"]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") in
+              {t.info.run_id for t in tunings}]  # fmt: skip
     assert len(trials) == 2
+    assert {t.data.tags["candidate"] for t in tunings} == {"xgboost", "lightgbm"}
     assert parent.data.params["dataset.rows"] == str(3 * 1440 - 60)
     assert len(parent.data.tags["dataset.sha256"]) == 64
     xgb_run = next(r for r in children if r.data.tags["mlflow.runName"] == "xgboost")
