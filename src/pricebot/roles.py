@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql
 
 from pricebot.db import Credentials, connect
-from pricebot.errors import UsageError
+from pricebot.errors import RoleConfigError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ API_KEYS_SECRET_ENV = "PRICEBOT_API_KEYS_SECRET_ARN"  # noqa: S105 - a variable 
 PASSWORD_LENGTH = 40
 API_KEY_LENGTH = 40
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class RoleConfigError(UsageError):
-    """``PRICEBOT_DB_ROLE_SECRETS`` or a role's secret is not what this module expects."""
 
 
 @dataclass(frozen=True)

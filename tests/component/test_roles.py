@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from pricebot import db
+from pricebot.errors import RoleConfigError
 from pricebot.roles import (
     API_KEYS_SECRET_ENV,
     ROLE_SECRETS_ENV,
     LoginRole,
-    RoleConfigError,
     memberships,
     provision_from_env,
     rotate_password,
