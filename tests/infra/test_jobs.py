@@ -32,7 +32,7 @@ def env(stack: Stack, key: str) -> dict[str, str]:
     ("task", "command"),
     [
         ("migrate", ["db", "upgrade"]),
-        ("bootstrap", ["bootstrap", "--history-days", "90"]),
+        ("bootstrap", ["bootstrap", "--history-days", "90", "--trials", "30"]),
         ("score", ["score", "--publish-metrics"]),
     ],
 )
@@ -141,7 +141,11 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         "service": ("service", "pricebot-test-service", None),
         "monitoring": ("monitoring", "pricebot-test-monitoring", ("monitor", "--host", "0.0.0.0")),
         "migrate": ("job", "pricebot-test-migrate", ("db", "upgrade")),
-        "bootstrap": ("job", "pricebot-test-bootstrap", ("bootstrap", "--history-days", "90")),
+        "bootstrap": (
+            "job",
+            "pricebot-test-bootstrap",
+            ("bootstrap", "--history-days", "90", "--trials", "30"),
+        ),
         "training": ("job", "pricebot-test-training", None),
         "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
     }
