@@ -11,7 +11,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from pricebot_cli.commands import archive, db, ingest, models, score, transform
+    from pricebot_cli.commands import archive, bootstrap, db, ingest, models, score, transform
 
-    for module in (db, archive, ingest, transform, models, score):
+    for module in (db, archive, ingest, transform, models, score, bootstrap):
         module.register(app)

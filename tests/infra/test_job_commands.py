@@ -104,3 +104,38 @@ def test_score_alone_publishes_nothing(settings_env: str, cloudwatch: Any) -> No
 
     assert result.exit_code == 0, result.output
     assert cloudwatch.list_metrics(Namespace=mh.NAMESPACE)["Metrics"] == []
+
+
+def test_bootstrap_on_a_bootstrapped_stack_only_looks(
+    settings_env: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from pricebot.registry import Registry, model_name
+    from pricebot.settings import get_settings
+    from pricebot_cli import app
+
+    # Given a symbol with 31 days of history and a champion (the tracking server is shared, so
+    # the symbol is this test's own)
+    symbol = f"BS{uuid.uuid4().hex[:8].upper()}"
+    with psycopg.connect(settings_env) as conn:
+        store_candles(conn, symbol, datetime.now(UTC) - timedelta(days=31), [100.0])
+    client = Registry(tracking_uri).client
+    run = client.create_run(client.create_experiment(f"bootstrap-{symbol}"))
+    name = model_name(symbol, "ret1h")
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model",
+                                          run_id=run.info.run_id)  # fmt: skip
+    client.set_registered_model_alias(name, "champion", version.version)
+    monkeypatch.setenv("PRICEBOT_SYMBOLS", symbol)
+    monkeypatch.setenv("PRICEBOT_TARGETS", "ret1h")
+    get_settings.cache_clear()
+
+    # When the bootstrap task's command runs
+    result = CliRunner().invoke(app, ["bootstrap", "--history-days", "30", "--trials", "1"])
+
+    # Then it has nothing to do, and trains nothing
+    assert result.exit_code == 0, result.output
+    assert f"{name}: served (@champion = v1)" in result.output
+    assert "nothing to do" in result.output
+    assert [v.version for v in client.search_model_versions(f"name='{name}'")] == ["1"]

@@ -151,19 +151,12 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
     }
 
 
-BOOTSTRAP_MISSING = pytest.mark.xfail(
-    strict=True,
-    reason="`pricebot bootstrap` is not written yet: the command should run "
-    "pricebot.bootstrap.plan_bootstrap, then backfill, transform and train what it lists",
-)
-
-
 @pytest.mark.parametrize(
     "task",
     [
         "migrate",
         "monitoring",
-        pytest.param("bootstrap", marks=BOOTSTRAP_MISSING),
+        "bootstrap",
         "score",
     ],
 )
