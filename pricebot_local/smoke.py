@@ -19,14 +19,21 @@ class SmokeCheckError(PricebotError, RuntimeError):
     """The stack came up but does not do its job; the message says which part."""
 
 
+def service_headers() -> dict[str, str]:
+    from pricebot_local.stack import service_headers as headers
+
+    return headers()
+
+
 def check_stack(stack: Stack, screenshot: Path | None = None) -> dict[str, float]:
     """Ask for a prediction per symbol and draw the monitoring page; returns the predictions."""
     predictions = {}
     for symbol in stack.settings.symbols:
         target = stack.settings.targets[0]
         answer = httpx.post(
-            f"{stack.service_url}/predict", json={"symbol": symbol, "target": target}, timeout=30
-        )
+            f"{stack.service_url}/predict", json={"symbol": symbol, "target": target},
+            headers=service_headers(), timeout=30,
+        )  # fmt: skip
         if answer.status_code != 200:
             raise SmokeCheckError(f"predict {symbol}: HTTP {answer.status_code}: {answer.text}")
         predictions[symbol] = answer.json()["prediction"]
@@ -46,7 +53,7 @@ def sample_predictions(stack: Stack) -> Table:
         try:
             answer = httpx.post(
                 f"{stack.service_url}/predict", json={"symbol": symbol, "target": target},
-                timeout=30,
+                headers=service_headers(), timeout=30,
             )  # fmt: skip
         except httpx.HTTPError as exc:
             table.add_row(symbol, target, f"[red]{exc}", "", "", "")

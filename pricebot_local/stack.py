@@ -1,11 +1,17 @@
 """The one-machine stack: everything the cloud runs, started and supervised on this machine.
 
-``pricebot up`` is the product's front door. It starts, in order: a PostgreSQL kept under
-``PRICEBOT_HOME`` (a restart keeps the data), the MLflow tracking server on it, the market source
-(Binance when reachable, else the simulated exchange — said plainly), a backfill, features, a
-trained and promoted model per symbol (reused on a warm start), the BentoML service and the
-Streamlit page; then a scheduler does locally what EventBridge does in the cloud: ingest and
-transform every minute, score logged predictions, retrain daily. Ctrl-C stops every child.
+``pricebot up`` is the product's front door. It starts a PostgreSQL kept under ``PRICEBOT_HOME``
+(a restart keeps the data), the MLflow tracking server on it, the market source (Binance when
+reachable, else the simulated exchange — said plainly), a backfill, features, a trained and
+promoted model per symbol (reused on a warm start), the BentoML service and the Streamlit page;
+then a scheduler does locally what EventBridge does in the cloud: ingest and transform every
+minute, score logged predictions, retrain daily. Ctrl-C stops every child.
+
+What does not wait for another part starts at once, and boots while the rest works: once
+PostgreSQL is up, the MLflow server, the exchange, the page and the service are all started,
+then the backfill runs while MLflow boots, and the models train while the service boots (it
+follows the champion alias by itself, polling every few seconds here, so each symbol is served
+as soon as its model is promoted). Each step prints its seconds.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from rich.console import Console
@@ -30,8 +38,14 @@ from pricebot.errors import PricebotError
 from pricebot.settings import Settings
 from pricebot_local.localdb import LocalPostgres
 
+if TYPE_CHECKING:
+    from pricebot.registry import Registry
+
 console = Console()
 OFFLINE_TARGET = "ret1h"
+#: How often the local service looks up the champion alias (the cloud's default is 30 s): a
+#: model promoted while the stack starts is served within seconds.
+SERVICE_POLL_SECONDS = 3.0
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -82,6 +96,7 @@ class Stack:
     market_url: str = ""
     market_name: str = ""
     events: list[str] = field(default_factory=list)
+    _registry: Registry | None = field(default=None, repr=False)
 
     # --- paths and URLs -------------------------------------------------------------------------
     @property
@@ -148,13 +163,25 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.check_ports()
+        # The supervisor asks the registry about champions later; MLflow's client takes seconds
+        # to import, which can happen while PostgreSQL and MLflow's server start.
+        threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
         self.step("PostgreSQL", self.start_postgres)
-        self.step("MLflow tracking server", self.start_mlflow)
-        self.step("Market data source", self.start_market)
+        self.step("Started MLflow, the market source, the service and the page",
+                  self.start_children)  # fmt: skip
+        self.step("Market data source", self.wait_market)
         self.step("Backfill and features", self.refresh_data)
+        self.step("MLflow tracking server", self.wait_mlflow)
         self.step("Models", self.ensure_models)
-        self.step("Prediction service", self.start_service)
-        self.step("Monitoring page", self.start_monitor)
+        self.step("Prediction service", self.wait_service)
+        self.step("Monitoring page", self.wait_monitor)
+
+    def start_children(self) -> None:
+        """Everything that needs only PostgreSQL starts now and boots in the background."""
+        self.start_mlflow()
+        self.choose_market()
+        self.start_service()
+        self.start_monitor()
 
     def step(self, title: str, action: Callable[[], object]) -> None:
         started = time.perf_counter()
@@ -172,10 +199,10 @@ class Stack:
         db.upgrade(self.database_url)
 
     def start_mlflow(self) -> None:
-        from pricebot_local.localmlflow import server_command, server_env, wait_healthy
+        from pricebot_local.localmlflow import server_command, server_env
 
         assert self.postgres is not None
-        child = self.spawn(
+        self.spawn(
             "mlflow",
             server_command(
                 self.postgres.url("mlflow"), self.home / "mlartifacts", self.settings.mlflow_port
@@ -183,9 +210,19 @@ class Stack:
             self.tracking_uri,
             env=server_env(),
         )
-        wait_healthy(self.tracking_uri, timeout=120, process=child.process)
 
-    def start_market(self) -> None:
+    def wait_mlflow(self) -> None:
+        from pricebot_local.localmlflow import wait_healthy
+
+        wait_healthy(self.tracking_uri, timeout=180, process=self.child("mlflow").process)
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def choose_market(self) -> None:
+        """Binance when it answers (unless offline), else the simulated exchange (started here,
+        waited for in :meth:`wait_market`); offline, the demo's target is the one the simulated
+        market can teach."""
         if self.options.offline is not True and binance_reachable(self.settings.binance_url):
             self.market_url, self.market_name = self.settings.binance_url, "Binance"
             return
@@ -197,7 +234,6 @@ class Stack:
              "--history-days", str(self.history.days + 2), "--market", "swinging"],
             f"http://127.0.0.1:{port}",
         )  # fmt: skip
-        wait_http(f"{child.url}/api/v3/ping", child)
         self.market_url, self.market_name = child.url, "simulated exchange"
         console.print(
             f"[yellow]Binance is out of reach ({self.settings.binance_url}): using the simulated "
@@ -211,6 +247,11 @@ class Stack:
                 f"[yellow]Offline demo: training {OFFLINE_TARGET} on the simulated market's "
                 "hour-scale swings (set PRICEBOT_TARGETS to choose).[/]"
             )
+
+    def wait_market(self) -> None:
+        exchange = next((c for c in self.children if c.name == "exchange"), None)
+        if exchange is not None:
+            wait_http(f"{exchange.url}/api/v3/ping", exchange)
 
     @property
     def history(self) -> timedelta:
@@ -260,28 +301,60 @@ class Stack:
                 console.print(f"  {symbol} {target}: {note}; {champion}")
 
     def has_champion(self, symbol: str, target: str) -> bool:
-        from pricebot.registry import Registry
-
         try:
-            return Registry(self.tracking_uri).has_champion(symbol, target)
+            return self.registry.has_champion(symbol, target)
         except Exception:  # a registry that cannot answer has no champion we could serve
             return False
 
+    @property
+    def registry(self) -> Registry:
+        """One registry client for the supervisor's look-ups (MLflow's client is slow to make)."""
+        from pricebot.registry import Registry
+
+        if self._registry is None:
+            self._registry = Registry(self.tracking_uri)
+        return self._registry
+
     def start_service(self) -> None:
+        """Start the service before there is a model to serve: it boots while the models train,
+        and its poller finds each champion (every PRICEBOT_ALIAS_POLL_SECONDS; here
+        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted."""
         port = str(self.settings.service_port)
-        child = self.spawn(
+        poll = os.environ.get("PRICEBOT_ALIAS_POLL_SECONDS", str(SERVICE_POLL_SECONDS))
+        self.spawn(
             "service", [sys.executable, "-m", "pricebot_cli", "serve", "--port", port],
-            self.service_url,
+            self.service_url, env={"PRICEBOT_ALIAS_POLL_SECONDS": poll},
         )  # fmt: skip
-        wait_http(f"{self.service_url}/readyz", child, timeout=180)
+
+    def wait_service(self, timeout: float = 180.0) -> None:
+        """Ready, and answering for every symbol that has a champion (the poller may not have
+        seen a champion promoted a moment ago yet)."""
+        child = self.child("service")
+        deadline = time.monotonic() + timeout
+        wait_http(f"{self.service_url}/readyz", child, timeout=timeout)
+        target = self.settings.targets[0]
+        for symbol in self.settings.symbols:
+            if not self.has_champion(symbol, target):
+                continue
+            while not answers(self.service_url, symbol, target):
+                if not child.alive():
+                    raise RuntimeError(f"service exited; see {child.log}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the service did not serve {symbol} {target}'s champion within "
+                        f"{timeout:.0f}s; see {child.log}"
+                    )
+                time.sleep(0.3)
 
     def start_monitor(self) -> None:
         port = str(self.settings.monitor_port)
-        child = self.spawn(
+        self.spawn(
             "monitor", [sys.executable, "-m", "pricebot_cli", "monitor", "--port", port],
             self.monitor_url,
         )  # fmt: skip
-        wait_http(f"{self.monitor_url}/_stcore/health", child, timeout=120)
+
+    def wait_monitor(self) -> None:
+        wait_http(f"{self.monitor_url}/_stcore/health", self.child("monitor"), timeout=120)
 
     def spawn(
         self, name: str, command: list[str], url: str, env: dict[str, str] | None = None
@@ -387,6 +460,11 @@ def print_evaluation(path: Path) -> None:
     console.print(f"{verdict}: {report.decision.reason}", soft_wrap=True)
 
 
+def _import_mlflow() -> None:
+    with contextlib.suppress(Exception):
+        import mlflow.tracking  # noqa: F401
+
+
 def die_with_parent() -> None:
     """In the child before exec: have the kernel send SIGTERM if the supervisor dies.
 
@@ -430,6 +508,24 @@ def binance_reachable(base_url: str, timeout: float = 3.0) -> bool:
         return httpx.get(f"{base_url}/api/v3/ping", timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def service_headers() -> dict[str, str]:
+    """The API key the service expects, when one is configured (PRICEBOT_API_KEYS)."""
+    keys = [k.strip() for k in os.environ.get("PRICEBOT_API_KEYS", "").split(",") if k.strip()]
+    return {"X-API-Key": keys[0]} if keys else {}
+
+
+def answers(service_url: str, symbol: str, target: str) -> bool:
+    """Does the service answer a prediction for ``symbol`` now?"""
+    try:
+        response = httpx.post(
+            f"{service_url}/predict", json={"symbol": symbol, "target": target},
+            headers=service_headers(), timeout=10,
+        )  # fmt: skip
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
 
 
 def wait_http(url: str, child: Child, timeout: float = 60.0) -> None:

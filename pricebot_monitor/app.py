@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 
+import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from pricebot import errors, monitoring
 from pricebot.errors import DatabaseUnavailableError, TargetSpecError
@@ -21,6 +23,7 @@ from pricebot.targets import TargetSpec, parse_target
 from pricebot_monitor import charts, data
 
 DEFAULT_DAYS = 7
+EMPTY_POINTS = pd.DataFrame(columns=["time", "end_time", "predicted_price", "end_close"])
 
 
 @contextmanager
@@ -59,6 +62,28 @@ def default_range(span: tuple[datetime, datetime] | None) -> tuple[datetime, dat
     return start, end
 
 
+def opening_choice() -> dict[str, str]:
+    """What the page's address asked for when the session opened (``?symbol=ETHUSDT&target=
+    ret24h&start=2026-05-01T00:00&end=2026-06-01T00:00&model=champion``): read once, so the
+    widgets' defaults, and with them the widgets, stay the same for the whole session."""
+    if "opening_choice" not in st.session_state:
+        st.session_state["opening_choice"] = {k: st.query_params[k] for k in st.query_params}
+    return st.session_state["opening_choice"]
+
+
+def asked_moment(asked: dict[str, str], key: str, default: datetime) -> datetime:
+    """A moment from the address (ISO 8601, UTC), or ``default`` when absent or unreadable."""
+    try:
+        value = datetime.fromisoformat(asked[key])
+    except (KeyError, ValueError):
+        return default
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def index_of(options: list[str], wanted: str | None) -> int:
+    return options.index(wanted) if wanted in options else 0
+
+
 def model_label(choices: monitoring.ModelChoices | None) -> Callable[[str], str]:
     def label(option: str) -> str:
         if option == CHAMPION:
@@ -76,6 +101,7 @@ def main() -> None:
     st.title("pricebot: how the models did")
     settings = get_settings()
     url, uri = settings.database_url, monitoring.tracking_uri()
+    asked = opening_choice()
 
     try:
         symbols = data.symbols(url, tuple(settings.symbols))
@@ -84,62 +110,73 @@ def main() -> None:
         st.stop()
     sidebar = st.sidebar
     sidebar.header("What to show")
-    symbol = sidebar.selectbox("Symbol", symbols)
+    symbol = sidebar.selectbox("Symbol", symbols, index=index_of(symbols, asked.get("symbol")))
     try:
         targets = data.targets(url, symbol, tuple(settings.targets))
         span = data.candle_span(url, symbol)
     except DatabaseUnavailableError as exc:
         st.error(f"The database is unreachable. {exc}")
         st.stop()
-    target = sidebar.selectbox("Target", targets)
+    target = sidebar.selectbox("Target", targets, index=index_of(targets, asked.get("target")))
     default_start, default_end = default_range(span)
-    start = moment("Start", default_start)
-    end = moment("End", default_end)
-
-    choices: monitoring.ModelChoices | None = None
-    registry_problem: str | None = None
+    start = moment("Start", asked_moment(asked, "start", default_start))
+    end = moment("End", asked_moment(asked, "end", default_end))
+    # Messages about the choice go above the charts, though some are known only later.
+    notes = st.container()
     try:
-        choices = data.model_choices(uri, symbol, target)
-    except errors.TrackingUnavailableError as exc:
-        registry_problem = str(exc)
-    options = [monitoring.AS_LOGGED]
-    if choices and choices.versions:
-        options = [CHAMPION, monitoring.AS_LOGGED, *choices.versions]
-    if choices and not choices.champion and choices.versions:
-        options.remove(CHAMPION)
-    model = sidebar.selectbox("Model", options, format_func=model_label(choices))
-    sidebar.caption(
-        "A registered version served on less than half of the range is replayed over it: "
-        "computed now from the stored features, and labelled as a replay."
-    )
-
-    if registry_problem:
-        st.warning(registry_problem)
-    elif choices is not None and not choices.versions:
-        st.info(
-            f"No model is registered for {symbol} {target} yet: run `pricebot train --symbol "
-            f"{symbol}`. Prices and data health are shown; predictions appear once a model "
-            "serves or is registered."
-        )
-    try:
-        monitoring.check_range(start, end)
+        monitoring.check_range(start, end, settings.monitor_max_range_days)
         spec = parse_target(target)
     except (errors.RangeError, TargetSpecError) as exc:
         st.error(str(exc))
         st.stop()
     if span is None:
-        st.info(
+        notes.info(
             f"No candles are stored for {symbol} yet: run `pricebot ingest --symbol {symbol}` "
             "(or `make demo`)."
         )
     elif end < span[0] or start > span[1]:
-        st.info(
+        notes.info(
             f"No candles for {symbol} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} "
             f"UTC: stored candles run from {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M}. "
             "Pick a range inside it."
         )
 
-    points = price_view(url, uri, symbol, spec, start, end, model, choices)
+    # The price first: it needs the database only, so it is drawn while the registry and the
+    # predictions are read, and the predictions are drawn over it when they are ready.
+    st.subheader(f"{symbol} {spec.name}: price and predictions")
+    price_slot = st.empty()
+    prices = first_price_view(price_slot, url, symbol, spec, start, end)
+
+    choices: monitoring.ModelChoices | None = None
+    try:
+        choices = data.model_choices(uri, symbol, target)
+    except errors.TrackingUnavailableError as exc:
+        notes.warning(str(exc))
+    options = [monitoring.AS_LOGGED]
+    if choices and choices.versions:
+        options = [CHAMPION, monitoring.AS_LOGGED, *choices.versions]
+    if choices and not choices.champion and choices.versions:
+        options.remove(CHAMPION)
+    model = sidebar.selectbox(
+        "Model", options, index=index_of(options, asked.get("model")),
+        format_func=model_label(choices),
+    )  # fmt: skip
+    sidebar.caption(
+        "A registered version served on less than half of the range is replayed over it: "
+        "computed now from the stored features, and labelled as a replay."
+    )
+    if choices is not None and not choices.versions:
+        notes.info(
+            f"No model is registered for {symbol} {target} yet: run `pricebot train --symbol "
+            f"{symbol}`. Prices and data health are shown; predictions appear once a model "
+            "serves or is registered."
+        )
+    st.query_params.from_dict(
+        {"symbol": symbol, "target": target, "start": f"{start:%Y-%m-%dT%H:%M}",
+         "end": f"{end:%Y-%m-%dT%H:%M}", "model": model}
+    )  # fmt: skip
+
+    points = price_view(price_slot, prices, url, uri, symbol, spec, start, end, model, choices)
     error_view(points, spec, start, end)
     pool_view(points, spec)
     timeline_view(url, symbol, spec.name, start, end, choices)
@@ -151,7 +188,27 @@ def main() -> None:
     )
 
 
+def first_price_view(
+    slot: DeltaGenerator, url: str, symbol: str, spec: TargetSpec, start: datetime, end: datetime
+) -> pd.DataFrame | None:
+    """The price alone, up to one horizon past the end (where the last predictions' outcomes
+    are); None when it cannot be read (the message is in the slot)."""
+    with slot.container(), shown_as_message("Price and predictions"):
+        horizon = timedelta(minutes=spec.horizon_minutes)
+        prices = data.prices(url, symbol, start, end + horizon)
+        if prices.empty:
+            st.info(f"No candles for {symbol} in this range.")
+            return None
+        st.vega_lite_chart(
+            spec=charts.price_with_predictions(prices, EMPTY_POINTS, ""), width="stretch"
+        )
+        return prices
+    return None
+
+
 def price_view(
+    slot: DeltaGenerator,
+    prices: pd.DataFrame | None,
     url: str,
     uri: str | None,
     symbol: str,
@@ -161,24 +218,27 @@ def price_view(
     model: str,
     choices: monitoring.ModelChoices | None,
 ) -> monitoring.Points | None:
-    """Price with the predictions against what happened, and the predicted growth."""
-    st.subheader(f"{symbol} {spec.name}: price and predictions")
-    with shown_as_message("Price and predictions"):
-        # Up to one horizon past the end: where the last predictions' outcomes are.
-        horizon = timedelta(minutes=spec.horizon_minutes)
-        prices = data.prices(url, symbol, start, end + horizon)
-        if prices.empty:
-            st.info(f"No candles for {symbol} in this range.")
-            return None
+    """The predictions over the price, against what happened, and the predicted growth."""
+    if prices is None:
+        return None
+    settings = get_settings()
+    with slot.container(), shown_as_message("Price and predictions"):
         key = (choices.champion, tuple(choices.versions)) if choices else None
         use = model if (choices and choices.versions) else monitoring.AS_LOGGED
-        points = data.points(url, uri, symbol, spec.name, start, end, use, choices, key)
+        points = data.points(
+            url, uri, symbol, spec.name, start, end, use, choices, key, settings.max_gap_minutes
+        )
         if points.source == monitoring.REPLAY:
             st.caption(f"**Replay**: {points.label}. Not what was served.")
         else:
             st.caption(f"{points.label.capitalize()}.")
-        st.altair_chart(
-            charts.price_with_predictions(prices, points.frame, points.source), width="stretch"
+        if points.in_sample_note:
+            st.caption(points.in_sample_note)
+        spans = monitoring.in_sample_spans(points.frame)
+        horizon = timedelta(minutes=spec.horizon_minutes)
+        st.vega_lite_chart(
+            spec=charts.price_with_predictions(prices, points.frame, points.source, spans, horizon),
+            width="stretch",
         )
         if points.frame.empty:
             hint = (
@@ -189,8 +249,9 @@ def price_view(
             st.info(f"No predictions in this range{hint}")
             return points
         st.markdown("**Predicted growth over time**")
-        st.altair_chart(
-            charts.predicted_growth(points.frame, spec.is_classification), width="stretch"
+        st.vega_lite_chart(
+            spec=charts.predicted_growth(points.frame, spec.is_classification, spans),
+            width="stretch",
         )
         return points
     return None
@@ -207,13 +268,11 @@ def error_view(
         window = monitoring.default_window_minutes(start, end, spec.horizon_minutes)
         metrics = monitoring.rolling_metrics(points.frame, spec, window)
         if metrics.empty:
-            st.info(
-                f"No prediction in this range has an outcome yet: the horizon "
-                f"({spec.horizon_minutes} min) has not passed, or `pricebot score` has not run."
-            )
+            st.info(out_of_sample_hint(points, spec, "to score"))
             return
         label = f"{window / 60:g} h" if window >= 60 else f"{window} min"
-        st.altair_chart(charts.rolling_errors(metrics, label), width="stretch")
+        st.vega_lite_chart(spec=charts.rolling_errors(metrics, label), width="stretch")
+        st.caption(excluded_note(points))
 
 
 def pool_view(points: monitoring.Points | None, spec: TargetSpec) -> None:
@@ -224,13 +283,40 @@ def pool_view(points: monitoring.Points | None, spec: TargetSpec) -> None:
             return
         pools = monitoring.pool_curves(points.frame, spec, points.step_minutes)
         if pools.curve.empty:
-            st.info("No prediction in this range has a known outcome yet.")
+            st.info(out_of_sample_hint(points, spec, "to trade on"))
             return
-        st.altair_chart(charts.pool_value(pools), width="stretch")
+        st.vega_lite_chart(spec=charts.pool_value(pools), width="stretch")
         st.caption(
             f"Model {pools.model_value:.4f} vs buy-and-hold {pools.buy_hold_value:.4f} (1.0 = "
-            f"broke even; 0.1% fee per side; {pools.pools} staggered pools, {pools.trades} buys)."
+            f"broke even; 0.1% fee per side; {pools.pools} staggered pools, {pools.trades} buys). "
+            + excluded_note(points)
         )
+
+
+def out_of_sample_hint(points: monitoring.Points, spec: TargetSpec, purpose: str) -> str:
+    """Why no point can be scored: all in-sample, or no outcome known yet."""
+    if points.in_sample and points.in_sample == len(points.frame):
+        return (
+            f"No out-of-sample prediction {purpose} in this range: every point is a row its "
+            "version was trained on. Move the start after its training data end."
+        )
+    return (
+        f"No out-of-sample prediction in this range has an outcome yet: the horizon "
+        f"({spec.horizon_minutes} min) has not passed, its candles are not stored yet, or it "
+        "crosses a gap in the candles (no outcome, as in training)."
+    )
+
+
+def excluded_note(points: monitoring.Points) -> str:
+    """What the figures leave out: in-sample points and horizons across long gaps."""
+    frame = points.frame
+    gaps = int(frame["crosses_gap"].sum())
+    parts = []
+    if points.in_sample:
+        parts.append(f"{points.in_sample} in-sample points (trained on) are left out")
+    if gaps:
+        parts.append(f"{gaps} points whose horizon crosses a gap in the candles have no outcome")
+    return ("; ".join(parts) + ".").capitalize() if parts else "Out-of-sample points only."
 
 
 def timeline_view(
@@ -250,7 +336,7 @@ def timeline_view(
         if segments.empty:
             st.info("No alias moves or served predictions recorded in this range.")
             return
-        st.altair_chart(charts.champion_timeline(segments), width="stretch")
+        st.vega_lite_chart(spec=charts.champion_timeline(segments), width="stretch")
 
 
 def health_view(url: str, symbol: str, start: datetime, end: datetime) -> None:
@@ -262,15 +348,15 @@ def health_view(url: str, symbol: str, start: datetime, end: datetime) -> None:
         if health.symbols.empty:
             st.info("No candles stored yet.")
         else:
-            st.altair_chart(charts.candle_age(health, stale), width="stretch")
+            st.vega_lite_chart(spec=charts.candle_age(health, stale), width="stretch")
         if health.gaps.empty:
             st.caption(f"No gaps recorded for {symbol} in this range.")
         else:
-            st.altair_chart(charts.gaps(health.gaps), width="stretch")
+            st.vega_lite_chart(spec=charts.gaps(health.gaps), width="stretch")
         if health.runs.empty:
             st.caption("No ingestion runs recorded yet.")
             return
-        st.altair_chart(charts.ingestion_runs(health.runs), width="stretch")
+        st.vega_lite_chart(spec=charts.ingestion_runs(health.runs), width="stretch")
         failed = health.runs[health.runs["outcome"] == "failed"]
         if not failed.empty:
             st.warning(f"{len(failed)} of the last {len(health.runs)} ingestion runs failed.")

@@ -1,77 +1,251 @@
-"""Altair charts, one per view. Each takes what :mod:`pricebot.monitoring` returns and draws it;
-no computing here beyond picking columns."""
+"""The page's charts as Vega-Lite specifications, one per view, for ``st.vega_lite_chart``.
+
+Each function takes what :mod:`pricebot.monitoring` returns and writes the chart as a plain
+Vega-Lite dict whose data are named datasets (DataFrames, sent to the browser as Arrow). Plain
+dicts rather than Altair objects: Altair costs most of a second to import and, per chart, tens
+of milliseconds to infer encodings and validate the result against its schema, on every rerun
+of the page; the browser draws the same specification either way. No computing here beyond
+picking columns.
+"""
 
 from __future__ import annotations
 
-import altair as alt
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from pricebot.monitoring import Health, PoolCurves
 
-TIME_AXIS = alt.Axis(format="%Y-%m-%d %H:%M", labelAngle=0, title="time (UTC)", labelOverlap=True)
+Spec = dict[str, Any]
+
+TIME_FORMAT = "%Y-%m-%d %H:%M"
 HEIGHT = 280
 PREDICTED = "#f58518"
 ACTUAL = "#4c4c4c"
+IN_SAMPLE = "#9e9e9e"
+IN_SAMPLE_LABEL = "in-sample: trained on"
+SERIES = ["model", "no_change", "momentum", "recent_mean", "buy_and_hold"]
+SERIES_COLORS = [PREDICTED, "#7f7f7f", "#d62728", "#2ca02c", "#1f77b4"]
+LEGEND_ON_TOP = {"legend": {"orient": "top", "labelLimit": 400}}
+#: Canvas, not SVG: thousands of points per chart draw several times faster on a canvas.
+CANVAS = {"embedOptions": {"renderer": "canvas"}}
 
 
-def _time(field: str = "time", title: str = "time (UTC)") -> alt.X:
-    return alt.X(f"{field}:T", scale=alt.Scale(type="utc"), axis=TIME_AXIS, title=title)
+def time_x(field: str = "time", title: str = "time (UTC)") -> Spec:
+    """A UTC time axis (the browser's own time zone never shows)."""
+    return {
+        "field": field,
+        "type": "temporal",
+        "scale": {"type": "utc"},
+        "title": title,
+        # With a UTC scale, the format is applied in UTC.
+        "axis": {"format": TIME_FORMAT, "labelAngle": 0, "labelOverlap": True},
+    }
 
 
-def price_with_predictions(prices: pd.DataFrame, points: pd.DataFrame, label: str) -> alt.Chart:
+def time_tip(field: str, title: str | None = None, fmt: str = TIME_FORMAT) -> Spec:
+    """A time in a tooltip, in UTC (a UTC time unit makes Vega-Lite format it in UTC)."""
+    unit = "utcyearmonthdatehoursminutesseconds" if "%S" in fmt else "utcyearmonthdatehoursminutes"
+    tip: Spec = {"field": field, "type": "temporal", "timeUnit": unit, "format": fmt}
+    if title:
+        tip["title"] = title
+    return tip
+
+
+def number_tip(field: str, title: str | None = None, fmt: str | None = None) -> Spec:
+    tip: Spec = {"field": field, "type": "quantitative"}
+    if title:
+        tip["title"] = title
+    if fmt:
+        tip["format"] = fmt
+    return tip
+
+
+def text_tip(field: str, title: str | None = None) -> Spec:
+    tip: Spec = {"field": field, "type": "nominal"}
+    if title:
+        tip["title"] = title
+    return tip
+
+
+def colors(domain: list[str], range_: list[str], title: str | None = None) -> Spec:
+    return {
+        "field": "series",
+        "type": "nominal",
+        "title": title,
+        "scale": {"domain": domain, "range": range_},
+    }
+
+
+def in_sample_layers(dataset: str, axis_title: str = "time (UTC)") -> list[Spec]:
+    """Shaded spans where the points are rows their version was trained on, labelled."""
+    tooltip = [
+        text_tip("label", "in-sample"),
+        text_tip("version"),
+        time_tip("start"),
+        time_tip("end"),
+    ]
+    return [
+        {
+            "data": {"name": dataset},
+            "mark": {"type": "rect", "color": IN_SAMPLE, "opacity": 0.18},
+            "encoding": {
+                "x": time_x("start", axis_title),
+                "x2": {"field": "end"},
+                "tooltip": tooltip,
+            },
+        },
+        {
+            "data": {"name": dataset},
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "baseline": "top",
+                "dx": 4,
+                "color": "#616161",
+            },
+            "encoding": {
+                "x": time_x("start", axis_title),
+                "y": {"value": 4},
+                "text": {"field": "label", "type": "nominal"},
+            },
+        },
+    ]
+
+
+def _spans(spans: pd.DataFrame | None, offset: pd.Timedelta | None = None) -> pd.DataFrame | None:
+    if spans is None or spans.empty:
+        return None
+    frame = spans.assign(label=IN_SAMPLE_LABEL, version=spans["version"].astype(str))
+    if offset is not None:
+        frame = frame.assign(start=frame["start"] + offset, end=frame["end"] + offset)
+    return frame
+
+
+def _in_sample_flags(points: pd.DataFrame) -> np.ndarray:
+    if "in_sample" not in points:
+        return np.zeros(len(points), dtype=bool)
+    return points["in_sample"].fillna(False).to_numpy(dtype=bool)
+
+
+def price_with_predictions(
+    prices: pd.DataFrame,
+    points: pd.DataFrame,
+    label: str,
+    spans: pd.DataFrame | None = None,
+    horizon: pd.Timedelta | None = None,
+) -> Spec:
     """The price, and each prediction drawn where its horizon ends: the predicted price beside
-    the price that came."""
+    the price that came. In-sample predictions are grey and dashed over a shaded span."""
     predicted_name = f"predicted price at horizon end ({label})"
-    colors = alt.Scale(domain=["price (close)", predicted_name], range=[ACTUAL, PREDICTED])
-    price = (
-        alt.Chart(prices.assign(series="price (close)"))
-        .mark_line(strokeWidth=1.2)
-        .encode(
-            _time(),
-            alt.Y("close:Q", scale=alt.Scale(zero=False), title="price"),
-            alt.Color("series:N", title=None, scale=colors),
-            tooltip=[alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"), "close:Q", "low:Q", "high:Q"],
-        )
+    in_sample_name = f"predicted price, {IN_SAMPLE_LABEL}"
+    drawn = points.dropna(subset=["predicted_price"])
+    flags = _in_sample_flags(drawn)
+    names, shades = ["price (close)"], [ACTUAL]
+    if (~flags).any():
+        names, shades = [*names, predicted_name], [*shades, PREDICTED]
+    if flags.any():
+        names, shades = [*names, in_sample_name], [*shades, IN_SAMPLE]
+    color = colors(names, shades)
+    datasets: dict[str, pd.DataFrame] = {
+        "prices": prices[["time", "close", "low", "high"]].assign(series="price (close)")
+    }
+    layers: list[Spec] = []
+    shaded = _spans(spans, horizon)
+    if shaded is not None:
+        datasets["in_sample"] = shaded
+        layers += in_sample_layers("in_sample")
+    layers.append(
+        {
+            "data": {"name": "prices"},
+            "mark": {"type": "line", "strokeWidth": 1.2},
+            "params": [
+                {
+                    "name": "zoom",
+                    "select": {"type": "interval", "encodings": ["x"]},
+                    "bind": "scales",
+                }
+            ],
+            "encoding": {
+                "x": time_x(),
+                "y": {
+                    "field": "close",
+                    "type": "quantitative",
+                    "title": "price",
+                    "scale": {"zero": False},
+                },
+                "color": color,
+                "tooltip": [
+                    time_tip("time"),
+                    number_tip("close"),
+                    number_tip("low"),
+                    number_tip("high"),
+                ],
+            },
+        }
     )
-    layers = [price]
-    predicted = points.dropna(subset=["predicted_price"])
-    if not predicted.empty:
-        frame = predicted[["end_time", "predicted_price", "end_close", "time"]].assign(
-            series=predicted_name
+    for part, name, dash in (
+        (drawn[flags], in_sample_name, [4, 3]),
+        (drawn[~flags], predicted_name, [1, 0]),
+    ):
+        if part.empty:
+            continue
+        key = "in_sample_predictions" if dash[0] == 4 else "predictions"
+        datasets[key] = part[["end_time", "predicted_price", "end_close", "time"]].assign(
+            series=name
         )
         layers.append(
-            alt.Chart(frame)
-            .mark_line(strokeWidth=1, opacity=0.85, point=len(frame) < 60)
-            .encode(
-                _time("end_time"),
-                alt.Y("predicted_price:Q", scale=alt.Scale(zero=False)),
-                alt.Color("series:N", title=None, scale=colors),
-                tooltip=[
-                    alt.Tooltip("time:T", title="predicted at", format="%Y-%m-%d %H:%M"),
-                    alt.Tooltip("end_time:T", title="for", format="%Y-%m-%d %H:%M"),
-                    alt.Tooltip("predicted_price:Q", format=",.4f"),
-                    alt.Tooltip("end_close:Q", title="actual price", format=",.4f"),
-                ],
-            )
+            {
+                "data": {"name": key},
+                "mark": {
+                    "type": "line",
+                    "strokeWidth": 1,
+                    "opacity": 0.85,
+                    "strokeDash": dash,
+                    "point": len(part) < 60,
+                },
+                "encoding": {
+                    "x": time_x("end_time"),
+                    "y": {
+                        "field": "predicted_price",
+                        "type": "quantitative",
+                        "scale": {"zero": False},
+                    },
+                    "color": color,
+                    "tooltip": [
+                        time_tip("time", "predicted at"),
+                        time_tip("end_time", "for"),
+                        number_tip("predicted_price", fmt=",.4f"),
+                        number_tip("end_close", "actual price", ",.4f"),
+                    ],
+                },
+            }
         )
-    return (
-        alt.layer(*layers)
-        .properties(height=HEIGHT)
-        .configure_legend(orient="top", labelLimit=400)
-        .interactive(bind_y=False)
-    )
+    return {
+        "datasets": datasets,
+        "layer": layers,
+        "height": HEIGHT,
+        "config": LEGEND_ON_TOP,
+        "usermeta": CANVAS,
+    }
 
 
-def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
-    """The prediction over time (a return in %, or a probability) against what happened."""
+def predicted_growth(
+    points: pd.DataFrame, classification: bool, spans: pd.DataFrame | None = None
+) -> Spec:
+    """The prediction over time (a return in %, or a probability) against what happened;
+    in-sample predictions grey over a shaded span."""
     value = "probability of the event" if classification else "return over the horizon (%)"
     scale = 1.0 if classification else 100.0
+    in_sample_name = f"predicted, {IN_SAMPLE_LABEL}"
+    flags = _in_sample_flags(points)
     frame = pd.concat(
         [
             pd.DataFrame(
                 {
                     "time": points["time"],
-                    "series": "predicted",
+                    "series": np.where(flags, in_sample_name, "predicted"),
                     "value": points["prediction"] * scale,
                 }
             ),
@@ -81,200 +255,247 @@ def predicted_growth(points: pd.DataFrame, classification: bool) -> alt.Chart:
         ],
         ignore_index=True,
     ).dropna()
-    lines = (
-        alt.Chart(frame)
-        .mark_line(strokeWidth=1.2, point=len(points) < 60)  # a handful of points: show them
-        .encode(
-            _time(title="predicted at (UTC)"),
-            alt.Y("value:Q", title=value),
-            alt.Color(
-                "series:N",
-                title=None,
-                scale=alt.Scale(domain=["predicted", "actual"], range=[PREDICTED, ACTUAL]),
-            ),
-            tooltip=[
-                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
-                "series:N",
-                alt.Tooltip("value:Q", format=".3f"),
-            ],
-        )
-    )
-    zero = (
-        alt.Chart(pd.DataFrame({"y": [0.5 if classification else 0.0]}))
-        .mark_rule(color="grey", strokeWidth=0.6)
-        .encode(y="y:Q")
-    )
-    return alt.layer(lines, zero).properties(height=220).configure_legend(orient="top")
+    datasets: dict[str, pd.DataFrame] = {
+        "growth": frame,
+        "zero": pd.DataFrame({"y": [0.5 if classification else 0.0]}),
+    }
+    layers: list[Spec] = []
+    shaded = _spans(spans)
+    if shaded is not None:
+        datasets["in_sample"] = shaded
+        layers += in_sample_layers("in_sample", "predicted at (UTC)")
+    layers += [
+        {
+            "data": {"name": "growth"},
+            "mark": {"type": "line", "strokeWidth": 1.2, "point": len(points) < 60},
+            "encoding": {
+                "x": time_x(title="predicted at (UTC)"),
+                "y": {"field": "value", "type": "quantitative", "title": value},
+                "color": colors(*growth_series(bool(flags.any()))),
+                "tooltip": [
+                    time_tip("time"),
+                    text_tip("series"),
+                    number_tip("value", fmt=".3f"),
+                ],
+            },
+        },
+        {
+            "data": {"name": "zero"},
+            "mark": {"type": "rule", "color": "grey", "strokeWidth": 0.6},
+            "encoding": {"y": {"field": "y", "type": "quantitative"}},
+        },
+    ]
+    return {
+        "datasets": datasets,
+        "layer": layers,
+        "height": 220,
+        "config": LEGEND_ON_TOP,
+        "usermeta": CANVAS,
+    }
 
 
-SERIES_COLORS = alt.Scale(
-    domain=["model", "no_change", "momentum", "recent_mean", "buy_and_hold"],
-    range=[PREDICTED, "#7f7f7f", "#d62728", "#2ca02c", "#1f77b4"],
-)
+def growth_series(in_sample: bool) -> tuple[list[str], list[str]]:
+    """The growth chart's series and colours: the in-sample series only when there is one."""
+    if in_sample:
+        names = ["predicted", f"predicted, {IN_SAMPLE_LABEL}", "actual"]
+        return names, [PREDICTED, IN_SAMPLE, ACTUAL]
+    return ["predicted", "actual"], [PREDICTED, ACTUAL]
 
 
-def rolling_errors(metrics: pd.DataFrame, window_label: str, width: int = 860) -> alt.Chart:
+def rolling_errors(metrics: pd.DataFrame, window_label: str, width: int = 860) -> Spec:
     """Rolling MAE and directional accuracy on one chart (a row each), the model bold and the
     baselines dashed, all on the same points."""
-    kind = metrics["series"].eq("model").map({True: "model", False: "baseline"})
-    frame = metrics.assign(kind=kind)
-    return (
-        alt.Chart(frame)
-        .mark_line()
-        .encode(
-            _time(),
-            alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-            alt.Color("series:N", title=f"rolling over {window_label}", scale=SERIES_COLORS),
-            alt.StrokeDash("kind:N", sort=["model", "baseline"], legend=None),
-            alt.StrokeWidth(
-                "kind:N",
-                scale=alt.Scale(domain=["model", "baseline"], range=[2.2, 1.1]),
-                legend=None,
-            ),
-            tooltip=[
-                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
-                "metric:N",
-                "series:N",
-                alt.Tooltip("value:Q", format=".4f"),
+    frame = metrics.assign(kind=np.where(metrics["series"].eq("model"), "model", "baseline"))
+    return {
+        "datasets": {"metrics": frame},
+        "data": {"name": "metrics"},
+        "facet": {
+            "row": {
+                "field": "metric",
+                "type": "nominal",
+                "title": None,
+                "sort": ["mae", "directional_accuracy"],
+                "header": {"labelOrient": "top", "labelFontWeight": "bold"},
+            }
+        },
+        "spec": {
+            "width": width,
+            "height": 200,
+            "mark": {"type": "line"},
+            "encoding": {
+                "x": time_x(),
+                "y": {
+                    "field": "value",
+                    "type": "quantitative",
+                    "title": None,
+                    "scale": {"zero": False},
+                },
+                "color": {
+                    "field": "series",
+                    "type": "nominal",
+                    "title": f"rolling over {window_label}",
+                    "scale": {"domain": SERIES, "range": SERIES_COLORS},
+                },
+                "strokeDash": {
+                    "field": "kind",
+                    "type": "nominal",
+                    "legend": None,
+                    "sort": ["model", "baseline"],
+                },
+                "strokeWidth": {
+                    "field": "kind",
+                    "type": "nominal",
+                    "legend": None,
+                    "scale": {"domain": ["model", "baseline"], "range": [2.2, 1.1]},
+                },
+                "tooltip": [
+                    time_tip("time"),
+                    text_tip("metric"),
+                    text_tip("series"),
+                    number_tip("value", fmt=".4f"),
+                ],
+            },
+        },
+        "resolve": {"scale": {"y": "independent"}},
+        "config": LEGEND_ON_TOP,
+        "usermeta": CANVAS,
+    }
+
+
+def pool_value(pools: PoolCurves) -> Spec:
+    names = ["model (after fees)", "buy and hold (after fees)"]
+    return {
+        "datasets": {"pools": pools.curve, "even": pd.DataFrame({"y": [1.0]})},
+        "layer": [
+            {
+                "data": {"name": "pools"},
+                "mark": {"type": "line", "interpolate": "step-after", "strokeWidth": 1.4},
+                "encoding": {
+                    "x": time_x(),
+                    "y": {
+                        "field": "value",
+                        "type": "quantitative",
+                        "title": "value of 1.0 invested",
+                        "scale": {"zero": False},
+                    },
+                    "color": colors(names, [PREDICTED, ACTUAL]),
+                    "tooltip": [
+                        time_tip("time"),
+                        text_tip("series"),
+                        number_tip("value", fmt=".4f"),
+                    ],
+                },
+            },
+            {
+                "data": {"name": "even"},
+                "mark": {"type": "rule", "color": "grey", "strokeWidth": 0.6},
+                "encoding": {"y": {"field": "y", "type": "quantitative"}},
+            },
+        ],
+        "height": HEIGHT,
+        "config": LEGEND_ON_TOP,
+        "usermeta": CANVAS,
+    }
+
+
+def champion_timeline(segments: pd.DataFrame) -> Spec:
+    frame = segments.assign(version="v" + segments["version"].astype(str))
+    return {
+        "datasets": {"segments": frame},
+        "data": {"name": "segments"},
+        "mark": {"type": "bar", "height": 18},
+        "encoding": {
+            "x": time_x("start"),
+            "x2": {"field": "end"},
+            "y": {"field": "source", "type": "nominal", "title": None, "axis": {"labelLimit": 220}},
+            "color": {"field": "version", "type": "nominal", "title": "version"},
+            "tooltip": [
+                text_tip("version"),
+                text_tip("source"),
+                time_tip("start"),
+                time_tip("end"),
             ],
-        )
-        .properties(height=200, width=width)
-        .facet(
-            row=alt.Row(
-                "metric:N",
-                title=None,
-                sort=["mae", "directional_accuracy"],
-                header=alt.Header(labelOrient="top", labelFontWeight="bold"),
-            )
-        )
-        .resolve_scale(y="independent")
-        .configure_legend(orient="top")
-    )
+        },
+        "height": 110,
+        "config": LEGEND_ON_TOP,
+    }
 
 
-def pool_value(pools: PoolCurves) -> alt.Chart:
-    lines = (
-        alt.Chart(pools.curve)
-        .mark_line(interpolate="step-after", strokeWidth=1.4)
-        .encode(
-            _time(),
-            alt.Y("value:Q", title="value of 1.0 invested", scale=alt.Scale(zero=False)),
-            alt.Color(
-                "series:N",
-                title=None,
-                scale=alt.Scale(
-                    domain=["model (after fees)", "buy and hold (after fees)"],
-                    range=[PREDICTED, ACTUAL],
-                ),
-            ),
-            tooltip=[
-                alt.Tooltip("time:T", format="%Y-%m-%d %H:%M"),
-                "series:N",
-                alt.Tooltip("value:Q", format=".4f"),
+def candle_age(health: Health, stale_minutes: float) -> Spec:
+    stale = f"stale (> {stale_minutes:g} min)"
+    frame = health.symbols.assign(state=np.where(health.symbols["stale"], stale, "fresh"))
+    return {
+        "datasets": {"symbols": frame},
+        "data": {"name": "symbols"},
+        "title": "Newest candle per symbol",
+        "mark": {"type": "bar", "size": 22},
+        "encoding": {
+            "x": {
+                "field": "age_minutes",
+                "type": "quantitative",
+                "title": f"age of the newest candle (minutes; red: older than {stale_minutes:g})",
+            },
+            "y": {"field": "symbol", "type": "nominal", "title": None},
+            "color": {
+                "field": "state",
+                "type": "nominal",
+                "legend": None,
+                "scale": {"domain": ["fresh", stale], "range": ["#4c9a2a", "#d62728"]},
+            },
+            "tooltip": [
+                text_tip("symbol"),
+                time_tip("newest", "newest candle"),
+                number_tip("age_minutes", fmt=",.1f"),
+                time_tip("newest_features", "newest feature row"),
+                number_tip("gaps"),
             ],
-        )
-    )
-    even = alt.Chart(pd.DataFrame({"y": [1.0]})).mark_rule(color="grey", strokeWidth=0.6)
-    return (
-        alt.layer(lines, even.encode(y="y:Q"))
-        .properties(height=HEIGHT)
-        .configure_legend(orient="top")
-    )
+        },
+        "height": {"step": 34},
+    }
 
 
-def champion_timeline(segments: pd.DataFrame) -> alt.Chart:
-    return (
-        alt.Chart(segments.assign(version="v" + segments["version"].astype(str)))
-        .mark_bar(height=18)
-        .encode(
-            _time("start"),
-            alt.X2("end:T"),
-            alt.Y("source:N", title=None, axis=alt.Axis(labelLimit=220)),
-            alt.Color("version:N", title="version"),
-            tooltip=[
-                "version:N",
-                "source:N",
-                alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("end:T", format="%Y-%m-%d %H:%M"),
+def gaps(frame: pd.DataFrame) -> Spec:
+    return {
+        "datasets": {"gaps": frame},
+        "data": {"name": "gaps"},
+        "title": "Gaps (minutes the exchange had no candle)",
+        "mark": {"type": "bar", "height": 16, "color": "#d62728"},
+        "encoding": {
+            "x": time_x("start"),
+            "x2": {"field": "end"},
+            "y": {"field": "symbol", "type": "nominal", "title": None},
+            "tooltip": [time_tip("start"), number_tip("minutes")],
+        },
+        "height": 80,
+    }
+
+
+def ingestion_runs(frame: pd.DataFrame) -> Spec:
+    return {
+        "datasets": {"runs": frame},
+        "data": {"name": "runs"},
+        "title": "Recent ingestion runs",
+        "mark": {"type": "circle", "size": 70},
+        "encoding": {
+            "x": time_x("started_at", "started (UTC)"),
+            "y": {"field": "rows_written", "type": "quantitative", "title": "rows written"},
+            "color": {
+                "field": "outcome",
+                "type": "nominal",
+                "scale": {
+                    "domain": ["success", "running", "failed"],
+                    "range": ["#4c9a2a", "#1f77b4", "#d62728"],
+                },
+            },
+            "shape": {"field": "symbol", "type": "nominal"},
+            "tooltip": [
+                text_tip("symbol"),
+                text_tip("source"),
+                text_tip("outcome"),
+                number_tip("rows_written"),
+                text_tip("error"),
+                time_tip("started_at", fmt="%Y-%m-%d %H:%M:%S"),
             ],
-        )
-        .properties(height=110)
-        .configure_legend(orient="top")
-    )
-
-
-def candle_age(health: Health, stale_minutes: float) -> alt.Chart:
-    frame = health.symbols.assign(
-        state=health.symbols["stale"].map(
-            {True: f"stale (> {stale_minutes:g} min)", False: "fresh"}
-        )
-    )
-    return (
-        alt.Chart(frame)
-        .mark_bar(size=22)
-        .encode(
-            alt.X(
-                "age_minutes:Q",
-                title=f"age of the newest candle (minutes; red: older than {stale_minutes:g})",
-            ),
-            alt.Y("symbol:N", title=None),
-            alt.Color(
-                "state:N",
-                legend=None,
-                scale=alt.Scale(
-                    domain=["fresh", f"stale (> {stale_minutes:g} min)"],
-                    range=["#4c9a2a", "#d62728"],
-                ),
-            ),
-            tooltip=[
-                "symbol:N",
-                alt.Tooltip("newest:T", format="%Y-%m-%d %H:%M"),
-                alt.Tooltip("age_minutes:Q", format=",.1f"),
-                "candles:Q",
-                "gaps:Q",
-                "feature_rows:Q",
-            ],
-        )
-        .properties(height=alt.Step(34), title="Newest candle per symbol")
-    )
-
-
-def gaps(frame: pd.DataFrame) -> alt.Chart:
-    return (
-        alt.Chart(frame)
-        .mark_bar(height=16, color="#d62728")
-        .encode(
-            _time("start"),
-            alt.X2("end:T"),
-            alt.Y("symbol:N", title=None),
-            tooltip=[alt.Tooltip("start:T", format="%Y-%m-%d %H:%M"), "minutes:Q"],
-        )
-        .properties(height=80, title="Gaps (minutes the exchange had no candle)")
-    )
-
-
-def ingestion_runs(frame: pd.DataFrame) -> alt.Chart:
-    return (
-        alt.Chart(frame)
-        .mark_circle(size=70)
-        .encode(
-            _time("started_at", "started (UTC)"),
-            alt.Y("rows_written:Q", title="rows written"),
-            alt.Color(
-                "outcome:N",
-                scale=alt.Scale(
-                    domain=["success", "running", "failed"], range=["#4c9a2a", "#1f77b4", "#d62728"]
-                ),
-            ),
-            alt.Shape("symbol:N"),
-            tooltip=[
-                "symbol:N",
-                "source:N",
-                "outcome:N",
-                "rows_written:Q",
-                "error:N",
-                alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M:%S"),
-            ],
-        )
-        .properties(height=200, title="Recent ingestion runs")
-    )
+        },
+        "height": 200,
+    }

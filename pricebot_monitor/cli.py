@@ -21,9 +21,11 @@ def app_file() -> Path:
 
 
 def monitor_command(port: int, host: str = "127.0.0.1") -> list[str]:
-    """``streamlit run`` of the page, headless, without usage statistics or file watching."""
+    """``streamlit run`` of the page (through :mod:`pricebot_monitor.serve`, which imports what
+    the page needs while the server starts), headless, without usage statistics or file
+    watching."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(app_file()),
+        sys.executable, "-m", "pricebot_monitor.serve", str(app_file()),
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", host,

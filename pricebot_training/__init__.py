@@ -12,6 +12,17 @@ import os
 # runtime loads, i.e. before xgboost/sklearn are imported, hence here and not in a function.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pricebot_training.job import TrainingConfig, TrainingOutcome, train
+from typing import Any
 
 __all__ = ["TrainingConfig", "TrainingOutcome", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    """The job's names, imported on first use: the ``pricebot`` CLI loads this package to find
+    the ``train`` command, and every ``pricebot`` process (exchange, serve, monitor, up) would
+    otherwise import MLflow, XGBoost and Optuna at start (seconds each time)."""
+    if name in __all__:
+        from pricebot_training import job
+
+        return getattr(job, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,7 @@ import psycopg
 
 from pricebot.errors import NoFeaturesError, UnknownSymbolError
 from pricebot.evaluation import RECENT_MEAN_HORIZONS
-from pricebot.labels import compute_labels, crosses_long_gap, past_returns
+from pricebot.labels import label_candles
 from pricebot.targets import TargetSpec
 
 
@@ -67,27 +67,11 @@ UNRECORDED_MARKET = "unrecorded"
 
 
 def candle_market(conn: psycopg.Connection, symbol: str) -> str:
-    """The market class of ``symbol``'s stored candles: "real", "simulated:<mode>", "mixed", or
-    "unrecorded" when no provenance is kept for them.
+    """The market class of ``symbol``'s stored candles ("real", "simulated:<mode>"), as
+    :mod:`pricebot.provenance` records it; "unrecorded" for candles stored with no provenance."""
+    from pricebot import provenance
 
-    The provenance contract's :mod:`pricebot.provenance` (built by the market-data work) is the
-    one source of this; until it is on this branch the market is "unrecorded" (the ``klines``
-    source column says "rest" for Binance and the simulated exchange alike, so it cannot tell).
-    """
-    try:
-        from pricebot import provenance
-    except ImportError:  # not merged yet: drop this guard when it is
-        return UNRECORDED_MARKET
-    return str(provenance.market_class(provenance.symbol_markets(conn, symbol)))
-
-
-def recent_mean_returns(close: pd.Series, horizon_minutes: int) -> pd.Series:
-    """Mean of the last :data:`RECENT_MEAN_HORIZONS` horizon returns ending at or before ``t``."""
-    lagged = [
-        past_returns(close, horizon_minutes, lag_minutes=k * horizon_minutes)
-        for k in range(RECENT_MEAN_HORIZONS)
-    ]
-    return pd.concat(lagged, axis=1).mean(axis=1, skipna=True)
+    return provenance.market_class(provenance.symbol_markets(conn, symbol))
 
 
 def dataset_from_frames(
@@ -110,19 +94,7 @@ def dataset_from_frames(
     ``market`` is where the candles came from (see :func:`candle_market`).
     """
     horizon = spec.horizon_minutes
-    candles = candles.sort_index()
-    labels = compute_labels(candles, spec)
-    close = candles["close"].astype("float64")
-    context = pd.DataFrame(
-        {
-            "label": labels["label"],
-            "forward_return": labels["forward_return"],
-            "past_return": past_returns(close, horizon),
-            "recent_mean": recent_mean_returns(close, horizon),
-            "crosses_gap": crosses_long_gap(candles.index, horizon, max_gap_minutes),
-        },
-        index=candles.index,
-    )
+    context = label_candles(candles, spec, max_gap_minutes)
     frame = features.sort_index()
     if start is not None:
         frame = frame[frame.index >= pd.Timestamp(start)]
@@ -131,8 +103,8 @@ def dataset_from_frames(
     x = frame.reindex(columns=feature_columns).astype("float64")
     joined = context.reindex(x.index)
     has_features = np.isfinite(x.to_numpy()).all(axis=1)
-    unlabelled = joined["label"].isna().to_numpy()
-    crossing = joined["crosses_gap"].fillna(True).astype(bool).to_numpy() & ~unlabelled
+    crossing = joined["crosses_gap"].fillna(False).astype(bool).to_numpy()
+    unlabelled = joined["label"].isna().to_numpy() & ~crossing
     keep = has_features & ~unlabelled & ~crossing
     x = x[keep]
     joined = joined[keep]

@@ -17,6 +17,10 @@ A label exists only where the candle at ``t + H`` exists, so the last ``H`` minu
 (and minutes whose horizon ends inside a gap) have none; they are never used for training.
 Work is done on a complete minute grid (missing minutes as NaN) so that "``H`` minutes later"
 means ``H`` minutes of wall time, never ``H`` rows.
+
+:func:`label_candles` is the one place that turns candles into outcomes: training datasets,
+live scoring of served predictions and the monitoring page all call it, so a prediction is
+judged by the same rule its model was trained on (including the long-gap rule).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from pricebot.evaluation import RECENT_MEAN_HORIZONS
 from pricebot.targets import TargetSpec
 
 MINUTE = pd.Timedelta(minutes=1)
@@ -54,6 +59,34 @@ def past_returns(close: pd.Series, horizon_minutes: int, lag_minutes: int = 0) -
     grid = minute_grid(close.astype("float64"))
     result = grid.shift(lag_minutes) / grid.shift(lag_minutes + horizon_minutes) - 1.0
     return result.reindex(close.index)
+
+
+def recent_mean_returns(close: pd.Series, horizon_minutes: int) -> pd.Series:
+    """Mean of the last :data:`RECENT_MEAN_HORIZONS` horizon returns ending at or before ``t``
+    (each as :func:`past_returns` with lags ``0, H, 2H, ...``; the unknown ones skipped)."""
+    grid = minute_grid(close.astype("float64"))
+    values = grid.to_numpy(dtype="float64")
+    total = np.zeros(len(values))
+    known = np.zeros(len(values))
+    for k in range(RECENT_MEAN_HORIZONS):
+        lag = k * horizon_minutes
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ret = _shifted(values, lag) / _shifted(values, lag + horizon_minutes) - 1.0
+        finite = np.isfinite(ret)
+        total[finite] += ret[finite]
+        known += finite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(known > 0, total / np.maximum(known, 1), np.nan)
+    return pd.Series(mean, index=grid.index).reindex(close.index)
+
+
+def _shifted(values: np.ndarray, minutes: int) -> np.ndarray:
+    """``values`` moved ``minutes`` later on the grid (pandas' ``shift``), NaN where unknown."""
+    if minutes <= 0:
+        return values
+    out = np.full(len(values), np.nan)
+    out[minutes:] = values[: len(values) - minutes] if minutes < len(values) else []
+    return out
 
 
 def compute_labels(candles: pd.DataFrame, spec: TargetSpec) -> pd.DataFrame:
@@ -116,3 +149,37 @@ def crosses_long_gap(
     positions = ((index - index[0]) // MINUTE).to_numpy().astype(np.int64)
     ends = np.minimum(positions + horizon_minutes, n - 1)
     return (counts[ends + 1] - counts[positions + 1]) > 0
+
+
+def label_candles(candles: pd.DataFrame, spec: TargetSpec, max_gap_minutes: int) -> pd.DataFrame:
+    """Outcomes of every candle, and the baselines' inputs, by the rules training uses.
+
+    Columns, indexed like ``candles``:
+
+    - ``label``, ``forward_return``: as :func:`compute_labels`, but NaN where the horizon
+      ``(t, t + H]`` crosses a gap longer than ``max_gap_minutes`` (a return across an outage
+      is not one a model could have traded, so it neither trains nor scores a model);
+    - ``crosses_gap``: True where an outcome existed and was withdrawn for that reason;
+    - ``past_return``, ``recent_mean``: the return over the last horizon and the mean of the
+      last :data:`RECENT_MEAN_HORIZONS` of them, from closes at or before ``t`` only.
+
+    ``candles`` needs a ``close`` column; it should reach ``H`` minutes past the last time whose
+    outcome is wanted, and ``RECENT_MEAN_HORIZONS`` horizons before the first.
+    """
+    horizon = spec.horizon_minutes
+    candles = candles.sort_index()
+    close = candles["close"].astype("float64")
+    labels = compute_labels(candles, spec)
+    has_outcome = labels["label"].notna().to_numpy()
+    crossing = crosses_long_gap(candles.index, horizon, max_gap_minutes) & has_outcome
+    keep = ~crossing
+    return pd.DataFrame(
+        {
+            "label": labels["label"].where(keep),
+            "forward_return": labels["forward_return"].where(keep),
+            "crosses_gap": crossing,
+            "past_return": past_returns(close, horizon),
+            "recent_mean": recent_mean_returns(close, horizon),
+        },
+        index=candles.index,
+    )

@@ -16,11 +16,18 @@ whatever the range and a 24 h horizon ends exactly on a later point (the pool va
 - A *replay* is what a registered version would have predicted: the version loaded from MLflow by
   number, applied to the stored feature rows (the one feature definition). It is labelled as a
   replay: it is not what was served.
+- Outcomes (what happened, and the baselines' past returns) come from
+  :func:`pricebot.labels.label_candles`, the rule training labels and live scoring use: a
+  horizon across a gap longer than ``max_gap_minutes`` has no outcome here either.
+- A point is *in-sample* when its version was trained on it: its time is before the version's
+  training data end (the run's lineage ``dataset.end``) plus one horizon, since the last training
+  label already saw the prices up to then. In-sample points are drawn apart and never count in
+  the accuracy or pool figures: a model scored on its own training rows looks better than it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,7 +46,7 @@ from pricebot.evaluation import (
     positive_call,
     positive_truth,
 )
-from pricebot.registry import CHAMPION, Registry, model_name
+from pricebot.registry import CHAMPION, Registry, is_not_found, model_name
 from pricebot.targets import TargetSpec
 
 MAX_POINTS = 2000
@@ -63,18 +70,23 @@ POINT_COLUMNS = (
     "end_time",  # time + horizon
     "end_close",  # the close at end_time: what happened
     "predicted_price",  # base_close * (1 + prediction) for return targets
-    "forward_return",
+    "forward_return",  # close[end_time] / close[time] - 1, NaN across a long gap
     "past_return",
     "recent_mean",
+    "crosses_gap",  # the horizon crosses a gap longer than max_gap_minutes: no outcome
+    "in_sample",  # the version was trained on this row (see the module docstring)
 )
+#: The training data's end, as the training job logs it (run param and lineage ``end``).
+DATA_END_KEY = "dataset.end"
 
 
 # ---------------------------------------------------------------------------------------------
 # Ranges and steps
 
 
-def check_range(start: datetime, end: datetime) -> None:
-    """Refuse naive moments and empty or inverted ranges with a message saying what to fix."""
+def check_range(start: datetime, end: datetime, max_days: float | None = None) -> None:
+    """Refuse naive moments, empty or inverted ranges, and ranges longer than ``max_days``
+    (the page's cap, ``PRICEBOT_MONITOR_MAX_RANGE_DAYS``) with a message saying what to fix."""
     for name, moment in (("start", start), ("end", end)):
         if not isinstance(moment, datetime) or moment.tzinfo is None:
             raise RangeError(f"The {name} must be a date and time in UTC, got {moment!r}.")
@@ -82,6 +94,13 @@ def check_range(start: datetime, end: datetime) -> None:
         raise RangeError(
             f"The range is empty: the end ({end:%Y-%m-%d %H:%M} UTC) must be after the start "
             f"({start:%Y-%m-%d %H:%M} UTC). Move the end date or time later."
+        )
+    if max_days is not None and end - start > timedelta(days=max_days):
+        earliest = end - timedelta(days=max_days)
+        raise RangeError(
+            f"The range is {(end - start) / timedelta(days=1):,.1f} days; the page draws at "
+            f"most {max_days:g} days (PRICEBOT_MONITOR_MAX_RANGE_DAYS). Move the start to "
+            f"{earliest:%Y-%m-%d %H:%M} UTC or later, or raise the setting."
         )
 
 
@@ -114,9 +133,18 @@ def symbol_choices(conn: psycopg.Connection, configured: Iterable[str]) -> list[
 
 
 def target_choices(conn: psycopg.Connection, symbol: str, configured: Iterable[str]) -> list[str]:
-    """The configured targets, then any other target the prediction log holds for ``symbol``."""
+    """The configured targets, then any other target the prediction log holds for ``symbol``
+    (a loose index scan: one probe per target, not a pass over the log)."""
     rows = conn.execute(
-        "SELECT DISTINCT target FROM predictions WHERE symbol = %s ORDER BY 1", (symbol,)
+        """WITH RECURSIVE t AS (
+               (SELECT target FROM predictions WHERE symbol = %(s)s ORDER BY target LIMIT 1)
+               UNION ALL
+               SELECT (SELECT p.target FROM predictions p
+                       WHERE p.symbol = %(s)s AND p.target > t.target
+                       ORDER BY p.target LIMIT 1)
+               FROM t WHERE t.target IS NOT NULL)
+           SELECT target FROM t WHERE target IS NOT NULL""",
+        {"s": symbol},
     ).fetchall()
     return list(dict.fromkeys([*configured, *(row[0] for row in rows)]))
 
@@ -142,18 +170,31 @@ def price_series(
     max_points: int = MAX_POINTS,
 ) -> pd.DataFrame:
     """Candles of ``symbol`` in [start, end] aggregated per step in SQL: columns ``time`` (the
-    step's start), ``low``, ``high``, ``close`` (the step's last close), ``candles``."""
+    step's start), ``low``, ``high``, ``close`` (the step's last close), ``candles``.
+
+    One hashed pass over the range (no sort of its rows), then one primary-key probe per step
+    for the close of its last candle."""
     check_range(start, end)
     step = timedelta(minutes=step_minutes(start, end, max_points))
-    rows = conn.execute(
-        """SELECT date_bin(%(step)s, open_time, %(origin)s) AS time,
-                  min(low)::float8, max(high)::float8,
-                  (array_agg(close ORDER BY open_time DESC))[1]::float8, count(*)
-           FROM klines
-           WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time <= %(end)s
-           GROUP BY 1 ORDER BY 1""",
-        {"step": step, "origin": ORIGIN, "symbol": symbol, "start": start, "end": end},
-    ).fetchall()
+    with conn.transaction():
+        # Room to hash the steps in memory: the planner cannot tell that date_bin makes few
+        # groups, and would otherwise sort every row of the range on disk.
+        conn.execute("SET LOCAL work_mem = '32MB'")
+        steps = conn.execute(
+            """SELECT date_bin(%(step)s, open_time, %(origin)s), min(low)::float8,
+                      max(high)::float8, max(open_time), count(*)
+               FROM klines
+               WHERE symbol = %(symbol)s AND open_time >= %(start)s AND open_time <= %(end)s
+               GROUP BY 1""",
+            {"step": step, "origin": ORIGIN, "symbol": symbol, "start": start, "end": end},
+        ).fetchall()
+    closes = dict(
+        conn.execute(
+            "SELECT open_time, close::float8 FROM klines WHERE symbol = %s AND open_time = ANY(%s)",
+            (symbol, [row[3] for row in steps]),
+        ).fetchall()
+    )
+    rows = sorted((t, low, high, closes.get(last), n) for t, low, high, last, n in steps)
     frame = pd.DataFrame(rows, columns=["time", "low", "high", "close", "candles"])
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
     return frame.astype({"low": "float64", "high": "float64", "close": "float64"})
@@ -171,30 +212,33 @@ def logged_points(
     end: datetime,
     version: str | None = None,
     max_points: int = MAX_POINTS,
+    *,
+    max_gap_minutes: int | None = None,
 ) -> pd.DataFrame:
     """Served predictions from the log, one per step (the first of the step), with outcomes.
 
     ``version`` None: whatever was served ("as logged"); otherwise only that version's rows.
     """
     check_range(start, end)
-    step = step_minutes(start, end, max_points)
+    step = timedelta(minutes=step_minutes(start, end, max_points))
+    # One probe of the (symbol, target, feature_time) index per step, not a sort of the range.
     rows = conn.execute(
-        """SELECT DISTINCT ON (bucket)
-                  date_bin(%(step)s, feature_time, %(origin)s) AS bucket,
-                  feature_time, model_version, prediction, actual, base_close
-           FROM predictions
-           WHERE symbol = %(symbol)s AND target = %(target)s
-             AND feature_time >= %(start)s AND feature_time <= %(end)s
-             AND (%(version)s::text IS NULL OR model_version = %(version)s)
-           ORDER BY bucket, feature_time, made_at DESC""",
-        {"step": timedelta(minutes=step), "origin": ORIGIN, "symbol": symbol,
-         "target": spec.name, "start": start, "end": end, "version": version},
+        """SELECT p.feature_time, p.model_version, p.prediction, p.base_close
+           FROM generate_series(date_bin(%(step)s, %(start)s::timestamptz, %(origin)s),
+                                %(end)s::timestamptz, %(step)s) AS b(bucket)
+           CROSS JOIN LATERAL (
+               SELECT feature_time, model_version, prediction, base_close FROM predictions
+               WHERE symbol = %(symbol)s AND target = %(target)s
+                 AND feature_time >= greatest(b.bucket, %(start)s)
+                 AND feature_time < b.bucket + %(step)s AND feature_time <= %(end)s
+                 AND (%(version)s::text IS NULL OR model_version = %(version)s)
+               ORDER BY feature_time, made_at DESC LIMIT 1) p
+           ORDER BY 1""",
+        {"step": step, "origin": ORIGIN, "symbol": symbol, "target": spec.name,
+         "start": start, "end": end, "version": version},
     ).fetchall()  # fmt: skip
-    frame = pd.DataFrame(
-        [row[1:] for row in rows],
-        columns=["time", "version", "prediction", "actual", "base_close"],
-    )
-    return with_outcomes(conn, symbol, spec, frame)
+    frame = pd.DataFrame(rows, columns=["time", "version", "prediction", "base_close"])
+    return with_outcomes(conn, symbol, spec, frame, max_gap_minutes=max_gap_minutes)
 
 
 def replay_points(
@@ -208,6 +252,7 @@ def replay_points(
     *,
     feature_set: str = "v1",
     max_points: int = MAX_POINTS,
+    max_gap_minutes: int | None = None,
 ) -> pd.DataFrame:
     """What ``model`` (a loaded pyfunc) would have predicted at each step from the stored
     features: the same rows and the same columns the service feeds it."""
@@ -216,12 +261,10 @@ def replay_points(
 
     check_range(start, end)
     step = step_minutes(start, end, max_points)
-    features = load_features(conn, symbol, start, end, feature_set)
-    minutes = features.index.asi8 // 60_000_000_000
-    features = features[minutes % step == 0]
+    features = load_features(conn, symbol, start, end, feature_set, every_minutes=step)
     if features.empty:
-        frame = pd.DataFrame(columns=["time", "version", "prediction", "actual", "base_close"])
-        return with_outcomes(conn, symbol, spec, frame)
+        frame = pd.DataFrame(columns=["time", "version", "prediction", "base_close"])
+        return with_outcomes(conn, symbol, spec, frame, max_gap_minutes=max_gap_minutes)
     names = feature_names(feature_set)
     predicted = np.asarray(model.predict(features[names].astype("float64")), dtype="float64")
     frame = pd.DataFrame(
@@ -229,66 +272,65 @@ def replay_points(
             "time": features.index,
             "version": str(version),
             "prediction": predicted.ravel(),
-            "actual": np.nan,
             "base_close": features["close"].to_numpy(),
         }
     )
-    frame = with_outcomes(conn, symbol, spec, frame)
-    if spec.is_classification:
-        frame["actual"] = _event_outcomes(conn, symbol, spec, frame)
-    else:
-        frame["actual"] = frame["forward_return"]
-    return frame
-
-
-def _closes_at(conn: psycopg.Connection, symbol: str, times: Sequence[datetime]) -> pd.Series:
-    """Stored closes at exactly ``times`` (primary-key look-ups), indexed by open time."""
-    if len(times) == 0:
-        return pd.Series(dtype="float64")
-    rows = conn.execute(
-        "SELECT open_time, close::float8 FROM klines WHERE symbol = %s AND open_time = ANY(%s)",
-        (symbol, list(times)),
-    ).fetchall()
-    if not rows:
-        return pd.Series(dtype="float64")
-    index = pd.to_datetime([r[0] for r in rows], utc=True)
-    return pd.Series([r[1] for r in rows], index=index, dtype="float64").sort_index()
+    return with_outcomes(conn, symbol, spec, frame, max_gap_minutes=max_gap_minutes)
 
 
 def with_outcomes(
-    conn: psycopg.Connection, symbol: str, spec: TargetSpec, frame: pd.DataFrame
+    conn: psycopg.Connection,
+    symbol: str,
+    spec: TargetSpec,
+    frame: pd.DataFrame,
+    *,
+    max_gap_minutes: int | None = None,
 ) -> pd.DataFrame:
-    """Add what happened (the close at the end of the horizon, the forward return) and the
-    causal inputs of the baselines (past returns, as :mod:`pricebot.labels` defines them) from
-    the closes at ``time + k * H`` for k in -7..1; columns :data:`POINT_COLUMNS`."""
+    """Add what happened and the baselines' causal inputs to ``frame`` (columns ``time``,
+    ``version``, ``prediction``, ``base_close``); columns :data:`POINT_COLUMNS`.
+
+    Everything comes from :func:`pricebot.labels.label_candles` over the stored closes from
+    :data:`RECENT_MEAN_HORIZONS` horizons before the first point to one horizon after the last:
+    ``actual`` is the target's label (the one definition training and ``pricebot score`` use),
+    ``forward_return`` what holding over the horizon returned, both NaN when the horizon is not
+    over yet or crosses a gap longer than ``max_gap_minutes`` (default: the setting).
+    ``in_sample`` is False here; :func:`mark_in_sample` sets it.
+    """
+    from pricebot.candles import load_candles
+    from pricebot.labels import label_candles
+
+    if max_gap_minutes is None:
+        from pricebot.settings import get_settings
+
+        max_gap_minutes = get_settings().max_gap_minutes
     frame = frame.copy()
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    for column in ("prediction", "actual", "base_close"):
+    for column in ("prediction", "base_close"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     frame["version"] = frame["version"].astype("string")
     horizon = pd.Timedelta(minutes=spec.horizon_minutes)
     times = pd.DatetimeIndex(frame["time"])
-    lags = range(-1, RECENT_MEAN_HORIZONS + 1)  # -1: the end of the horizon
-    wanted = sorted({t for k in lags for t in (times - k * horizon).to_pydatetime()})
-    closes = _closes_at(conn, symbol, wanted)
-
-    def close_at(k: int) -> np.ndarray:
-        return closes.reindex(times - k * horizon).to_numpy(dtype="float64")
-
-    now = close_at(0)
+    if len(times):
+        candles = load_candles(
+            conn, symbol, times.min() - RECENT_MEAN_HORIZONS * horizon, times.max() + horizon,
+            columns=("close",),
+        )  # fmt: skip
+    else:
+        candles = pd.DataFrame({"close": pd.Series(dtype="float64")}, index=times)
+    context = label_candles(candles, spec, max_gap_minutes).reindex(times)
+    closes = candles["close"]
+    now = closes.reindex(times).to_numpy(dtype="float64")
     base = frame["base_close"].to_numpy(dtype="float64")
     base = np.where(np.isfinite(base), base, now)
     frame["base_close"] = base
     frame["end_time"] = times + horizon
-    frame["end_close"] = close_at(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frame["forward_return"] = frame["end_close"].to_numpy() / now - 1.0
-        past = [close_at(k) / close_at(k + 1) - 1.0 for k in range(RECENT_MEAN_HORIZONS)]
-    frame["past_return"] = past[0]
-    stacked = np.vstack(past) if len(frame) else np.empty((RECENT_MEAN_HORIZONS, 0))
-    counts = np.isfinite(stacked).sum(axis=0)
-    sums = np.nansum(stacked, axis=0)
-    frame["recent_mean"] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    frame["end_close"] = closes.reindex(times + horizon).to_numpy(dtype="float64")
+    frame["actual"] = context["label"].to_numpy(dtype="float64")
+    frame["forward_return"] = context["forward_return"].to_numpy(dtype="float64")
+    frame["past_return"] = context["past_return"].to_numpy(dtype="float64")
+    frame["recent_mean"] = context["recent_mean"].to_numpy(dtype="float64")
+    frame["crosses_gap"] = context["crosses_gap"].eq(True).to_numpy(dtype=bool)
+    frame["in_sample"] = False
     if spec.is_classification:
         frame["predicted_price"] = np.nan  # a probability of an event is not a price
     else:
@@ -296,32 +338,34 @@ def with_outcomes(
     return frame.loc[:, list(POINT_COLUMNS)].sort_values("time").reset_index(drop=True)
 
 
-def _event_outcomes(
-    conn: psycopg.Connection, symbol: str, spec: TargetSpec, frame: pd.DataFrame
-) -> np.ndarray:
-    """For ``up/down<X>pct<H>`` replays: did a close in (t, t + H] reach the move? (NaN while the
-    candle at t + H is not stored, as :func:`pricebot.labels.compute_labels` does.)"""
-    if frame.empty:
-        return np.array([], dtype="float64")
-    rows = conn.execute(
-        """SELECT t, w.hi, w.lo FROM unnest(%(times)s::timestamptz[]) AS t
-           CROSS JOIN LATERAL (
-               SELECT max(close)::float8 AS hi, min(close)::float8 AS lo FROM klines
-               WHERE symbol = %(symbol)s AND open_time > t AND open_time <= t + %(h)s) w""",
-        {"times": list(frame["time"].dt.to_pydatetime()), "symbol": symbol,
-         "h": timedelta(minutes=spec.horizon_minutes)},
-    ).fetchall()  # fmt: skip
-    extremes = pd.DataFrame(rows, columns=["t", "hi", "lo"])
-    extremes["t"] = pd.to_datetime(extremes["t"], utc=True)
-    extremes = extremes.set_index("t").reindex(frame["time"])
-    base = frame["base_close"].to_numpy(dtype="float64")
-    assert spec.threshold is not None
-    if spec.direction == "up":
-        hit = extremes["hi"].to_numpy(dtype="float64") >= base * (1.0 + spec.threshold)
-    else:
-        hit = extremes["lo"].to_numpy(dtype="float64") <= base * (1.0 - spec.threshold)
-    known = np.isfinite(frame["end_close"].to_numpy(dtype="float64"))
-    return np.where(known, hit.astype("float64"), np.nan)
+def mark_in_sample(
+    frame: pd.DataFrame, spec: TargetSpec, training_ends: Mapping[str, datetime | None]
+) -> pd.DataFrame:
+    """Set ``in_sample`` for each point whose version was trained on it: its time is before
+    the version's training data end plus one horizon (the last training row's label saw the
+    prices up to then). A version whose end is unknown (None) marks nothing."""
+    frame = frame.copy()
+    horizon = pd.Timedelta(minutes=spec.horizon_minutes)
+    cutoffs = {v: pd.Timestamp(end) + horizon for v, end in training_ends.items() if end}
+    cutoff = pd.to_datetime(frame["version"].astype("object").map(cutoffs), utc=True)
+    frame["in_sample"] = (frame["time"] < cutoff).to_numpy(dtype=bool)  # NaT compares False
+    return frame
+
+
+def in_sample_spans(points: pd.DataFrame) -> pd.DataFrame:
+    """Runs of consecutive in-sample points as spans ``start``, ``end``, ``version`` (for
+    shading them on a chart)."""
+    columns = ["start", "end", "version"]
+    if points.empty or not points["in_sample"].any():
+        return pd.DataFrame(columns=columns)
+    flags = points["in_sample"].to_numpy(dtype=bool)
+    versions = points["version"].astype("object").to_numpy()
+    run = np.cumsum(np.r_[True, (flags[1:] != flags[:-1]) | (versions[1:] != versions[:-1])])
+    marked = points.assign(run=run)[flags]
+    spans = marked.groupby("run").agg(
+        start=("time", "min"), end=("time", "max"), version=("version", "first")
+    )
+    return spans.reset_index(drop=True).loc[:, columns]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,6 +381,11 @@ class ModelChoices:
     versions: list[str] = field(default_factory=list)  # newest first
     feature_sets: dict[str, str] = field(default_factory=dict)  # version -> feature set
     champion_moved_at: str | None = None
+    #: version -> the run whose params hold ``dataset.end`` (tag ``training_run_id``, else the
+    #: version's own run)
+    training_runs: dict[str, str] = field(default_factory=dict)
+    #: version -> ``dataset.end`` when the version carries it as a tag (no look-up needed)
+    data_ends: dict[str, str] = field(default_factory=dict)
 
 
 def tracking_uri() -> str:
@@ -371,18 +420,60 @@ def model_choices(uri: str | None, symbol: str, target: str) -> ModelChoices:
         champion = registry.alias_version(name, CHAMPION)
     except Exception as exc:
         raise TrackingUnavailableError(
-            f"The MLflow registry at {registry.where} failed to answer: "
-            f"{str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+            f"The MLflow registry at {registry.where} failed to answer: {_first_line(exc)}"
         ) from None
     tags = {str(mv.version): dict(mv.tags or {}) for mv in ordered}
     moved_at = tags.get(champion or "", {}).get(f"{CHAMPION}.moved_at")
+    runs = {str(mv.version): tags[str(mv.version)].get("training_run_id") or mv.run_id
+            for mv in ordered}  # fmt: skip
     return ModelChoices(
         name,
         champion,
         [str(mv.version) for mv in ordered],
         {v: t.get("feature_set", "v1") for v, t in tags.items()},
         moved_at,
+        {v: r for v, r in runs.items() if r},
+        {v: t[DATA_END_KEY] for v, t in tags.items() if t.get(DATA_END_KEY)},
     )
+
+
+def parse_data_end(value: object) -> datetime | None:
+    """A lineage ``end`` (ISO 8601, UTC) as a moment; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = pd.Timestamp(str(value))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return moment.to_pydatetime()
+
+
+def training_end(uri: str | None, choices: ModelChoices, version: str) -> datetime | None:
+    """The end of the data ``version`` was trained on (lineage ``dataset.end``): from the
+    version's tag when it has one, else from the params of its training run (one look-up).
+    None when the registry keeps no record of it (a version registered by hand)."""
+    if version in choices.data_ends:
+        return parse_data_end(choices.data_ends[version])
+    run_id = choices.training_runs.get(version)
+    if not run_id:
+        return None
+    registry = Registry(uri)  # model_choices has just checked that it answers
+    try:
+        params = registry.run_params(run_id)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise TrackingUnavailableError(
+            f"The MLflow registry at {registry.where} failed to answer: {_first_line(exc)}"
+        ) from None
+    return parse_data_end(params.get(DATA_END_KEY))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def load_version(uri: str | None, symbol: str, target: str, version: str) -> Any:
@@ -405,6 +496,8 @@ class Points:
     version: str | None  # None: as logged (any version)
     step_minutes: int
     logged: int = 0  # for a replay: how many served predictions of the version the range holds
+    #: each shown version's training data end (None: unknown, its in-sample rows unmarked)
+    training_ends: dict[str, datetime | None] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -420,6 +513,40 @@ class Points:
             return "served predictions, as logged"
         return f"served predictions of version {self.version}, as logged"
 
+    @property
+    def in_sample(self) -> int:
+        """How many points their version was trained on."""
+        return int(self.frame["in_sample"].sum()) if not self.frame.empty else 0
+
+    @property
+    def unknown_training_ends(self) -> list[str]:
+        """Shown versions whose training data end the registry does not record."""
+        return sorted(v for v, end in self.training_ends.items() if end is None)
+
+    @property
+    def in_sample_note(self) -> str | None:
+        """What the page says about in-sample points, or None when there is nothing to say."""
+        parts = []
+        if self.in_sample:
+            ends = ", ".join(
+                f"version {v} to {end:%Y-%m-%d %H:%M} UTC"
+                for v, end in sorted(self.training_ends.items())
+                if end is not None
+            )
+            parts.append(
+                f"**In-sample**: {self.in_sample} of {len(self.frame)} points are rows their "
+                f"version was trained on (training data: {ends}, whose labels reach one "
+                "horizon further). They are shaded, and left out of the error and pool figures."
+            )
+        if self.unknown_training_ends:
+            listed = ", ".join(self.unknown_training_ends)
+            parts.append(
+                f"The training data end of version {listed} is unknown (the registry does not "
+                "record it, or cannot be reached): rows it was trained on cannot be told apart, "
+                "and count as out of sample."
+            )
+        return " ".join(parts) or None
+
 
 def prediction_points(
     conn: psycopg.Connection,
@@ -432,18 +559,35 @@ def prediction_points(
     uri: str | None = None,
     choices: ModelChoices | None = None,
     loader: Callable[[str | None, str, str, str], Any] = load_version,
+    training_end_of: Callable[[str], datetime | None] | None = None,
     max_points: int = MAX_POINTS,
+    max_gap_minutes: int | None = None,
 ) -> Points:
     """The points for the page's model choice: ``"as logged"``, ``"champion"`` or a version.
 
     For the champion or a version, its served predictions are shown when the log holds them
     for at least :data:`MIN_LOGGED_SHARE` of the range's steps; otherwise the version is
-    replayed over the stored features for the whole range (labelled as a replay).
+    replayed over the stored features for the whole range (labelled as a replay). Either way
+    the points each version was trained on are marked ``in_sample`` (``training_end_of``
+    gives a version's training data end; by default :func:`training_end` through the
+    registry, or unknown when there is no registry to ask).
     """
     step = step_minutes(start, end, max_points)
+    gap = {"max_gap_minutes": max_gap_minutes}
+    if training_end_of is None:
+
+        def training_end_of(version: str) -> datetime | None:
+            return training_end(uri, choices, version) if choices is not None else None
+
+    def marked(frame: pd.DataFrame, source: str, version: str | None, logged: int = 0) -> Points:
+        shown = [str(v) for v in frame["version"].dropna().unique()]
+        ends = {v: training_end_of(v) for v in shown}
+        frame = mark_in_sample(frame, spec, ends)
+        return Points(frame, source, version, step, logged=logged, training_ends=ends)
+
     if model == AS_LOGGED:
-        frame = logged_points(conn, symbol, spec, start, end, None, max_points)
-        return Points(frame, LOGGED, None, step)
+        frame = logged_points(conn, symbol, spec, start, end, None, max_points, **gap)
+        return marked(frame, LOGGED, None)
     if choices is None:
         choices = model_choices(uri, symbol, spec.name)
     if not choices.versions:
@@ -459,22 +603,28 @@ def prediction_points(
         )
     if version not in choices.versions:
         raise NoChampionError(f"{choices.name} has no version {version}.")
-    logged = logged_points(conn, symbol, spec, start, end, version, max_points)
+    logged = logged_points(conn, symbol, spec, start, end, version, max_points, **gap)
     steps = max(1, int((end - start) / timedelta(minutes=step)))
     if len(logged) >= MIN_LOGGED_SHARE * steps:
-        return Points(logged, LOGGED, version, step)
+        return marked(logged, LOGGED, version)
     loaded = loader(uri, symbol, spec.name, version)
     frame = replay_points(
         conn, symbol, spec, loaded, version, start, end,
-        feature_set=choices.feature_sets.get(version, "v1"), max_points=max_points,
+        feature_set=choices.feature_sets.get(version, "v1"), max_points=max_points, **gap,
     )  # fmt: skip
     if frame.empty and not logged.empty:  # no features to replay on: what was served
-        return Points(logged, LOGGED, version, step)
-    return Points(frame, REPLAY, version, step, logged=len(logged))
+        return marked(logged, LOGGED, version)
+    return marked(frame, REPLAY, version, logged=len(logged))
 
 
 # ---------------------------------------------------------------------------------------------
 # Errors over time and the pool value
+
+
+def _in_sample(points: pd.DataFrame) -> np.ndarray:
+    if "in_sample" not in points:
+        return np.zeros(len(points), dtype=bool)
+    return points["in_sample"].fillna(False).to_numpy(dtype=bool)
 
 
 def default_window_minutes(start: datetime, end: datetime, horizon_minutes: int) -> int:
@@ -490,20 +640,34 @@ def candidate_predictions(points: pd.DataFrame, spec: TargetSpec) -> dict[str, n
     return {MODEL_SERIES: points["prediction"].to_numpy(dtype="float64"), **baselines}
 
 
-def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int) -> pd.DataFrame:
+#: A rolling window spans a twentieth of the range: this many points per series draw it exactly
+#: enough, and keep the error chart (ten series) light for the browser.
+ROLLING_POINTS = 500
+
+
+def rolling_metrics(
+    points: pd.DataFrame,
+    spec: TargetSpec,
+    window_minutes: int,
+    max_points: int = ROLLING_POINTS,
+) -> pd.DataFrame:
     """Rolling MAE and directional accuracy over the last ``window_minutes`` of scored points,
     for the model and each baseline on the same points.
 
     Long format for charting: columns ``time``, ``metric`` (``mae`` or
-    ``directional_accuracy``), ``series`` and ``value``. Only points whose outcome is known
-    count; buy-and-hold has no MAE of its own (it predicts no return) and is left out of it.
+    ``directional_accuracy``), ``series`` and ``value``, at most ``max_points`` per series.
+    Only points whose outcome is known count, and never an in-sample one (its version was
+    trained on it); buy-and-hold has no MAE of its own (it predicts no return) and is left out.
     """
     columns = ["time", "metric", "series", "value"]
-    scored = points[np.isfinite(points["actual"].to_numpy(dtype="float64"))]
+    scored = points[np.isfinite(points["actual"].to_numpy(dtype="float64")) & ~_in_sample(points)]
     if scored.empty:
         return pd.DataFrame(columns=columns)
     actual = scored["actual"].to_numpy(dtype="float64")
     truth = positive_truth(actual, spec)
+    # Every point counts in the windows; every k-th value is drawn (always the last one).
+    every = max(1, int(np.ceil(len(scored) / max_points)))
+    drawn = np.arange(len(scored))[::-1][::every][::-1]
     index = pd.DatetimeIndex(scored["time"])
     window = f"{int(window_minutes)}min"
     parts = []
@@ -516,9 +680,10 @@ def rolling_metrics(points: pd.DataFrame, spec: TargetSpec, window_minutes: int)
         for metric, values in metrics.items():
             parts.append(
                 pd.DataFrame(
-                    {"time": index, "metric": metric, "series": series, "value": values.to_numpy()}
+                    {"time": index[drawn], "metric": metric, "series": series,
+                     "value": values.to_numpy()[drawn]}
                 )
-            )
+            )  # fmt: skip
     return pd.concat(parts, ignore_index=True)
 
 
@@ -536,12 +701,15 @@ class PoolCurves:
 def pool_curves(
     points: pd.DataFrame, spec: TargetSpec, step: int, *, fee: float = DEFAULT_FEE
 ) -> PoolCurves:
-    """:func:`pricebot.evaluation.pool_value` on the points whose forward return is known.
+    """:func:`pricebot.evaluation.pool_value` on the out-of-sample points whose forward return
+    is known.
 
     Points are ``step`` minutes apart, so at most ``H / step`` staggered pools are distinct
     (up to the 24 that evaluation uses on every minute).
     """
-    known = points[np.isfinite(points["forward_return"].to_numpy(dtype="float64"))]
+    known = points[
+        np.isfinite(points["forward_return"].to_numpy(dtype="float64")) & ~_in_sample(points)
+    ]
     pools = max(1, min(24, spec.horizon_minutes // max(1, step)))
     columns = ["time", "series", "value"]
     if known.empty:
@@ -583,8 +751,8 @@ def champion_timeline(
 
     - ``alias history``: from table ``model_alias_events`` (each move of ``champion`` starts a
       segment that lasts until the next move);
-    - ``served (prediction log)``: runs of steps in which the log holds predictions of one
-      version (counted per step in SQL, merged here), so a rollback shows as a new segment.
+    - ``served (prediction log)``: runs of steps in which the log's first prediction of the
+      step is of one version (merged here), so a rollback shows as a new segment.
     """
     check_range(start, end)
     name = model_name(symbol, target)
@@ -600,21 +768,24 @@ def champion_timeline(
             continue
         segments.append((str(version), max(moved_at, start), min(until, end), "alias history"))
     step = timedelta(minutes=step_minutes(start, end, max_points))
+    # The version of the first prediction made in each step stands for the step: one probe of
+    # the (symbol, target, made_at) index per step, not a pass over the range's rows.
     rows = conn.execute(
-        """SELECT date_bin(%(step)s, made_at, %(origin)s) AS bucket, model_version, count(*)
-           FROM predictions
-           WHERE symbol = %(symbol)s AND target = %(target)s
-             AND made_at >= %(start)s AND made_at <= %(end)s
-           GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+        """SELECT b.bucket, p.model_version
+           FROM generate_series(date_bin(%(step)s, %(start)s::timestamptz, %(origin)s),
+                                %(end)s::timestamptz, %(step)s) AS b(bucket)
+           CROSS JOIN LATERAL (
+               SELECT model_version FROM predictions
+               WHERE symbol = %(symbol)s AND target = %(target)s
+                 AND made_at >= greatest(b.bucket, %(start)s)
+                 AND made_at < b.bucket + %(step)s AND made_at <= %(end)s
+               ORDER BY made_at LIMIT 1) p
+           ORDER BY 1""",
         {"step": step, "origin": ORIGIN, "symbol": symbol, "target": target,
          "start": start, "end": end},
     ).fetchall()  # fmt: skip
     current: list[Any] | None = None
-    seen: set[datetime] = set()
-    for bucket, version, _count in rows:
-        if bucket in seen:  # the busiest version of a step stands for it
-            continue
-        seen.add(bucket)
+    for bucket, version in rows:
         if current and current[0] == version and bucket <= current[2] + step:
             current[2] = bucket
             continue
@@ -638,7 +809,7 @@ def champion_timeline(
 class Health:
     """Newest candle per symbol and its age, the gaps in the range, recent ingestion runs."""
 
-    symbols: pd.DataFrame  # symbol, newest, age_minutes, candles, gaps, feature_rows, stale
+    symbols: pd.DataFrame  # symbol, newest, age_minutes, stale, newest_features, gaps
     gaps: pd.DataFrame  # symbol, start, end, minutes
     runs: pd.DataFrame  # started_at, symbol, source, rows_written, outcome, error
 
@@ -654,29 +825,44 @@ def data_health(
     now: datetime | None = None,
     runs: int = 30,
 ) -> Health:
-    """From :func:`pricebot.summary.data_summary`, :func:`pricebot.gaps.list_gaps` and
-    :func:`pricebot.runs.recent_runs` (the same reads the CLI uses)."""
+    """Per symbol with candles: the newest candle, its age, the newest feature row and the
+    recorded gaps (index probes only: a page must not count a year of rows to say how fresh
+    the data is); the gaps of ``symbol`` in the range (:func:`pricebot.gaps.list_gaps`) and
+    the recent ingestion runs (:func:`pricebot.runs.recent_runs`), as the CLI reads them."""
     from pricebot.db import connect
     from pricebot.gaps import list_gaps
     from pricebot.runs import recent_runs
-    from pricebot.summary import data_summary
 
     now = now or datetime.now(UTC)
-    summary = data_summary(url, feature_set)
-    symbols = pd.DataFrame(
-        [(s.symbol, s.last, s.candles, s.gaps, s.feature_rows) for s in summary],
-        columns=["symbol", "newest", "candles", "gaps", "feature_rows"],
-    )
-    symbols["newest"] = pd.to_datetime(symbols["newest"], utc=True)
+    with connect(url) as conn:
+        rows = conn.execute(
+            """WITH RECURSIVE s AS (
+                   (SELECT symbol FROM klines ORDER BY symbol LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT k.symbol FROM klines k WHERE k.symbol > s.symbol
+                           ORDER BY k.symbol LIMIT 1)
+                   FROM s WHERE s.symbol IS NOT NULL)
+               SELECT s.symbol,
+                      (SELECT open_time FROM klines k WHERE k.symbol = s.symbol
+                       ORDER BY open_time DESC LIMIT 1),
+                      (SELECT open_time FROM features f
+                       WHERE f.symbol = s.symbol AND f.feature_set = %(feature_set)s
+                       ORDER BY open_time DESC LIMIT 1),
+                      (SELECT count(*) FROM gaps g WHERE g.symbol = s.symbol)
+               FROM s WHERE s.symbol IS NOT NULL ORDER BY 1""",
+            {"feature_set": feature_set},
+        ).fetchall()
+        gaps = list_gaps(conn, symbol, start, end)
+        recent = recent_runs(conn, runs)
+    symbols = pd.DataFrame(rows, columns=["symbol", "newest", "newest_features", "gaps"])
+    for column in ("newest", "newest_features"):
+        symbols[column] = pd.to_datetime(symbols[column], utc=True)
     # A candle opened at t is complete at t + 1 min: its age counts from then.
     age = (pd.Timestamp(now) - symbols["newest"] - pd.Timedelta(minutes=1)) / pd.Timedelta(
         minutes=1
     )
     symbols["age_minutes"] = age.clip(lower=0).astype("float64")
     symbols["stale"] = symbols["age_minutes"] > stale_after_minutes
-    with connect(url) as conn:
-        gaps = list_gaps(conn, symbol, start, end)
-        recent = recent_runs(conn, runs)
     gap_frame = pd.DataFrame(
         [(g.symbol, g.start, g.end + timedelta(minutes=1), g.minutes) for g in gaps],
         columns=["symbol", "start", "end", "minutes"],

@@ -8,8 +8,9 @@ clean shutdown loses nothing. When the database is down the writer keeps the row
 rows only if it outlasts that buffer.
 
 ``score_predictions`` fills ``actual`` once a prediction's horizon has passed: the realised value
-of its target, from the candles. It touches only rows whose ``actual`` is still empty, so it can
-run any number of times (the transform step and ``pricebot score`` both call it).
+of its target, from the candles, by the rule training labels use (a horizon across a long gap
+has no outcome). It touches only rows not yet decided, so it can run any number of times (the
+transform step and ``pricebot score`` both call it).
 """
 
 from __future__ import annotations
@@ -245,60 +246,76 @@ class PredictionLog:
 _DUE_SQL = """
 SELECT id, symbol, target, feature_time, horizon_minutes
 FROM predictions
-WHERE actual IS NULL
+WHERE actual IS NULL AND scored_at IS NULL
   AND feature_time + make_interval(mins => horizon_minutes) <= %(now)s
 ORDER BY id
 FOR UPDATE SKIP LOCKED
 """
 
-_CLOSES_SQL = """
-SELECT open_time, close::double precision AS close
-FROM klines
-WHERE symbol = %s AND open_time BETWEEN %s AND %s
-ORDER BY open_time
-"""
 
-
-def score_predictions(url: str, *, now: datetime | None = None) -> int:
+def score_predictions(
+    url: str, *, now: datetime | None = None, max_gap_minutes: int | None = None
+) -> int:
     """Fill ``actual`` for predictions whose horizon has passed; return how many were filled.
 
-    ``actual`` is the realised value of the prediction's target as :mod:`pricebot.labels`
-    defines it (the one definition training used): the forward return for ``ret<H>``, 1.0/0.0
-    for ``up/down<X>pct<H>``. A prediction whose outcome the candles cannot tell yet (the candle
-    ``H`` minutes later is missing) stays unscored and is tried again next time. Idempotent: rows
-    already scored are never touched again, and concurrent scorers skip each other's rows.
+    ``actual`` is the realised value of the prediction's target by the rule training labels
+    use (:func:`pricebot.labels.label_candles`, the one definition): the forward return for
+    ``ret<H>``, 1.0/0.0 for ``up/down<X>pct<H>``, and no value when the horizon crosses a gap
+    in the candles longer than ``max_gap_minutes`` (default ``settings.max_gap_minutes``), as
+    such a row would not have been a training row either.
+
+    A prediction whose outcome the candles cannot tell *yet* (nothing is stored at or after
+    ``t + H``) stays pending and is tried again next time. One the candles can never tell (the
+    candle at ``t + H`` or at ``t`` is missing while later ones are stored, or the horizon
+    crosses a long gap) gets ``scored_at`` with ``actual`` left NULL: decided, without an
+    outcome, and never read again. Idempotent: decided rows are never touched again, and
+    concurrent scorers skip each other's rows.
     """
     import pandas as pd
 
-    from pricebot.labels import compute_labels
+    from pricebot.candles import load_candles
+    from pricebot.labels import label_candles
     from pricebot.targets import parse_target
 
+    if max_gap_minutes is None:
+        from pricebot.settings import get_settings
+
+        max_gap_minutes = get_settings().max_gap_minutes
     when = now or datetime.now(UTC)
-    updates: list[tuple[float, datetime, int]] = []
+    updates: list[tuple[float | None, datetime, int]] = []
+    filled = 0
     with db.transaction(url) as conn:
         due = conn.execute(_DUE_SQL, {"now": when}).fetchall()
         groups: dict[tuple[str, str, int], list[tuple[int, datetime]]] = {}
         for pid, symbol, target, feature_time, horizon in due:
             groups.setdefault((symbol, target, horizon), []).append((pid, feature_time))
+        newest: dict[str, datetime | None] = {}
         for (symbol, target, horizon), rows in groups.items():
-            spec = replace(parse_target(target), horizon_minutes=horizon)
-            first = min(t for _, t in rows)
-            last = max(t for _, t in rows) + timedelta(minutes=horizon)
-            closes = conn.execute(_CLOSES_SQL, (symbol, first, last)).fetchall()
-            if not closes:
+            if symbol not in newest:
+                newest[symbol] = conn.execute(
+                    "SELECT max(open_time) FROM klines WHERE symbol = %s", (symbol,)
+                ).fetchone()[0]
+            stored_until = newest[symbol]
+            if stored_until is None:
                 continue
-            candles = pd.DataFrame(closes, columns=["open_time", "close"]).set_index("open_time")
-            candles.index = pd.DatetimeIndex(candles.index).tz_convert("UTC")
-            labels = compute_labels(candles, spec)["label"]
+            spec = replace(parse_target(target), horizon_minutes=horizon)
+            span = timedelta(minutes=horizon)
+            first = min(t for _, t in rows)
+            last = min(max(t for _, t in rows) + span, stored_until)
+            candles = load_candles(conn, symbol, first, last, columns=("close",))
+            labels = label_candles(candles, spec, max_gap_minutes)["label"]
             for pid, feature_time in rows:
                 value = labels.get(pd.Timestamp(feature_time).tz_convert("UTC"))
                 if value is not None and pd.notna(value):
                     updates.append((float(value), when, pid))
+                    filled += 1
+                elif feature_time + span <= stored_until:  # the candles will never tell
+                    updates.append((None, when, pid))
         if updates:
             with conn.cursor() as cur:
                 cur.executemany(
                     "UPDATE predictions SET actual = %s, scored_at = %s "
-                    "WHERE id = %s AND actual IS NULL",
+                    "WHERE id = %s AND actual IS NULL AND scored_at IS NULL",
                     updates,
                 )
-    return len(updates)
+    return filled

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(5000, ge=1, le=65535)
     service_port: int = Field(3000, ge=1, le=65535)
     monitor_port: int = Field(8501, ge=1, le=65535)
+    monitor_max_range_days: float = Field(
+        400.0, gt=0, description="Longest range the monitoring page draws (bounds its queries)."
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -256,8 +256,11 @@ def load_features(
     start: datetime | None = None,
     end: datetime | None = None,
     feature_set: str = "v1",
+    every_minutes: int = 1,
 ) -> pd.DataFrame:
-    """Stored feature rows with ``start <= open_time <= end``, oldest first.
+    """Stored feature rows with ``start <= open_time <= end``, oldest first; with
+    ``every_minutes`` > 1 only the rows on that grid of whole minutes (filtered by the server:
+    a year's replay at one point per 288 minutes reads 1,826 rows, not 525,600).
 
     Index ``open_time`` (UTC); columns ``close`` then :func:`pricebot.features.feature_names`,
     float64. The rows come packed in one binary value per million rows and are decoded by
@@ -265,6 +268,8 @@ def load_features(
     """
     names = feature_names(feature_set)
     where, params = time_filter(start, end)
+    if every_minutes > 1:
+        where += f" AND (extract(epoch FROM open_time)::bigint / 60) %% {int(every_minutes)} = 0"
     source = f"FROM features WHERE symbol = %s AND feature_set = %s{where}"
     params = [symbol, feature_set, *params]
     columns = [

@@ -290,3 +290,89 @@ def test_a_version_served_on_a_few_minutes_only_is_replayed_over_the_range(
     assert len(points.frame) == 120
     assert points.logged == 5
     assert "the log holds only 5 of its served predictions" in points.label
+
+
+def test_a_replay_over_its_own_training_rows_is_marked_in_sample_and_left_out(
+    database_url: str, registered_model
+) -> None:
+    # Given four hours of candles and features, and a 13-minute model whose training data
+    # ended at T0 + 60 min (so its labels saw the prices up to T0 + 73 min)
+    times = [T0 + i * MINUTE for i in range(240)]
+    store_closes(database_url, "TRXUSDT", T0, [100.0 + (i % 7) for i in range(260)])
+    write_feature_rows(database_url, "TRXUSDT", times, seed=8)
+    trained_to = T0 + 60 * MINUTE
+    model = registered_model("TRXUSDT", "ret13m", seed=9, training_end=trained_to)
+    spec = parse_target("ret13m")
+
+    # When the page replays that version over the whole range
+    with connect(database_url) as conn:
+        points = monitoring.prediction_points(
+            conn, "TRXUSDT", spec, T0, times[-1], model.version, uri=None
+        )
+    frame = points.frame
+    window = monitoring.default_window_minutes(T0, times[-1], spec.horizon_minutes)
+    metrics = monitoring.rolling_metrics(frame, spec, window)
+    pools = monitoring.pool_curves(frame, spec, points.step_minutes)
+
+    # Then every point before the end plus one horizon is in-sample, and said to be
+    cutoff = trained_to + 13 * MINUTE
+    assert points.source == monitoring.REPLAY
+    assert points.training_ends == {model.version: trained_to}
+    assert (frame["in_sample"] == (frame["time"] < cutoff)).all()
+    assert points.in_sample == 73
+    assert "In-sample" in points.in_sample_note
+    assert "2026-03-02 01:00 UTC" in points.in_sample_note
+    # ... and neither the errors nor the pool value count any of them
+    assert metrics["time"].min() >= cutoff
+    assert pools.curve["time"].min() >= cutoff
+    outside = monitoring.pool_curves(frame[~frame["in_sample"]], spec, points.step_minutes)
+    assert pools.model_value == pytest.approx(outside.model_value)
+
+
+def test_a_version_without_a_recorded_training_end_says_so(
+    database_url: str, registered_model
+) -> None:
+    times = [T0 + i * MINUTE for i in range(60)]
+    write_feature_rows(database_url, "NEARUSDT", times, seed=1)
+    model = registered_model("NEARUSDT", "ret13m", seed=2)
+
+    with connect(database_url) as conn:
+        points = monitoring.prediction_points(
+            conn, "NEARUSDT", parse_target("ret13m"), T0, times[-1], model.version, uri=None
+        )
+
+    assert points.unknown_training_ends == [model.version]
+    assert not points.frame["in_sample"].any()
+    assert f"The training data end of version {model.version} is unknown" in (points.in_sample_note)
+
+
+def test_an_outcome_across_a_long_gap_is_not_scored_on_the_page(database_url: str) -> None:
+    # Given a price rising 1 a minute with a 10-minute hole (the longest allowed is 5), and a
+    # 1-hour prediction every minute of the first hour
+    closes = [100.0 + i for i in range(200)]
+    store_closes(database_url, "ATOMUSDT", T0, closes[:90])
+    store_closes(database_url, "ATOMUSDT", T0 + 100 * MINUTE, closes[100:])
+    times = [T0 + i * MINUTE for i in range(60)]
+    log_predictions(database_url, "ATOMUSDT", "ret1h", times, lambda i: 0.01,
+                    horizon_minutes=60)  # fmt: skip
+    spec = parse_target("ret1h")
+
+    # When the page reads them with their outcomes
+    with connect(database_url) as conn:
+        points = monitoring.logged_points(conn, "ATOMUSDT", spec, T0, times[-1], max_gap_minutes=5)
+
+    # Then the predictions whose hour reaches into the hole (made at minute 30 or later) have
+    # no outcome, exactly as training and live scoring treat them: from minute 40 on the
+    # horizon's end is stored but the hour crosses the hole; before, it ends inside it
+    crossing = points["time"] >= T0 + 30 * MINUTE
+    assert points.loc[crossing, ["actual", "forward_return"]].isna().all().all()
+    assert (points["crosses_gap"] == (points["time"] >= T0 + 40 * MINUTE)).all()
+    early = points[~crossing]
+    assert not early["crosses_gap"].any()
+    expected = (100.0 + (early["time"] - T0) / MINUTE + 60) / (
+        100.0 + (early["time"] - T0) / MINUTE
+    )
+    assert np.allclose(early["actual"], expected - 1.0)
+    # ... and the error over time counts only the earlier ones
+    metrics = monitoring.rolling_metrics(points, spec, window_minutes=600)
+    assert metrics["time"].max() < T0 + 30 * MINUTE

@@ -119,6 +119,11 @@ def write_closes(url: str, closes: dict[datetime, float], symbol: str = "BTCUSDT
         insert_klines(conn, [kline(symbol, t, c) for t, c in closes.items()], market="binance")
 
 
+def every_minute(start: datetime, minutes: int, close: float = 100.0) -> dict[datetime, float]:
+    """A close for each minute of ``[start, start + minutes]`` (no gap for the scorer to skip)."""
+    return {start + timedelta(minutes=m): close for m in range(minutes + 1)}
+
+
 def write_predictions(url: str, *records: PredictionRecord) -> None:
     with PredictionLog(url) as log:
         for r in records:
@@ -133,7 +138,7 @@ def actuals(url: str) -> list[tuple]:
 
 
 def test_scoring_fills_the_realised_return_once_the_horizon_passed(database_url: str) -> None:
-    write_closes(database_url, {T0: 100.0, T0 + timedelta(minutes=60): 103.0})
+    write_closes(database_url, {**every_minute(T0, 59), T0 + timedelta(minutes=60): 103.0})
     write_predictions(database_url, record(1))
 
     scored = score_predictions(database_url, now=T0 + timedelta(minutes=61))
@@ -143,7 +148,7 @@ def test_scoring_fills_the_realised_return_once_the_horizon_passed(database_url:
 
 
 def test_scoring_twice_fills_nothing_new(database_url: str) -> None:
-    write_closes(database_url, {T0: 100.0, T0 + timedelta(minutes=60): 103.0})
+    write_closes(database_url, {**every_minute(T0, 59), T0 + timedelta(minutes=60): 103.0})
     write_predictions(database_url, record(1))
     score_predictions(database_url, now=T0 + timedelta(minutes=61))
     first = actuals(database_url)
@@ -184,3 +189,38 @@ def test_scoring_a_classification_target_uses_its_label_definition(database_url:
     score_predictions(database_url, now=T0 + timedelta(minutes=61))
 
     assert actuals(database_url)[0][1] == 1.0
+
+
+def test_a_horizon_across_a_long_gap_is_decided_without_an_outcome(database_url: str) -> None:
+    # Given an hour of closes with a 10-minute hole (longer than max_gap_minutes=5) in it,
+    # then the close at the horizon
+    closes = every_minute(T0, 60)
+    for m in range(20, 30):
+        del closes[T0 + timedelta(minutes=m)]
+    closes[T0 + timedelta(minutes=60)] = 103.0
+    write_closes(database_url, closes)
+    write_predictions(database_url, record(1))
+
+    # When the scorer runs after the horizon
+    scored = score_predictions(database_url, now=T0 + timedelta(minutes=61), max_gap_minutes=5)
+
+    # Then the prediction gets no outcome (training would have dropped its label too), and is
+    # marked decided so no later run reads it again
+    assert scored == 0
+    _request_id, actual, scored_at = actuals(database_url)[0]
+    assert actual is None
+    assert scored_at == T0 + timedelta(minutes=61)
+
+
+def test_a_short_gap_in_the_horizon_still_scores(database_url: str) -> None:
+    closes = every_minute(T0, 60)
+    for m in range(20, 23):  # 3 minutes: within max_gap_minutes=5
+        del closes[T0 + timedelta(minutes=m)]
+    closes[T0 + timedelta(minutes=60)] = 103.0
+    write_closes(database_url, closes)
+    write_predictions(database_url, record(1))
+
+    scored = score_predictions(database_url, now=T0 + timedelta(minutes=61), max_gap_minutes=5)
+
+    assert scored == 1
+    assert actuals(database_url)[0][1] == pytest.approx(0.03)

@@ -126,7 +126,7 @@ def test_the_version_carries_the_contract_tags_and_its_run_the_evaluation(
     assert {k: version.tags[k] for k in ("symbol", "target", "feature_set", "horizon_minutes")} == {
         "symbol": "AVAXUSDT", "target": "ret1h", "feature_set": "v1", "horizon_minutes": "60",
     }  # fmt: skip
-    assert version.tags["market"] == "unrecorded"  # no provenance is kept for these candles
+    assert version.tags["market"] == "simulated:market"  # the fixture's candles are synthetic
     # Selection-fold and held-out figures apart, named so; no metric mixes the two
     for metric in ("mae", "rmse", "directional_accuracy", "pool_value_net"):
         assert {f"selection_{metric}", f"heldout_{metric}"} <= set(run.data.metrics)

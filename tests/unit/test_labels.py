@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pricebot.labels import compute_labels, crosses_long_gap, forward_returns
+from pricebot.labels import (
+    compute_labels,
+    crosses_long_gap,
+    forward_returns,
+    label_candles,
+    past_returns,
+)
 from pricebot.targets import parse_target
 
 
@@ -143,3 +149,29 @@ def test_a_label_window_crossing_a_long_gap_is_flagged_and_a_short_gap_is_not() 
     window_hits = (times < index[50]) & (times + pd.Timedelta(minutes=20) >= index[40])
     assert crossing_long.tolist() == window_hits.tolist()
     assert not crossing_short.any()
+
+
+@pytest.mark.parametrize("target", ["ret20m", "up1pct20m"])
+def test_label_candles_withdraws_outcomes_across_a_long_gap_and_keeps_the_rest(
+    target: str,
+) -> None:
+    # Given a random walk with a 10-minute hole (longer than the 5 allowed)
+    rng = np.random.default_rng(3)
+    frame = candles(100 * np.exp(np.cumsum(rng.normal(0, 0.003, 200))))
+    frame = frame.drop(frame.index[100:110])
+    spec = parse_target(target)
+
+    context = label_candles(frame, spec, max_gap_minutes=5)
+
+    # Then a horizon across the hole has no outcome; every other is compute_labels' own
+    crossing = crosses_long_gap(frame.index, 20, 5)
+    plain = compute_labels(frame, spec)
+    assert context["crosses_gap"].any()
+    assert (context["crosses_gap"] == (crossing & plain["label"].notna())).all()
+    assert context.loc[context["crosses_gap"], ["label", "forward_return"]].isna().all().all()
+    kept = ~context["crosses_gap"]
+    pd.testing.assert_series_equal(context.loc[kept, "label"], plain.loc[kept, "label"])
+    # ... and the baselines' input is the past return, unaffected by what lies ahead
+    pd.testing.assert_series_equal(
+        context["past_return"], past_returns(frame["close"], 20), check_names=False
+    )

@@ -28,7 +28,15 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[.
     """Factory: the page against ``database_url`` and ``tracking`` (unreachable by default)."""
     from pricebot.settings import get_settings
 
-    def open_page(database_url: str, tracking: str | None = None, targets: str = "ret24h"):
+    def open_page(
+        database_url: str,
+        tracking: str | None = None,
+        targets: str = "ret24h",
+        env: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ):
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("PRICEBOT_DATABASE_URL", database_url)
         monkeypatch.setenv("PRICEBOT_TARGETS", targets)
         monkeypatch.setenv("PRICEBOT_SYMBOLS", "BTCUSDT,ETHUSDT")
@@ -37,7 +45,9 @@ def page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Callable[.
         get_settings.cache_clear()
         st.cache_data.clear()
         st.cache_resource.clear()
-        return AppTest.from_file(str(APP), default_timeout=60).run()
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params.update(query or {})
+        return at.run()
 
     yield open_page
     get_settings.cache_clear()
@@ -169,3 +179,86 @@ def test_a_registered_model_offers_the_live_champion_first_then_every_version(
         f"version {second.version}",
         f"version {first.version}",
     ]
+
+
+def test_a_replay_over_its_training_rows_says_they_are_in_sample_and_left_out(
+    page, database_url: str, tracking_uri: str, registered_model
+) -> None:
+    # Given a day of candles and features, and a version trained on the first half of it
+    from tests.fixtures.models import write_feature_rows
+
+    start = END - timedelta(days=1)
+    store_candles(database_url, "SOLUSDT", start - timedelta(hours=3), END)
+    write_feature_rows(database_url, "SOLUSDT", minute_times(start, END - timedelta(hours=1)))
+    model = registered_model("SOLUSDT", "ret19m", seed=4, training_end=start + timedelta(hours=12))
+    at = page(database_url, tracking_uri, targets="ret19m")
+
+    # When the user looks at that version over the day
+    widget(at.selectbox, "Symbol").select("SOLUSDT").run()
+    widget(at.date_input, "Start date (UTC)").set_value(start.date())
+    widget(at.time_input, "Start time (UTC)").set_value(start.time()).run()
+    widget(at.selectbox, "Model").set_value(model.version).run()
+
+    # Then the page says which points are in-sample, and that the figures leave them out
+    assert not at.exception
+    captions = texts(at.caption)
+    assert "Replay" in captions
+    assert "In-sample" in captions
+    assert f"version {model.version} to {start + timedelta(hours=12):%Y-%m-%d %H:%M} UTC" in (
+        captions
+    )
+    assert "in-sample points (trained on) are left out" in captions
+
+
+def test_a_range_longer_than_the_cap_is_refused_with_what_to_change(page, market: str) -> None:
+    # Given a page capped at one day
+    at = page(market, env={"PRICEBOT_MONITOR_MAX_RANGE_DAYS": "1"})
+    widget(at.selectbox, "Symbol").select("ETHUSDT").run()
+
+    # When the user asks for two days
+    widget(at.date_input, "Start date (UTC)").set_value(START.date())
+    widget(at.date_input, "End date (UTC)").set_value(END.date()).run()
+
+    # Then nothing is queried or drawn, and the message says the cap, the setting and the fix
+    assert not at.exception
+    message = texts(at.error)
+    assert "the page draws at most 1 days (PRICEBOT_MONITOR_MAX_RANGE_DAYS)" in message
+    assert f"Move the start to {END - timedelta(days=1):%Y-%m-%d} " in message
+    assert "UTC or later, or raise the setting" in message
+    assert charts(at) == 0
+
+
+def test_every_cache_of_the_page_is_bounded_in_entries() -> None:
+    import ast
+
+    sources = sorted((APP.parent).glob("*.py"))
+    caches = []
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            if name.endswith(("cache_data", "cache_resource")):
+                keywords = {k.arg for k in node.keywords}
+                caches.append((source.name, node.lineno, "max_entries" in keywords))
+
+    assert caches, "no st.cache_data / st.cache_resource found: has the page moved?"
+    assert [c for c in caches if not c[2]] == []
+
+
+def test_an_address_naming_a_symbol_and_range_opens_the_page_on_them(page, market: str) -> None:
+    # Given a link to ETHUSDT over one day
+    query = {"symbol": "ETHUSDT", "target": "ret24h", "start": "2026-03-02T06:00",
+             "end": "2026-03-03T06:00", "model": "as logged"}  # fmt: skip
+
+    # When the page opens from it
+    at = page(market, query=query)
+
+    # Then that is what it shows, and the address keeps naming what is shown
+    assert not at.exception
+    assert widget(at.selectbox, "Symbol").value == "ETHUSDT"
+    assert widget(at.date_input, "Start date (UTC)").value == date(2026, 3, 2)
+    assert widget(at.time_input, "Start time (UTC)").value.hour == 6
+    assert "Range shown: 2026-03-02 06:00 to 2026-03-03 06:00 UTC" in texts(at.caption)
+    widget(at.date_input, "End date (UTC)").set_value(date(2026, 3, 4)).run()
+    assert at.query_params["end"] == "2026-03-04T06:00"
