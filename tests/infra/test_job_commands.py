@@ -119,7 +119,8 @@ def test_bootstrap_on_a_bootstrapped_stack_only_looks(
     # the symbol is this test's own)
     symbol = f"BS{uuid.uuid4().hex[:8].upper()}"
     with psycopg.connect(settings_env) as conn:
-        store_candles(conn, symbol, datetime.now(UTC) - timedelta(days=31), [100.0])
+        start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=31)
+        store_candles(conn, symbol, start, [100.0])
     client = Registry(tracking_uri).client
     run = client.create_run(client.create_experiment(f"bootstrap-{symbol}"))
     name = model_name(symbol, "ret1h")
