@@ -873,7 +873,7 @@ def running(local: Local, key: str, timeout: float = 180) -> Iterator[Server]:
                 target = source / path.relative_to(REPO)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
-        argv = [str(VENV_BIN / "python"), "-m", "bentoml", "serve", *words, "--port", str(port),
+        argv = [str(VENV_BIN / "python"), "-m", *image.entrypoint, *words, "--port", str(port),
                 "--working-dir", str(source)]  # fmt: skip
     else:
         argv = [*image.entrypoint, *words, "--port", str(port)]

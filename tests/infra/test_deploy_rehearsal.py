@@ -222,7 +222,7 @@ class Rehearsal:
 
     local: Local
     done: dict[str, Step] = field(default_factory=dict)
-    failed: dict[str, RehearsalError] = field(default_factory=dict)
+    failed: dict[str, Exception] = field(default_factory=dict)
 
     NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
         "migrate": (), "bootstrap": ("migrate",), "ingest": ("bootstrap",),
@@ -240,7 +240,7 @@ class Rehearsal:
             started = time.monotonic()
             try:
                 self.done[step] = getattr(self, step)()
-            except RehearsalError as exc:
+            except Exception as exc:  # kept, so the tests after it fail at once too
                 self.failed[step] = exc
                 raise
             finally:
@@ -369,6 +369,7 @@ class Rehearsal:
                             "champion": champion})  # fmt: skip
 
     def monitoring(self) -> Step:
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
 
         from pricebot_local.browser import chromium_launch_options
@@ -386,10 +387,16 @@ class Rehearsal:
                 page = browser.new_page()
                 page.goto(server.url + self.local.declared.monitoring_path, timeout=60_000)
                 drawn = page.get_by_text(heading, exact=True)
-                page.locator(error).or_(drawn).first.wait_for(timeout=90_000)
-                page.locator("[data-testid='stStatusWidget']").wait_for(
-                    state="hidden", timeout=60_000
-                )
+                try:
+                    page.locator(error).or_(drawn).first.wait_for(timeout=90_000)
+                    page.locator("[data-testid='stStatusWidget']").wait_for(
+                        state="hidden", timeout=60_000
+                    )
+                except PlaywrightError as exc:
+                    raise RehearsalError(
+                        f"task monitoring: the page was not drawn ({exc.message.splitlines()[0]}"
+                        f"): {page.locator('body').inner_text()[:500]}"
+                    ) from exc
                 text = page.locator("[data-testid='stMain']").inner_text()
                 errors = page.locator(error).all_inner_texts()
             finally:
