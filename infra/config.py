@@ -64,6 +64,7 @@ class StackSettings:
     # Pipeline.
     symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "ADAUSDT")
     binance_url: str = "https://api.binance.com"
+    vision_url: str = "https://data.binance.vision"  # the bootstrap job's archive source
     feature_set: str = "v1"
     lambda_architecture: Literal["x86_64", "arm64"] = "x86_64"
     core_layer_zip: str = "layers/build/layer-core.zip"
@@ -110,6 +111,7 @@ class StackSettings:
     training_cpu: int = 2048
     training_memory_mb: int = 8192
     bootstrap_history_days: int = 90
+    bootstrap_trials: int = 30  # Optuna trials of the bootstrap's first training per pair
 
     # Alarms on the service and on the model.
     service_error_alarm_count: int = 5  # 5XX answers in 5 minutes
@@ -203,6 +205,8 @@ class StackSettings:
             problems.append("targets is empty; list at least one, e.g. [ret24h]")
         if self.bootstrap_history_days < 1:
             problems.append("bootstrapHistoryDays must be at least 1")
+        if self.bootstrap_trials < 0:
+            problems.append("bootstrapTrials must be 0 or more")
         if self.model_health_alarm_hours < 1:
             problems.append("modelHealthAlarmHours must be at least 1")
         if problems:

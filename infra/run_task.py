@@ -7,6 +7,11 @@ family name, not a pinned ARN, so a ``pulumi up --target`` that just registered 
 what runs), in the app subnets without a public IP; the workflow fails when the container exits
 non-zero, stops for another reason, or outlives the timeout (then it is stopped). The end of the
 task's log is printed either way, so a failed migration shows its error in the run.
+
+Words after ``--`` replace the container's command (a RunTask override), for the task that
+declares none: ``python -m infra.run_task --task training -- promote --symbol BTCUSDT
+--version 3 --reason "..."`` runs an operator's command on the job image, inside the VPC, as the
+training role.
 """
 
 from __future__ import annotations
@@ -40,9 +45,17 @@ def task_id(task_arn: str) -> str:
     return task_arn.rsplit("/", 1)[-1]
 
 
-def start(ecs: Any, jobs: dict, task: str, *, started_by: str) -> str:
-    """Start the task; returns its ARN (or raises with ECS's reasons)."""
+def start(
+    ecs: Any, jobs: dict, task: str, *, started_by: str, command: Sequence[str] | None = None
+) -> str:
+    """Start the task (with ``command`` instead of its own, if given); returns its ARN (or
+    raises with ECS's reasons)."""
     spec = jobs["tasks"][task]
+    extra: dict[str, Any] = {}
+    if command:
+        extra["overrides"] = {
+            "containerOverrides": [{"name": spec["container"], "command": list(command)}]
+        }
     answer = ecs.run_task(
         cluster=jobs["cluster"],
         taskDefinition=spec["taskDefinition"],
@@ -56,6 +69,7 @@ def start(ecs: Any, jobs: dict, task: str, *, started_by: str) -> str:
                 "assignPublicIp": "DISABLED",
             }
         },
+        **extra,
     )
     if answer.get("failures") or not answer.get("tasks"):
         raise RuntimeError(f"ECS did not start {task}: {answer.get('failures')}")
@@ -107,11 +121,12 @@ def run(
     *,
     started_by: str,
     timeout: float,
+    command: Sequence[str] | None = None,
     poll: float = 15.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> TaskOutcome:
     spec = jobs["tasks"][task]
-    arn = start(ecs, jobs, task, started_by=started_by)
+    arn = start(ecs, jobs, task, started_by=started_by, command=command)
     print(f"started {task}: {arn}", flush=True)
     try:
         stopped = wait(ecs, jobs["cluster"], arn, timeout=timeout, poll=poll, sleep=sleep)
@@ -129,7 +144,12 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], usage="%(prog)s --task TASK [...] [-- COMMAND...]"
+    )
     parser.add_argument("--task", required=True, help="migrate, bootstrap, training or score")
     parser.add_argument("--timeout-minutes", type=float, default=30.0)
     parser.add_argument(
@@ -141,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"::error::{JOBS_ENV} is empty: pass the stack output `jobs`", file=sys.stderr)
         return 2
     jobs = json.loads(raw)
+    if args.task in jobs["tasks"] and not command and not jobs["tasks"][args.task]["command"]:
+        print(
+            f"::error::the {args.task} task declares no command: give one after --",
+            file=sys.stderr,
+        )
+        return 2
     if args.task not in jobs["tasks"]:
         print(
             f"::error::the stack has no task {args.task!r}: {sorted(jobs['tasks'])}",
@@ -151,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outcome = run(
         boto3.client("ecs"), boto3.client("logs"), jobs, args.task,
-        started_by=args.started_by, timeout=args.timeout_minutes * 60,
+        started_by=args.started_by, timeout=args.timeout_minutes * 60, command=command or None,
     )  # fmt: skip
     print(f"--- the end of {args.task}'s log ---")
     print("\n".join(outcome.log))

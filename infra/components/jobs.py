@@ -12,7 +12,7 @@ migrate     ``pricebot db upgrade``             the database owner (RDS      the
                                                 component secrets, syncs     out the new code
                                                 the login roles
 bootstrap   ``pricebot bootstrap                pricebot_bootstrap_login     the deploy, after
-            --history-days N``                  (pipeline + training)        ``pulumi up``
+            --history-days N --trials T``       (pipeline + training)        ``pulumi up``
 training    ``pricebot train --symbol S         pricebot_training_login      retrain.yml (daily)
             --target T --trials N --quiet``
 score       ``pricebot score --publish-metrics``  pricebot_pipeline_login    EventBridge Scheduler
@@ -51,8 +51,11 @@ ROLE_SECRETS_ENV = "PRICEBOT_DB_ROLE_SECRETS"  # pricebot.roles
 API_KEYS_SECRET_ENV = "PRICEBOT_API_KEYS_SECRET_ARN"  # noqa: S105 - a variable name
 
 
-def bootstrap_command(history_days: int) -> tuple[str, ...]:
-    return ("bootstrap", "--history-days", str(history_days))
+VISION_URL_ENV = "PRICEBOT_VISION_URL"  # pricebot.settings: where the backfill downloads
+
+
+def bootstrap_command(history_days: int, trials: int) -> tuple[str, ...]:
+    return ("bootstrap", "--history-days", str(history_days), "--trials", str(trials))
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class JobsArgs:
     training_cpu: int = 2048
     training_memory_mb: int = 8192
     bootstrap_history_days: int = 90
+    bootstrap_trials: int = 30
+    vision_url: str = "https://data.binance.vision"
     model_health_schedule: str = "rate(1 hour)"
     model_health_window_hours: float = 24.0
     log_retention_days: int = 30
@@ -129,8 +134,9 @@ class Jobs(pulumi.ComponentResource):
         )
         bootstrap = task(
             "bootstrap",
-            command=bootstrap_command(args.bootstrap_history_days),
+            command=bootstrap_command(args.bootstrap_history_days, args.bootstrap_trials),
             db_secret_arn=secrets["bootstrap"],
+            environment={**args.environment, VISION_URL_ENV: args.vision_url},
             cpu=args.training_cpu,
             memory_mb=args.training_memory_mb,
         )

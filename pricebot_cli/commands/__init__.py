@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     from pricebot_cli.commands import (
         archive,
         backfill,
+        bootstrap,
         dataset,
         db,
         ingest,
@@ -23,5 +24,16 @@ def register(app: typer.Typer) -> None:
         transform,
     )
 
-    for module in (db, archive, backfill, ingest, transform, models, score, predict, dataset):
+    for module in (
+        db,
+        archive,
+        backfill,
+        ingest,
+        transform,
+        models,
+        score,
+        predict,
+        dataset,
+        bootstrap,
+    ):
         module.register(app)

@@ -14,17 +14,22 @@ retrain: training it again on every deploy would cost the same half hour and mee
 So the job is cheap (a few registry look-ups and two queries) once a stack is bootstrapped, and
 the deploy can run it every time.
 
-This module plans; the adapter that owns training executes (the core does not import it).
+This module plans and loads history (:func:`load_history`, the Binance Vision backfill);
+``pricebot bootstrap`` runs the plan, handing the training to the ``train`` command of the CLI
+(the core does not import the training job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import psycopg
 
+from pricebot.errors import BootstrapError
 from pricebot.registry import CHAMPION, Registry, model_name
 
 # Candles up to this much younger than the wanted start still count as reaching it (the first
@@ -89,3 +94,48 @@ def plan_bootstrap(
                 plan.train.append((symbol, target))
                 plan.notes.append(f"{name}: never trained")
     return plan
+
+
+def history_until(now: datetime | None = None) -> date:
+    """The last day Binance Vision has published: yesterday (UTC). The minutes since then come
+    from the exchange's REST API, which the ingest function catches up every few minutes."""
+    return (now or datetime.now(UTC)).date() - timedelta(days=1)
+
+
+def load_history(
+    url: str,
+    symbols: Sequence[str],
+    since: date,
+    until: date,
+    *,
+    vision_url: str,
+    directory: Path,
+    on_download: Callable[[Any], None] | None = None,
+) -> dict[str, int]:
+    """Backfill ``symbols`` from ``since`` to ``until`` from Binance Vision; new rows per symbol.
+
+    The one way the bootstrap loads history (:mod:`pricebot.backfill`: monthly and daily
+    archives with their checksums, resumable, through the one import path), so a bootstrap run
+    again after a failure downloads only what is missing. Raises :class:`BootstrapError` naming
+    every file refused and every symbol with no archive at all; what was imported stays.
+    """
+    from pricebot.backfill import backfill
+    from pricebot.vision import VisionClient
+
+    with VisionClient(vision_url, directory) as client:
+        results = backfill(url, client, symbols, since, until, on_download=on_download)
+    problems = []
+    for result in results:
+        problems += [f"{d.file.name}: {d.problem}" for d in result.refused]
+        problems += [str(i.error) for i in result.failed_imports]
+        if result.downloads and len(result.missing) == len(result.downloads):
+            problems.append(
+                f"{result.symbol}: {vision_url} has no archive between {since} and {until} "
+                "(is it a spot symbol, listed then?)"
+            )
+    if problems:
+        raise BootstrapError(
+            f"history not loaded from {vision_url}: {'; '.join(problems)}. Run the bootstrap "
+            "again: verified files are kept and stored candles skipped"
+        )
+    return {result.symbol: result.rows_new for result in results}

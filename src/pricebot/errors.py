@@ -53,6 +53,16 @@ class UnexpectedEventError(PricebotError, ValueError):
     """An event a handler was not built for; nothing was done."""
 
 
+class BootstrapError(PricebotError, RuntimeError):
+    """Part of a deployment's bootstrap failed (history not loaded, a first training failed);
+    the message lists each failure. What succeeded is kept, and the next run does the rest."""
+
+
+class RoleConfigError(UsageError):
+    """The deployment's description of the database login roles (``PRICEBOT_DB_ROLE_SECRETS``)
+    or a role's secret is not what :mod:`pricebot.roles` expects; no role was changed."""
+
+
 # --- data --------------------------------------------------------------------------------------
 
 

@@ -44,7 +44,7 @@ import psycopg
 from psycopg import sql
 
 from pricebot.db import Credentials, connect
-from pricebot.errors import UsageError
+from pricebot.errors import RoleConfigError, SecretUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ API_KEYS_SECRET_ENV = "PRICEBOT_API_KEYS_SECRET_ARN"  # noqa: S105 - a variable 
 PASSWORD_LENGTH = 40
 API_KEY_LENGTH = 40
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
-class RoleConfigError(UsageError):
-    """``PRICEBOT_DB_ROLE_SECRETS`` or a role's secret is not what this module expects."""
 
 
 @dataclass(frozen=True)
@@ -165,10 +161,7 @@ def ensure_role_secret(client: Any, role: LoginRole) -> tuple[Credentials, bool]
                 )
             return Credentials(role.name, str(value["password"])), False
     password = generate_password(client)
-    client.put_secret_value(
-        SecretId=role.secret_arn,
-        SecretString=json.dumps({"username": role.name, "password": password}),
-    )
+    store(client, role.secret_arn, json.dumps({"username": role.name, "password": password}))
     return Credentials(role.name, password), True
 
 
@@ -177,10 +170,26 @@ def ensure_api_keys(client: Any, secret_arn: str) -> bool:
     text = current_value(client, secret_arn)
     if text and [key for key in text.split(",") if key.strip()]:
         return False
-    client.put_secret_value(
-        SecretId=secret_arn, SecretString=generate_password(client, API_KEY_LENGTH)
-    )
+    store(client, secret_arn, generate_password(client, API_KEY_LENGTH))
     return True
+
+
+def store(client: Any, secret_arn: str, value: str) -> None:
+    """Put a generated value into a secret, or :class:`SecretUnavailableError` naming it.
+
+    The secret must exist already (the stack creates it): a missing one is a stack that does
+    not declare it, and the message says so rather than showing botocore's traceback.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.put_secret_value(SecretId=secret_arn, SecretString=value)
+    except (ClientError, BotoCoreError) as exc:
+        raise SecretUnavailableError(
+            f"Cannot store a generated value in the secret {secret_arn}: {exc}. The stack "
+            "creates every component's secret (infra/components/secrets.py); check that it "
+            "exists and that the migration task may call secretsmanager:PutSecretValue on it."
+        ) from exc
 
 
 # --- the database side --------------------------------------------------------------------------

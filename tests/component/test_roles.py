@@ -17,11 +17,11 @@ import psycopg
 import pytest
 
 from pricebot import db
+from pricebot.errors import RoleConfigError, SecretUnavailableError
 from pricebot.roles import (
     API_KEYS_SECRET_ENV,
     ROLE_SECRETS_ENV,
     LoginRole,
-    RoleConfigError,
     memberships,
     provision_from_env,
     rotate_password,
@@ -175,6 +175,22 @@ def test_a_secret_holding_another_roles_credentials_is_refused(
         sync_role_passwords(
             database_url, [LoginRole("t_service", arn, ("pricebot_service_group",))], client=secrets
         )
+
+
+def test_a_secret_the_stack_never_created_is_named_and_no_role_is_made(
+    password_auth: None, secrets: Any, database_url: str
+) -> None:
+    # Given a login role whose secret does not exist (a stack that does not declare it)
+    gone = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db/t_orphan-AbCdEf"
+
+    # When the roles are provisioned, Then the secret is named, and the role was not created
+    with pytest.raises(SecretUnavailableError, match=r"Cannot store .* secret arn:.*t_orphan"):
+        sync_role_passwords(
+            database_url, [LoginRole("t_orphan", gone, ("pricebot_service_group",))],
+            client=secrets,
+        )  # fmt: skip
+    with db.connect(database_url) as conn:
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 't_orphan'").fetchone() is None
 
 
 def test_db_upgrade_provisions_roles_and_the_api_key_named_in_the_environment(

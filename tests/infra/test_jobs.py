@@ -32,7 +32,7 @@ def env(stack: Stack, key: str) -> dict[str, str]:
     ("task", "command"),
     [
         ("migrate", ["db", "upgrade"]),
-        ("bootstrap", ["bootstrap", "--history-days", "90"]),
+        ("bootstrap", ["bootstrap", "--history-days", "90", "--trials", "30"]),
         ("score", ["score", "--publish-metrics"]),
     ],
 )
@@ -141,22 +141,14 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         "service": ("service", "pricebot-test-service", None),
         "monitoring": ("monitoring", "pricebot-test-monitoring", ("monitor", "--host", "0.0.0.0")),
         "migrate": ("job", "pricebot-test-migrate", ("db", "upgrade")),
-        "bootstrap": ("job", "pricebot-test-bootstrap", ("bootstrap", "--history-days", "90")),
+        "bootstrap": (
+            "job",
+            "pricebot-test-bootstrap",
+            ("bootstrap", "--history-days", "90", "--trials", "30"),
+        ),
         "training": ("job", "pricebot-test-training", None),
         "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
     }
-
-
-BOOTSTRAP_MISSING = pytest.mark.xfail(
-    strict=True,
-    reason="`pricebot bootstrap` is not written yet: the command should run "
-    "pricebot.bootstrap.plan_bootstrap, then backfill, transform and train what it lists",
-)
-PUBLISH_MISSING = pytest.mark.xfail(
-    strict=True,
-    reason="`pricebot score --publish-metrics` is not written yet: after scoring it should call "
-    "pricebot.model_health.publish_model_health",
-)
 
 
 @pytest.mark.parametrize(
@@ -164,8 +156,8 @@ PUBLISH_MISSING = pytest.mark.xfail(
     [
         "migrate",
         "monitoring",
-        pytest.param("bootstrap", marks=BOOTSTRAP_MISSING),
-        pytest.param("score", marks=PUBLISH_MISSING),
+        "bootstrap",
+        "score",
     ],
 )
 def test_each_declared_command_is_a_real_pricebot_command(stack: Stack, task: str) -> None:

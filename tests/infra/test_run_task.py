@@ -16,6 +16,8 @@ JOBS = {
     "tasks": {
         "migrate": {"taskDefinition": "pricebot-test-migrate", "container": "migrate",
                     "command": ["db", "upgrade"]},
+        "training": {"taskDefinition": "pricebot-test-training", "container": "training",
+                     "command": None},
     },
 }  # fmt: skip
 ARN = "arn:aws:ecs:eu-west-1:123456789012:task/pricebot-test/0123abcd"
@@ -115,6 +117,38 @@ def test_the_command_line_refuses_an_unknown_task(
     monkeypatch.setenv(run_task.JOBS_ENV, json.dumps(JOBS))
     assert run_task.main(["--task", "seed"]) == 2
     assert "the stack has no task 'seed'" in capsys.readouterr().err
+
+
+def test_a_command_after_the_options_overrides_the_containers() -> None:
+    # Given an operator's command for the task that declares none (the training task)
+    ecs = FakeEcs()
+    command = ["promote", "--symbol", "BTCUSDT", "--version", "3", "--reason", "by hand"]
+
+    # When it is run
+    run_task.run(ecs, FakeLogs(), JOBS, "training", started_by="me", timeout=60,
+                 command=command, poll=0, sleep=lambda _: None)  # fmt: skip
+
+    # Then ECS is asked to run the training container with that command instead
+    [(_, started)] = [c for c in ecs.calls if c[0] == "run_task"]
+    assert started["taskDefinition"] == "pricebot-test-training"
+    assert started["overrides"] == {
+        "containerOverrides": [{"name": "training", "command": command}]
+    }
+
+
+def test_a_task_run_without_a_command_keeps_its_own() -> None:
+    ecs = FakeEcs()
+    run(ecs)
+    [(_, started)] = [c for c in ecs.calls if c[0] == "run_task"]
+    assert "overrides" not in started
+
+
+def test_the_command_line_refuses_the_training_task_without_a_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(run_task.JOBS_ENV, json.dumps(JOBS))
+    assert run_task.main(["--task", "training"]) == 2
+    assert "the training task declares no command: give one after --" in capsys.readouterr().err
 
 
 def test_the_command_line_needs_the_jobs_output(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from pricebot import cloud, db
-from pricebot.roles import LoginRole, RoleConfigError, parse_login_roles
+from pricebot.errors import RoleConfigError
+from pricebot.roles import LoginRole, parse_login_roles
 
 SERVICE = "pricebot_service_group"
 SECRET = json.dumps({"username": "pricebot_service_login", "password": "first"})
