@@ -32,7 +32,6 @@ show that the rehearsal then fails, at that step, saying why.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
@@ -103,23 +102,6 @@ ROLES = {
     "monitoring": "pricebot_monitoring_login",
     "score": "pricebot_pipeline_login",
 }
-#: The bootstrap downloads history with the market-data owner's Binance Vision backfill
-#: (pricebot.backfill, branch `market`); until it is on main the bootstrap task cannot run, and
-#: nothing after it can. (Strict either way: once the module exists these must pass.)
-BACKFILL_LANDED = importlib.util.find_spec("pricebot.backfill") is not None
-NEEDS_BACKFILL = pytest.mark.xfail(
-    not BACKFILL_LANDED,
-    strict=True,
-    reason="pricebot.backfill (the Binance Vision backfill, branch `market`) is not on main: "
-    "the bootstrap task cannot load history",
-)
-SERVING_MISSING = pytest.mark.xfail(
-    strict=True,
-    reason="serving (branch `serving`) is not on main: the service does not check "
-    "PRICEBOT_API_KEYS (no 401 without a key), and its connection pool does not log in with "
-    "pricebot.db.CredentialedConnection (PRICEBOT_DATABASE_SECRET_ARN), so it cannot log in as "
-    "its role",
-)
 
 
 # --- the world ----------------------------------------------------------------------------------
@@ -488,7 +470,6 @@ def test_rehearsal_migrate_fills_every_secret_and_gives_each_login_its_password(
     assert facts["revision"] == head_revision()
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_bootstrap_loads_the_history_from_the_archives_and_trains_a_first_model(
     rehearsal: Rehearsal,
 ) -> None:
@@ -507,7 +488,6 @@ def test_rehearsal_bootstrap_loads_the_history_from_the_archives_and_trains_a_fi
     assert facts["versions"] == ["1"]
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_ingest_catches_up_to_now_and_announces_it_on_the_bus(
     rehearsal: Rehearsal,
 ) -> None:
@@ -522,7 +502,6 @@ def test_rehearsal_ingest_catches_up_to_now_and_announces_it_on_the_bus(
     assert announced["rows"] == step.runs[0].result["candles_written"] > 0
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_transform_brings_the_features_up_to_the_ingested_candles(
     rehearsal: Rehearsal,
 ) -> None:
@@ -532,7 +511,6 @@ def test_rehearsal_transform_brings_the_features_up_to_the_ingested_candles(
     assert step.runs[0].result["feature_rows"][SYMBOL] > 0
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_training_registers_a_new_version_as_challenger(rehearsal: Rehearsal) -> None:
     facts = rehearsal.require("training").facts
 
@@ -540,7 +518,6 @@ def test_rehearsal_training_registers_a_new_version_as_challenger(rehearsal: Reh
     assert facts["challenger"] == "2"
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_a_champion_is_served_whichever_way_it_was_promoted(
     rehearsal: Rehearsal,
 ) -> None:
@@ -551,8 +528,6 @@ def test_rehearsal_a_champion_is_served_whichever_way_it_was_promoted(
     assert facts["moves"][-1] == facts["champion"]
 
 
-@NEEDS_BACKFILL
-@SERVING_MISSING
 def test_rehearsal_service_predicts_from_the_champion_with_the_key_and_refuses_without(
     rehearsal: Rehearsal,
 ) -> None:
@@ -563,7 +538,6 @@ def test_rehearsal_service_predicts_from_the_champion_with_the_key_and_refuses_w
     assert facts["without_key"] == 401
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_monitoring_page_answers_its_health_check_and_draws_the_symbol(
     rehearsal: Rehearsal,
 ) -> None:
@@ -574,7 +548,6 @@ def test_rehearsal_monitoring_page_answers_its_health_check_and_draws_the_symbol
     assert "Data health" in facts["text"]
 
 
-@NEEDS_BACKFILL
 def test_rehearsal_score_publishes_the_model_health_metrics(rehearsal: Rehearsal) -> None:
     published = rehearsal.require("score").facts["published"]
 
@@ -584,14 +557,7 @@ def test_rehearsal_score_publishes_the_model_health_metrics(rehearsal: Rehearsal
 
 @pytest.mark.parametrize(
     "step",
-    [
-        pytest.param(step, marks=[NEEDS_BACKFILL, SERVING_MISSING])
-        if step == "service"
-        else step
-        if step == "migrate"
-        else pytest.param(step, marks=NEEDS_BACKFILL)
-        for step in ROLES
-    ],
+    list(ROLES),
 )
 def test_rehearsal_each_component_logs_in_as_its_own_role_with_a_password_over_tls(
     rehearsal: Rehearsal, step: str
@@ -699,11 +665,7 @@ MUTATIONS = {
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(case, marks=NEEDS_BACKFILL)
-        if MUTATIONS[case].fails_at not in ("migrate", "bootstrap") else case
-        for case in MUTATIONS
-    ],
+    list(MUTATIONS),
 )  # fmt: skip
 def test_rehearsal_fails_on_one_wrong_declaration(
     case: str, declared: Declared, worlds: Worlds, rehearsal: Rehearsal
