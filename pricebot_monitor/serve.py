@@ -34,8 +34,12 @@ def warm_up() -> None:
 
 
 def main(argv: list[str]) -> None:
-    threading.Thread(target=warm_up, name="pricebot-warm-up", daemon=True).start()
+    # Streamlit first, then the thread: importing Streamlit can import pandas itself (through
+    # plotly's theme when plotly is installed), and two threads importing pandas at once can
+    # meet Python's import-deadlock guard and see a partly initialised module.
     from streamlit.web import cli
+
+    threading.Thread(target=warm_up, name="pricebot-warm-up", daemon=True).start()
 
     sys.argv = ["streamlit", "run", *argv]
     cli.main()
