@@ -351,8 +351,14 @@ class Rehearsal:
                 f"{with_key.text[:500]}\n{output[-3000:]}"
             )
         ran = Ran(server.argv, output, logins)
-        return Step([ran], {"with_key": with_key.json(), "without_key": without_key.status_code,
-                            "champion": champion})  # fmt: skip
+        # The server has stopped, so its prediction log has written what it held
+        answer = with_key.json()
+        logged = self.query(
+            "SELECT model_name, model_version FROM predictions WHERE request_id = %s",
+            (answer["request_id"],),
+        )
+        return Step([ran], {"with_key": answer, "without_key": without_key.status_code,
+                            "champion": champion, "logged": logged})  # fmt: skip
 
     def predict(self) -> Step:
         [(last,)] = self.query("SELECT coalesce(max(id), 0) FROM predictions")
@@ -555,6 +561,13 @@ def test_rehearsal_service_predicts_from_the_champion_with_the_key_and_refuses_w
     prediction = facts["with_key"]
     assert (prediction["model_name"], prediction["model_version"]) == (MODEL, facts["champion"])
     assert facts["without_key"] == 401
+
+
+def test_rehearsal_service_logs_its_answer_in_the_prediction_log(rehearsal: Rehearsal) -> None:
+    # As its own role: INSERT, and SELECT on request_id for the idempotent write (0007)
+    facts = rehearsal.require("service").facts
+
+    assert facts["logged"] == [(MODEL, facts["champion"])]
 
 
 def test_rehearsal_predict_logs_the_champions_prediction_of_every_served_pair(
