@@ -34,8 +34,12 @@ def warm_up() -> None:
 
 
 def main(argv: list[str]) -> None:
-    threading.Thread(target=warm_up, name="pricebot-warm-up", daemon=True).start()
+    # Streamlit first: importing it configures plotly's theme, and plotly takes pandas from
+    # sys.modules as it finds it; a pandas the warm-up thread is still importing is half a
+    # module there, and Streamlit's import fails on it (AttributeError: pandas.Series).
     from streamlit.web import cli
+
+    threading.Thread(target=warm_up, name="pricebot-warm-up", daemon=True).start()
 
     sys.argv = ["streamlit", "run", *argv]
     cli.main()
