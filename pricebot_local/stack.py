@@ -51,6 +51,9 @@ OFFLINE_TARGET = "ret1h"
 SERVICE_POLL_SECONDS = 3.0
 #: What ``pricebot predict`` prints once its batch is in the log (pricebot_cli.commands.predict).
 _LOGGED = re.compile(r"logged (\d+) prediction\(s\)")
+#: Longest a batch may take (it loads every champion, at most 120 s, then predicts) before the
+#: scheduler gives up on it and goes on.
+PREDICT_TIMEOUT_SECONDS = 600.0
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -412,16 +415,23 @@ class Stack:
         None when it failed (its output is in logs/predict.log)."""
         self._last_predict = time.monotonic()  # a failed batch waits for the next turn too
         log = self.logs / "predict.log"
-        done = subprocess.run(
-            [sys.executable, "-m", "pricebot_cli", "predict"],
-            env={**self.child_env(), "COLUMNS": "150"}, capture_output=True, text=True,
-            check=False,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pricebot_cli", "predict"],
+                env={**self.child_env(), "COLUMNS": "150"}, capture_output=True, text=True,
+                check=False, timeout=PREDICT_TIMEOUT_SECONDS,
+            )  # fmt: skip
+            output, failed = done.stdout + done.stderr, done.returncode != 0
+        except subprocess.TimeoutExpired as exc:  # the loop must not hang on a stuck registry
+            partial = exc.output or b""  # bytes even with text=True, on a timeout
+            if isinstance(partial, bytes):
+                partial = partial.decode(errors="replace")
+            output, failed = f"{partial}\ntimed out after {exc.timeout:.0f} s\n", True
         with open(log, "a") as out:
-            out.write(done.stdout + done.stderr)
-        logged = _LOGGED.search(done.stdout)
+            out.write(output)
+        logged = _LOGGED.search(output)
         now = f"{datetime.now(UTC):%H:%M:%S}"
-        if done.returncode != 0 or logged is None:
+        if failed or logged is None:
             self.events.append(f"{now} batch predictions failed (see {log})")
             return None
         count = int(logged.group(1))
