@@ -106,12 +106,16 @@ class StackSettings:
     oidc_user_info_endpoint: str | None = None
     oidc_client_id: str | None = None
 
-    # Jobs on the job image (trainingImageTag): migrations, bootstrap, training, scoring.
+    # Jobs on the job image (trainingImageTag): migrations, bootstrap, training, scoring,
+    # batch predictions.
     training_image_tag: str | None = None
     training_cpu: int = 2048
     training_memory_mb: int = 8192
     bootstrap_history_days: int = 90
     bootstrap_trials: int = 30  # Optuna trials of the bootstrap's first training per pair
+    # The batch predictions job (`pricebot predict`): every served symbol and target into the
+    # prediction log, so live performance accrues without callers.
+    predict_schedule: str = "rate(1 hour)"
 
     # Alarms on the service and on the model.
     service_error_alarm_count: int = 5  # 5XX answers in 5 minutes

@@ -150,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], usage="%(prog)s --task TASK [...] [-- COMMAND...]"
     )
-    parser.add_argument("--task", required=True, help="migrate, bootstrap, training or score")
+    parser.add_argument(
+        "--task", required=True, help="migrate, bootstrap, training, score or predict"
+    )
     parser.add_argument("--timeout-minutes", type=float, default=30.0)
     parser.add_argument(
         "--started-by", default=f"deploy-{os.environ.get('GITHUB_RUN_ID', 'local')}"

@@ -255,6 +255,7 @@ def build(settings: StackSettings, secrets: StackSecrets | None = None) -> Stack
             vision_url=s.vision_url,
             model_health_schedule=s.model_health_schedule,
             model_health_window_hours=s.model_health_window_hours,
+            predict_schedule=s.predict_schedule,
             log_retention_days=s.log_retention_days,
         ),
     )

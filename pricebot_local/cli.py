@@ -21,8 +21,16 @@ def register(app: typer.Typer) -> None:
             False, "--smoke", help="Start, check a prediction is served and the page draws, stop."
         ),
         tick_seconds: float = typer.Option(60.0, min=1, help="Seconds between ingest runs."),
+        predict_every_minutes: float = typer.Option(
+            60.0,
+            min=1,
+            help="Minutes between batch predictions of every symbol and target into the log "
+            "(the cloud's hourly predict job; the first runs on the first tick).",
+        ),
     ) -> None:
         """Start and supervise the whole stack; Ctrl-C stops every part cleanly."""
+        from datetime import timedelta
+
         from rich.console import Console
 
         from pricebot.errors import UsageError
@@ -35,7 +43,12 @@ def register(app: typer.Typer) -> None:
 
         settings = get_settings()
         options = StackOptions(
-            days=days, trials=trials, offline=offline, smoke=smoke, tick_seconds=tick_seconds
+            days=days,
+            trials=trials,
+            offline=offline,
+            smoke=smoke,
+            tick_seconds=tick_seconds,
+            predict_every=timedelta(minutes=predict_every_minutes),
         )
         stack = Stack(settings, options)
         try:

@@ -5,7 +5,9 @@
 reachable, else the simulated exchange — said plainly), a backfill, features, a trained and
 promoted model per symbol (reused on a warm start), the BentoML service and the Streamlit page;
 then a scheduler does locally what EventBridge does in the cloud: ingest and transform every
-minute, score logged predictions, retrain daily. Ctrl-C stops every child.
+minute, score logged predictions, predict every symbol and target into the log hourly (the
+cloud's ``predict`` job, so live performance accrues with nobody calling the API), retrain
+daily. Ctrl-C stops every child.
 
 What does not wait for another part starts at once, and boots while the rest works: once
 PostgreSQL is up, the MLflow server, the exchange, the page and the service are all started,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -46,6 +49,11 @@ OFFLINE_TARGET = "ret1h"
 #: How often the local service looks up the champion alias (the cloud's default is 30 s): a
 #: model promoted while the stack starts is served within seconds.
 SERVICE_POLL_SECONDS = 3.0
+#: What ``pricebot predict`` prints once its batch is in the log (pricebot_cli.commands.predict).
+_LOGGED = re.compile(r"logged (\d+) prediction\(s\)")
+#: Longest a batch may take (it loads every champion, at most 120 s, then predicts) before the
+#: scheduler gives up on it and goes on.
+PREDICT_TIMEOUT_SECONDS = 600.0
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -87,6 +95,8 @@ class StackOptions:
     offline: bool | None = None  # None: use Binance when it answers
     smoke: bool = False
     retrain_every: timedelta = timedelta(days=1)
+    # The batch predictions, as the cloud's hourly `predict` job (the first on the first tick).
+    predict_every: timedelta = timedelta(hours=1)
     tick_seconds: float = 60.0
 
 
@@ -100,6 +110,7 @@ class Stack:
     market_name: str = ""
     events: list[str] = field(default_factory=list)
     _registry: Registry | None = field(default=None, repr=False)
+    _last_predict: float | None = field(default=None, repr=False)  # time.monotonic()
 
     # --- paths and URLs -------------------------------------------------------------------------
     @property
@@ -378,13 +389,54 @@ class Stack:
 
     # --- run ------------------------------------------------------------------------------------
     def tick(self) -> None:
-        """What EventBridge does in the cloud, once: ingest, transform, score."""
+        """What EventBridge does in the cloud, once: ingest, transform, score; and the batch
+        predictions when ``predict_every`` has passed since the last (the first tick runs one).
+
+        A failed ingest does not hold the predictions back: they are made from the newest
+        feature rows there are, and the log records how old those were."""
         try:
             self.refresh_data()
             self.events.append(f"{datetime.now(UTC):%H:%M:%S} ingest + transform + score ok")
         except Exception as exc:  # the scheduler keeps going; the next tick catches up
             self.events.append(f"{datetime.now(UTC):%H:%M:%S} tick failed: {exc}")
+        if self.predict_due():
+            self.predict_batch()
         self.events = self.events[-8:]
+
+    def predict_due(self) -> bool:
+        if self._last_predict is None:
+            return True
+        elapsed = time.monotonic() - self._last_predict
+        return elapsed >= self.options.predict_every.total_seconds()
+
+    def predict_batch(self) -> int | None:
+        """``pricebot predict``, as the cloud's job runs it, on this stack (its own process:
+        the models it loads are gone when it ends); returns how many predictions it logged,
+        None when it failed (its output is in logs/predict.log)."""
+        self._last_predict = time.monotonic()  # a failed batch waits for the next turn too
+        log = self.logs / "predict.log"
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pricebot_cli", "predict"],
+                env={**self.child_env(), "COLUMNS": "150"}, capture_output=True, text=True,
+                check=False, timeout=PREDICT_TIMEOUT_SECONDS,
+            )  # fmt: skip
+            output, failed = done.stdout + done.stderr, done.returncode != 0
+        except subprocess.TimeoutExpired as exc:  # the loop must not hang on a stuck registry
+            partial = exc.output or b""  # bytes even with text=True, on a timeout
+            if isinstance(partial, bytes):
+                partial = partial.decode(errors="replace")
+            output, failed = f"{partial}\ntimed out after {exc.timeout:.0f} s\n", True
+        with open(log, "a") as out:
+            out.write(output)
+        logged = _LOGGED.search(output)
+        now = f"{datetime.now(UTC):%H:%M:%S}"
+        if failed or logged is None:
+            self.events.append(f"{now} batch predictions failed (see {log})")
+            return None
+        count = int(logged.group(1))
+        self.events.append(f"{now} {count} predictions logged")
+        return count
 
     def status_table(self) -> Table:
         from pricebot.summary import data_summary

@@ -1,4 +1,5 @@
-"""The job image's tasks: migrations, bootstrap, training and the hourly model-health job.
+"""The job image's tasks: migrations, bootstrap, training and the two hourly jobs (batch
+predictions, model health).
 
 The database and MLflow are reachable only inside the VPC, so everything that is not a
 long-running service runs there as a Fargate task of the job image (entrypoint ``pricebot``),
@@ -17,7 +18,16 @@ training    ``pricebot train --symbol S         pricebot_training_login      ret
             --target T --trials N --quiet``
 score       ``pricebot score --publish-metrics``  pricebot_pipeline_login    EventBridge Scheduler
                                                                              (hourly by default)
+predict     ``pricebot predict``                pricebot_service_login       EventBridge Scheduler
+                                                (the service's path: reads   (hourly by default)
+                                                features, adds predictions)
 ==========  ==================================  ===========================  ======================
+
+The ``predict`` job logs one prediction per served symbol and target through the service's own
+:class:`pricebot.serving.Predictor` (pricebot.batch), so live performance accrues even when
+nobody calls the API. It does exactly what the service does to the database, so it logs in as
+the service's role rather than getting one of its own: a second login with the same grants
+would only be a second password to rotate.
 
 The training task's command depends on the symbol, so its task definition has none and whoever
 starts it passes ``TRAIN_COMMAND`` filled in; the SSM parameter ``/<prefix>/training-task``
@@ -40,9 +50,12 @@ from pulumi import ResourceOptions
 from infra import iam
 from infra.components.fargate import FargateTask, TaskDeclaration, TaskSpec
 
-JOB_TASKS = ("migrate", "bootstrap", "training", "score")
+JOB_TASKS = ("migrate", "bootstrap", "training", "score", "predict")
+#: The tasks EventBridge Scheduler starts (the scheduler role may run and pass these only).
+SCHEDULED_TASKS = ("score", "predict")
 MIGRATE_COMMAND = ("db", "upgrade")
 SCORE_COMMAND = ("score", "--publish-metrics")
+PREDICT_COMMAND = ("predict",)
 TRAIN_COMMAND = (
     "train", "--symbol", "{symbol}", "--target", "{target}", "--trials", "{trials}", "--quiet",
 )  # fmt: skip
@@ -83,11 +96,12 @@ class JobsArgs:
     vision_url: str = "https://data.binance.vision"
     model_health_schedule: str = "rate(1 hour)"
     model_health_window_hours: float = 24.0
+    predict_schedule: str = "rate(1 hour)"
     log_retention_days: int = 30
 
 
 class Jobs(pulumi.ComponentResource):
-    """The four task definitions, the model-health schedule and how to start each task."""
+    """The five task definitions, the two schedules and how to start each task."""
 
     parameter_name: pulumi.Output[str]
     run_spec: pulumi.Output[dict]
@@ -163,13 +177,28 @@ class Jobs(pulumi.ComponentResource):
                 )
             ],
         )
-        self.tasks = {t.spec.key: t for t in (migrate, bootstrap, training, score)}
+        predict = task(
+            "predict",
+            command=PREDICT_COMMAND,
+            # The service's path, so the service's login (see the module docstring).
+            db_secret_arn=secrets["service"],
+        )
+        self.tasks = {t.spec.key: t for t in (migrate, bootstrap, training, score, predict)}
         if tuple(self.tasks) != JOB_TASKS:
             raise ValueError(f"the job tasks are {tuple(self.tasks)}, JOB_TASKS says {JOB_TASKS}")
         self.declarations: dict[str, TaskDeclaration] = {
             k: t.declaration for k, t in self.tasks.items()
         }
-        self._schedule(name, args, score)
+        self._schedule(
+            name,
+            args,
+            {
+                "score": (score, args.model_health_schedule,
+                          "pricebot score --publish-metrics: outcomes, champion error, drift"),
+                "predict": (predict, args.predict_schedule,
+                            "pricebot predict: every served symbol and target into the log"),
+            },
+        )  # fmt: skip
 
         network = {"subnets": list(args.app_subnet_ids), "securityGroups": [args.security_group_id]}
         how_to_train = pulumi.Output.all(args.cluster_name, network).apply(
@@ -220,8 +249,17 @@ class Jobs(pulumi.ComponentResource):
             }
         )
 
-    def _schedule(self, name: str, args: JobsArgs, score: FargateTask) -> None:
-        """EventBridge Scheduler runs the score task; what it cannot start goes to a queue."""
+    def _schedule(
+        self, name: str, args: JobsArgs, scheduled: Mapping[str, tuple[FargateTask, str, str]]
+    ) -> None:
+        """EventBridge Scheduler runs the scheduled tasks (key -> task, expression, description)
+        with one role that may start those task families only; what it cannot start goes to
+        one queue."""
+        if tuple(scheduled) != SCHEDULED_TASKS:
+            raise ValueError(
+                f"the scheduled tasks are {tuple(scheduled)}, SCHEDULED_TASKS says "
+                f"{SCHEDULED_TASKS}"
+            )
         child = ResourceOptions(parent=self)
         identity = aws.get_caller_identity_output()
         partition = aws.get_partition_output().partition
@@ -252,51 +290,59 @@ class Jobs(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        family_arn = pulumi.Output.concat(
-            "arn:", partition, ":ecs:", args.region, ":", identity.account_id,
-            ":task-definition/", score.family, ":*",
-        )  # fmt: skip
+        tasks = [task for task, _, _ in scheduled.values()]
+        prefix = pulumi.Output.concat(
+            "arn:", partition, ":ecs:", args.region, ":", identity.account_id, ":task-definition/"
+        )
+        family_arns = [pulumi.Output.concat(prefix, task.family, ":*") for task in tasks]
+        passed = [arn for task in tasks for arn in (task.task_role.arn, task.execution_role.arn)]
         policy = aws.iam.RolePolicy(
             f"{name}-scheduler",
             role=role.id,
             policy=iam.document(
                 iam.allow(
                     ["ecs:RunTask"],
-                    family_arn,
+                    family_arns,
                     condition={"ArnEquals": {"ecs:cluster": args.cluster_arn}},
                 ),
                 iam.allow(
                     ["iam:PassRole"],
-                    [score.task_role.arn, score.execution_role.arn],
+                    passed,
                     condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
                 ),
                 iam.allow(["sqs:SendMessage"], self.dead_letter_queue.arn),
             ),
             opts=child,
         )
-        self.schedule = aws.scheduler.Schedule(
-            f"{name}-score",
-            name=f"{args.name}-score",
-            description="pricebot score --publish-metrics: outcomes, champion error, drift",
-            schedule_expression=args.model_health_schedule,
-            flexible_time_window={"mode": "OFF"},
-            target={
-                "arn": args.cluster_arn,
-                "role_arn": role.arn,
-                "ecs_parameters": {
-                    "task_definition_arn": score.task_definition.arn,
-                    "launch_type": "FARGATE",
-                    "task_count": 1,
-                    "network_configuration": {
-                        "subnets": list(args.app_subnet_ids),
-                        "security_groups": [args.security_group_id],
-                        "assign_public_ip": False,
+        self.schedules = {
+            key: aws.scheduler.Schedule(
+                f"{name}-{key}",
+                name=f"{args.name}-{key}",
+                description=description,
+                schedule_expression=expression,
+                flexible_time_window={"mode": "OFF"},
+                target={
+                    "arn": args.cluster_arn,
+                    "role_arn": role.arn,
+                    "ecs_parameters": {
+                        "task_definition_arn": task.task_definition.arn,
+                        "launch_type": "FARGATE",
+                        "task_count": 1,
+                        "network_configuration": {
+                            "subnets": list(args.app_subnet_ids),
+                            "security_groups": [args.security_group_id],
+                            "assign_public_ip": False,
+                        },
                     },
+                    "retry_policy": {
+                        "maximum_retry_attempts": 2,
+                        "maximum_event_age_in_seconds": 3600,
+                    },
+                    "dead_letter_config": {"arn": self.dead_letter_queue.arn},
                 },
-                "retry_policy": {"maximum_retry_attempts": 2, "maximum_event_age_in_seconds": 3600},
-                "dead_letter_config": {"arn": self.dead_letter_queue.arn},
-            },
-            # Until the job image exists there is nothing to run.
-            state="ENABLED" if args.image_tag else "DISABLED",
-            opts=ResourceOptions(parent=self, depends_on=[policy]),
-        )
+                # Until the job image exists there is nothing to run.
+                state="ENABLED" if args.image_tag else "DISABLED",
+                opts=ResourceOptions(parent=self, depends_on=[policy]),
+            )
+            for key, (task, expression, description) in scheduled.items()
+        }

@@ -242,6 +242,10 @@ ALLOWED = {
         "INSERT INTO predictions (made_at, symbol, target, model_name, model_version,"
         " feature_time, horizon_minutes, prediction) VALUES (now(), 'X', 'ret1h', 'm', '1',"
         " now(), 60, 0.1)",
+        # the prediction log's own write: idempotent on request_id (migrations 0006, 0007)
+        "INSERT INTO predictions (made_at, symbol, target, model_name, model_version,"
+        " feature_time, horizon_minutes, prediction, request_id) VALUES (now(), 'X', 'ret1h',"
+        " 'm', '1', now(), 60, 0.1, 'r-1') ON CONFLICT (request_id) DO NOTHING",
     ],
     "t_monitoring": [
         f"SELECT count(*) FROM {table}"
@@ -288,6 +292,7 @@ DENIED = {
         "UPDATE predictions SET actual = 1",
         "SELECT count(*) FROM ingestion_runs",
         "DELETE FROM predictions",
+        "SELECT prediction FROM predictions",
     ],
     "t_monitoring": [
         "DELETE FROM candle_markets",

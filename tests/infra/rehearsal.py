@@ -91,7 +91,8 @@ class RehearsalError(Exception):
 class Container:
     """One ECS task definition's container, as ECS receives it."""
 
-    key: str  # the container name: service, monitoring, migrate, bootstrap, training, score
+    key: str  # the container name: service, monitoring, migrate, bootstrap, training, score,
+    # predict
     family: str
     image: str
     command: tuple[str, ...] | None

@@ -22,8 +22,10 @@ mapped to the local stand-ins, is in tests/infra/rehearsal.py. In deploy order
    version, on the training task (a RunTask override, as docs/deploy.md describes);
 7. ``service``: the Bento as its bentofile declares it, health-checked like the load
    balancer does, then ``/predict`` with the API key from its injected secret, and without;
-8. ``monitoring``: the page's task, its health check, and the page drawn in a real browser;
-9. ``score``: the hourly scoring task, its metrics read back from CloudWatch.
+8. ``predict``: the hourly batch prediction task, its prediction of the champion read back from
+   the prediction log;
+9. ``monitoring``: the page's task, its health check, and the page drawn in a real browser;
+10. ``score``: the hourly scoring task, its metrics read back from CloudWatch.
 
 Each test asks for the state after one step; steps run once per module, in that order, each
 after the steps it needs. The negative cases at the end change one declaration at a time and
@@ -99,6 +101,7 @@ ROLES = {
     "transform": "pricebot_pipeline_login",
     "training": "pricebot_training_login",
     "service": "pricebot_service_login",
+    "predict": "pricebot_service_login",  # the service's path, so the service's login
     "monitoring": "pricebot_monitoring_login",
     "score": "pricebot_pipeline_login",
 }
@@ -209,7 +212,8 @@ class Rehearsal:
     NEEDS: ClassVar[dict[str, tuple[str, ...]]] = {
         "migrate": (), "bootstrap": ("migrate",), "ingest": ("bootstrap",),
         "transform": ("ingest",), "training": ("transform",), "promote": ("training",),
-        "service": ("promote",), "monitoring": ("promote",), "score": ("promote",),
+        "service": ("promote",), "predict": ("service",), "monitoring": ("promote",),
+        "score": ("promote",),
     }  # fmt: skip
 
     def require(self, step: str) -> Step:
@@ -347,8 +351,27 @@ class Rehearsal:
                 f"{with_key.text[:500]}\n{output[-3000:]}"
             )
         ran = Ran(server.argv, output, logins)
-        return Step([ran], {"with_key": with_key.json(), "without_key": without_key.status_code,
-                            "champion": champion})  # fmt: skip
+        # The server has stopped, so its prediction log has written what it held
+        answer = with_key.json()
+        logged = self.query(
+            "SELECT model_name, model_version FROM predictions WHERE request_id = %s",
+            (answer["request_id"],),
+        )
+        return Step([ran], {"with_key": answer, "without_key": without_key.status_code,
+                            "champion": champion, "logged": logged})  # fmt: skip
+
+    def predict(self) -> Step:
+        [(last,)] = self.query("SELECT coalesce(max(id), 0) FROM predictions")
+        ran = run_task(self.local, "predict")
+        logged = self.query(
+            "SELECT symbol, target, model_name, model_version, alias FROM predictions"
+            " WHERE id > %s ORDER BY id",
+            (last,),
+        )
+        if not logged:
+            raise RehearsalError(f"task predict: logged no prediction:\n{ran.output[-2000:]}")
+        champion = self.registry().alias_version(MODEL, "champion")
+        return Step([ran], {"logged": logged, "champion": champion})
 
     def monitoring(self) -> Step:
         from playwright.sync_api import Error as PlaywrightError
@@ -442,7 +465,9 @@ def test_the_rehearsal_runs_every_task_and_function_the_stack_declares(
     declared: Declared,
 ) -> None:
     # A task or function added to infra/ must be given a step here
-    rehearsed_tasks = {"migrate", "bootstrap", "training", "service", "monitoring", "score"}
+    rehearsed_tasks = {
+        "migrate", "bootstrap", "training", "service", "predict", "monitoring", "score",
+    }  # fmt: skip
     assert set(declared.tasks) == rehearsed_tasks
     assert set(declared.functions) == {"ingest", "transform"}
     # and the load balancer health-checks both services where the rehearsal does
@@ -536,6 +561,23 @@ def test_rehearsal_service_predicts_from_the_champion_with_the_key_and_refuses_w
     prediction = facts["with_key"]
     assert (prediction["model_name"], prediction["model_version"]) == (MODEL, facts["champion"])
     assert facts["without_key"] == 401
+
+
+def test_rehearsal_service_logs_its_answer_in_the_prediction_log(rehearsal: Rehearsal) -> None:
+    # As its own role: INSERT, and SELECT on request_id for the idempotent write (0007)
+    facts = rehearsal.require("service").facts
+
+    assert facts["logged"] == [(MODEL, facts["champion"])]
+
+
+def test_rehearsal_predict_logs_the_champions_prediction_of_every_served_pair(
+    rehearsal: Rehearsal,
+) -> None:
+    step = rehearsal.require("predict")
+
+    # Then the log holds one prediction per served (symbol, target), from the champion
+    assert step.facts["logged"] == [(SYMBOL, TARGET, MODEL, step.facts["champion"], "champion")]
+    assert "logged 1 prediction(s)" in step.runs[0].output
 
 
 def test_rehearsal_monitoring_page_answers_its_health_check_and_draws_the_symbol(
@@ -655,6 +697,20 @@ MUTATIONS = {
         lambda d: d.task("monitoring", environment=dropped(
             d.tasks["monitoring"].environment, "PRICEBOT_DATABASE_SECRET_ARN")),
         "monitoring", r"task monitoring: the page shows .*database is unreachable",
+    ),
+    "predict: PRICEBOT_TARGETS renamed": Mutation(
+        # The task then predicts the settings' default target, which has no champion here
+        lambda d: d.task("predict", environment=renamed(
+            d.tasks["predict"].environment, "PRICEBOT_TARGETS", "PRICEBOT_TARGET")),
+        "predict", r"task predict: `pricebot predict` exited 1:.*Nothing could be predicted",
+    ),
+    "predict: the pipeline's login instead of the service's": Mutation(
+        # The pipeline's group may read features but not add predictions: the log never lands
+        lambda d: d.task("predict", environment={
+            **d.tasks["predict"].environment,
+            "PRICEBOT_DATABASE_SECRET_ARN":
+                d.tasks["score"].environment["PRICEBOT_DATABASE_SECRET_ARN"]}),
+        "predict", r"task predict: `pricebot predict` exited 1:.*did not confirm its write",
     ),
     "score: --publish-metrics left out": Mutation(
         lambda d: d.task("score", command=("score",)),

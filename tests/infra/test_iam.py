@@ -20,6 +20,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 BUCKET_ARN = "arn:aws:s3:eu-west-1:123456789012:storage-artifacts"
 SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1"
 PIPELINE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-pipeline"
+SERVICE_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-service"
 API_KEYS = "arn:aws:secretsmanager:eu-west-1:123456789012:secrets-api-keys"
 LOGIN_SECRETS = [
     f"arn:aws:secretsmanager:eu-west-1:123456789012:secrets-db-{key}"
@@ -137,7 +138,7 @@ def test_each_function_may_write_only_its_own_logs_and_dead_letter_queue(stack: 
     [
         ("service", "service"),
         ("monitoring", "monitoring"),
-        *[(job, "training") for job in ("migrate", "bootstrap", "training", "score")],
+        *[(job, "training") for job in ("migrate", "bootstrap", "training", "score", "predict")],
     ],
 )
 def test_task_execution_roles_pull_only_their_own_repository(
@@ -160,7 +161,7 @@ def test_only_the_service_gets_a_secret_injected_at_start_its_api_keys(stack: St
     assert injecting == {"service-execution": [API_KEYS]}
 
 
-@pytest.mark.parametrize("task", ["service", "monitoring", "bootstrap", "training"])
+@pytest.mark.parametrize("task", ["service", "monitoring", "bootstrap", "training", "predict"])
 def test_the_apps_task_roles_may_only_read_their_login(stack: Stack, task: str) -> None:
     actions = granted(stack, f"{task}-task")
     assert set(actions) == {"secretsmanager:GetSecretValue"}
@@ -187,15 +188,38 @@ def test_the_scoring_job_may_publish_only_to_the_model_namespace(stack: Stack) -
     assert granted(stack, "score-task")["secretsmanager:GetSecretValue"] == [PIPELINE_SECRET]
 
 
-def test_the_scheduler_may_start_only_the_scoring_task(stack: Stack) -> None:
+def test_the_scheduler_may_start_only_the_scoring_and_batch_prediction_tasks(
+    stack: Stack,
+) -> None:
     actions = granted(stack, "jobs-scheduler")
-    assert actions["ecs:RunTask"] == [
-        "arn:aws:ecs:eu-west-1:123456789012:task-definition/pricebot-test-score:*"
+    assert sorted(actions["ecs:RunTask"]) == [
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/pricebot-test-predict:*",
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/pricebot-test-score:*",
     ]
     assert sorted(actions["iam:PassRole"]) == [
+        "arn:aws:iam:eu-west-1:123456789012:predict-execution",
+        "arn:aws:iam:eu-west-1:123456789012:predict-task",
         "arn:aws:iam:eu-west-1:123456789012:score-execution",
         "arn:aws:iam:eu-west-1:123456789012:score-task",
     ]
+
+
+def test_the_scheduler_starts_tasks_only_in_the_stacks_cluster_and_passes_roles_only_to_ecs(
+    stack: Stack,
+) -> None:
+    by_action = {a: s for s in statements(stack, "jobs-scheduler") for a in s["Action"]}
+    assert by_action["ecs:RunTask"]["Condition"] == {
+        "ArnEquals": {"ecs:cluster": "arn:aws:ecs:eu-west-1:123456789012:serving-cluster"}
+    }
+    assert by_action["iam:PassRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+
+
+def test_the_batch_prediction_job_reads_the_services_login_and_nothing_else(
+    stack: Stack,
+) -> None:
+    assert granted(stack, "predict-task") == {"secretsmanager:GetSecretValue": [SERVICE_SECRET]}
 
 
 def test_roles_trust_only_their_own_service(stack: Stack) -> None:
@@ -204,7 +228,7 @@ def test_roles_trust_only_their_own_service(stack: Stack) -> None:
         for role in stack.of_type("aws:iam/role:Role")
     }
     ecs = {"Service": "ecs-tasks.amazonaws.com"}
-    tasks = ("service", "monitoring", "migrate", "bootstrap", "training", "score")
+    tasks = ("service", "monitoring", "migrate", "bootstrap", "training", "score", "predict")
     assert trusted == {
         "pipeline-ingest": {"Service": "lambda.amazonaws.com"},
         "pipeline-transform": {"Service": "lambda.amazonaws.com"},

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pricebot.roles import GROUP_ROLES, parse_login_roles
-from tests.infra.conftest import Stack
+from tests.infra.conftest import Stack, build_stack, variant
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
@@ -34,6 +34,7 @@ def env(stack: Stack, key: str) -> dict[str, str]:
         ("migrate", ["db", "upgrade"]),
         ("bootstrap", ["bootstrap", "--history-days", "90", "--trials", "30"]),
         ("score", ["score", "--publish-metrics"]),
+        ("predict", ["predict"]),
     ],
 )
 def test_each_job_runs_its_pricebot_command_on_the_job_image(
@@ -90,11 +91,22 @@ def test_the_component_secrets_are_created_empty(stack: Stack) -> None:
     assert stack.of_type("aws:secretsmanager/secretVersion:SecretVersion") == []
 
 
+def schedule(stack: Stack, key: str) -> dict:
+    return stack.named(SCHEDULE, f"jobs-{key}").inputs
+
+
+def test_the_scheduler_runs_the_scoring_and_the_batch_prediction_jobs(stack: Stack) -> None:
+    assert sorted(s.inputs["name"] for s in stack.of_type(SCHEDULE)) == [
+        "pricebot-test-predict",
+        "pricebot-test-score",
+    ]
+
+
 def test_the_scoring_job_runs_hourly_from_the_scheduler(stack: Stack) -> None:
-    [schedule] = stack.of_type(SCHEDULE)
-    assert schedule.inputs["scheduleExpression"] == "rate(1 hour)"
-    assert schedule.inputs["state"] == "ENABLED"
-    target = schedule.inputs["target"]
+    score = schedule(stack, "score")
+    assert score["scheduleExpression"] == "rate(1 hour)"
+    assert score["state"] == "ENABLED"
+    target = score["target"]
     assert target["arn"] == "arn:aws:ecs:eu-west-1:123456789012:serving-cluster"
     ecs = target["ecsParameters"]
     assert ecs["taskDefinitionArn"] == "arn:aws:ecs:eu-west-1:123456789012:score-task"
@@ -108,6 +120,50 @@ def test_the_scoring_job_runs_hourly_from_the_scheduler(stack: Stack) -> None:
     assert env(stack, "score")["PRICEBOT_MODEL_HEALTH_WINDOW_HOURS"] == "24.0"
 
 
+def test_the_batch_prediction_job_runs_hourly_from_the_scheduler(stack: Stack) -> None:
+    predict = schedule(stack, "predict")
+    assert predict["scheduleExpression"] == "rate(1 hour)"
+    assert predict["state"] == "ENABLED"
+    target = predict["target"]
+    assert target["arn"] == "arn:aws:ecs:eu-west-1:123456789012:serving-cluster"
+    ecs = target["ecsParameters"]
+    assert ecs["taskDefinitionArn"] == "arn:aws:ecs:eu-west-1:123456789012:predict-task"
+    assert (ecs["launchType"], ecs["taskCount"]) == ("FARGATE", 1)
+    assert ecs["networkConfiguration"] == {
+        "subnets": NETWORK["subnets"], "securityGroups": NETWORK["securityGroups"],
+        "assignPublicIp": False,
+    }  # fmt: skip
+    # the same role and dead-letter queue as the scoring job's schedule
+    assert target["roleArn"] == schedule(stack, "score")["target"]["roleArn"]
+    assert target["deadLetterConfig"]["arn"].endswith("jobs-schedules-dlq")
+
+
+def test_the_batch_prediction_schedule_is_configurable() -> None:
+    stack = build_stack(variant(predict_schedule="cron(5 * * * ? *)"))
+
+    assert schedule(stack, "predict")["scheduleExpression"] == "cron(5 * * * ? *)"
+    assert schedule(stack, "score")["scheduleExpression"] == "rate(1 hour)"
+
+
+def test_the_batch_prediction_job_logs_in_as_the_service_and_predicts_what_it_serves(
+    stack: Stack,
+) -> None:
+    variables = env(stack, "predict")
+    # The service's own login: the same path to the database as the service (read features,
+    # add predictions)
+    assert variables["PRICEBOT_DATABASE_SECRET_ARN"].endswith("secrets-db-service")
+    assert (
+        variables["PRICEBOT_DATABASE_SECRET_ARN"]
+        == env(stack, "service")["PRICEBOT_DATABASE_SECRET_ARN"]
+    )
+    # and the service's view of what to serve, from which registry
+    served = ("PRICEBOT_DATABASE_URL", "MLFLOW_TRACKING_URI", "PRICEBOT_MODEL_ALIAS",
+              "PRICEBOT_SYMBOLS", "PRICEBOT_TARGETS", "PRICEBOT_FEATURE_SET")  # fmt: skip
+    assert {k: variables[k] for k in served} == {k: env(stack, "service")[k] for k in served}
+    # but no API keys: it calls no API
+    assert container(stack, "predict")["secrets"] == []
+
+
 def test_the_deploy_finds_every_job_in_the_stack_outputs(stack: Stack) -> None:
     jobs = stack.outputs["jobs"]
     assert {k: v for k, v in jobs.items() if k != "tasks"} == {
@@ -118,7 +174,10 @@ def test_the_deploy_finds_every_job_in_the_stack_outputs(stack: Stack) -> None:
         "taskDefinition": "pricebot-test-migrate", "container": "migrate",
         "command": ["db", "upgrade"],
     }  # fmt: skip
-    assert set(jobs["tasks"]) == {"migrate", "bootstrap", "training", "score"}
+    assert set(jobs["tasks"]) == {"migrate", "bootstrap", "training", "score", "predict"}
+    assert jobs["tasks"]["predict"] == {
+        "taskDefinition": "pricebot-test-predict", "container": "predict", "command": ["predict"],
+    }  # fmt: skip
 
 
 def test_the_deploy_can_update_the_migration_task_alone(stack: Stack) -> None:
@@ -148,6 +207,7 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         ),
         "training": ("job", "pricebot-test-training", None),
         "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
+        "predict": ("job", "pricebot-test-predict", ("predict",)),
     }
 
 
@@ -158,6 +218,7 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         "monitoring",
         "bootstrap",
         "score",
+        "predict",
     ],
 )
 def test_each_declared_command_is_a_real_pricebot_command(stack: Stack, task: str) -> None:

@@ -161,8 +161,11 @@ def test_before_an_image_is_pushed_nothing_is_started(https_stack: Stack) -> Non
     [target] = https_stack.of_type("aws:appautoscaling/target:Target")
     assert target.inputs["minCapacity"] == 0
     assert container(https_stack, "service")["image"].endswith(f":{UNPUSHED_TAG}")
-    [schedule] = https_stack.of_type("aws:scheduler/schedule:Schedule")
-    assert schedule.inputs["state"] == "DISABLED"
+    schedules = https_stack.of_type("aws:scheduler/schedule:Schedule")
+    assert {s.inputs["name"]: s.inputs["state"] for s in schedules} == {
+        "pricebot-test-score": "DISABLED",
+        "pricebot-test-predict": "DISABLED",
+    }
 
 
 # --- the monitoring page ------------------------------------------------------------------------
