@@ -209,6 +209,9 @@ class ModelPool:
         slot = self._slots.get(key)
         if slot is None:
             raise UnknownModelError(self.unknown_message(symbol, target))
+        served = slot.served  # one reference read: the old model or the new, never half of one
+        if served is not None:
+            return served
         with self._lock:
             served = slot.served
             state, message, fix = slot.state, slot.message, slot.fix
