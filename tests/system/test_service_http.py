@@ -255,7 +255,12 @@ def test_metrics_include_predictions_swaps_feature_age_and_the_log(service: Serv
     service.post("/predict", {"symbol": "BTCUSDT"})
     service.post("/predict", {"symbol": "NOPEUSDT"})
 
-    text = service.get("/metrics", headers=service.headers).text
+    # each worker publishes its counts once a second: the other worker's may lag that long
+    def metrics() -> str:
+        return service.get("/metrics", headers=service.headers).text
+
+    wait_for(lambda: 'route="/predict",status="404"' in metrics(), 10, "the 404 counted")
+    text = metrics()
 
     assert 'pricebot_predictions_total{model_version="' in text
     assert "pricebot_model_swaps_total" in text
