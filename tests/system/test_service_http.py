@@ -255,20 +255,23 @@ def test_metrics_include_predictions_swaps_feature_age_and_the_log(service: Serv
     service.post("/predict", {"symbol": "BTCUSDT"})
     service.post("/predict", {"symbol": "NOPEUSDT"})
 
-    # each worker publishes its counts once a second: the other worker's may lag that long
-    def metrics() -> str:
-        return service.get("/metrics", headers=service.headers).text
+    expected = [
+        'pricebot_predictions_total{model_version="',
+        "pricebot_model_swaps_total",
+        'pricebot_feature_age_seconds{symbol="BTCUSDT"}',
+        'pricebot_stage_seconds_count{stage="features"}',
+        'pricebot_http_requests_total{route="/predict",status="404"}',
+        'pricebot_http_request_duration_seconds_count{route="/predict"}',
+        "pricebot_prediction_log_failed_writes_total",
+    ]
 
-    wait_for(lambda: 'route="/predict",status="404"' in metrics(), 10, "the 404 counted")
-    text = metrics()
+    # each worker publishes its figures once a second: the other worker's may lag that long
+    def missing() -> list[str]:
+        text = service.get("/metrics", headers=service.headers).text
+        return [series for series in expected if series not in text]
 
-    assert 'pricebot_predictions_total{model_version="' in text
-    assert "pricebot_model_swaps_total" in text
-    assert 'pricebot_feature_age_seconds{symbol="BTCUSDT"}' in text
-    assert 'pricebot_stage_seconds_count{stage="features"}' in text
-    assert 'pricebot_http_requests_total{route="/predict",status="404"}' in text
-    assert 'pricebot_http_request_duration_seconds_count{route="/predict"}' in text
-    assert "pricebot_prediction_log_failed_writes_total" in text
+    wait_for(lambda: not missing(), 10, "every series on /metrics")
+    assert missing() == []
 
 
 # -- access -------------------------------------------------------------------------------------
