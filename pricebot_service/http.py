@@ -94,7 +94,7 @@ class Api:
         self.keys = keys
         self.metrics = metrics
         self.spec = json.dumps(spec).encode()
-        self._heads: dict[str, tuple[tuple, bytes]] = {}  # model name -> (key, JSON head)
+        self._heads: dict[str, tuple[tuple, str]] = {}  # model name -> (key, JSON head)
         self.max_body = settings.max_body_bytes
         self.max_batch = settings.max_batch_symbols
         self.routes: dict[str, tuple[frozenset[str], Callable[[Scope, bytes], Awaitable[Any]]]] = {
@@ -191,12 +191,12 @@ class Api:
             answers = await anyio.to_thread.run_sync(
                 self.predictor.predict_many, request.symbols, request.target
             )
-        predictions: list[bytes] = []
+        predictions: list[str] = []
         errors: list[dict[str, Any]] = []
         served: list[tuple[str, str, str, float]] = []
         for symbol, answer in zip(request.symbols, answers, strict=True):
             if isinstance(answer, Prediction):
-                predictions.append(self._encoded(answer))
+                predictions.append(self._encoded_text(answer))
                 served.append(
                     (answer.symbol, answer.target, answer.model_version,
                      answer.feature_age_seconds)
@@ -213,7 +213,11 @@ class Api:
                     }
                 )
         self.metrics.served_many(served)
-        return b'{"predictions":[%s],"errors":%s}' % (b",".join(predictions), _dumps(errors))
+        # one encode for the whole body: the answers are ASCII JSON text (ensure_ascii)
+        return b'{"predictions":[%s],"errors":%s}' % (
+            ",".join(predictions).encode(),
+            _dumps(errors),
+        )
 
     async def models(self, scope: Scope, body: bytes) -> dict[str, Any]:
         if body.strip() not in (b"", b"{}"):
@@ -241,15 +245,19 @@ class Api:
         return self._encoded(result)
 
     def _encoded(self, result: Prediction) -> bytes:
-        """The answer as JSON (the fields of schemas.PredictionOut). Everything but its age,
-        staleness and id is the same for every answer from one model version and feature row,
-        so that part is encoded once per (version, row) and reused."""
+        """The answer as JSON (the fields of schemas.PredictionOut)."""
+        return self._encoded_text(result).encode()
+
+    def _encoded_text(self, result: Prediction) -> str:
+        """The answer as JSON text. Everything but its age, staleness and id is the same for
+        every answer from one model version and feature row, so that part is encoded once per
+        (version, row) and reused."""
         if not math.isfinite(result.prediction):
             raise ValueError(
                 f"{result.model_name} v{result.model_version} answered {result.prediction}"
             )
         if result.explanation is not None or result.explanation_unavailable is not None:
-            return _dumps(_explained(result))
+            return _dumps(_explained(result)).decode()
         key = (result.model_version, result.feature_time, result.prediction)
         cached = self._heads.get(result.model_name)
         if cached is None or cached[0] != key:
@@ -266,14 +274,11 @@ class Api:
                     "alias": result.alias,
                     "feature_time": result.feature_time.isoformat(),
                 }
-            )
+            ).decode()
             cached = self._heads[result.model_name] = (key, head[:-1])
-        stale = b"true" if result.stale else b"false"
-        return b'%s,"feature_age_seconds":%s,"stale":%s,"request_id":"%s"}' % (
-            cached[1],
-            repr(result.feature_age_seconds).encode(),
-            stale,
-            result.request_id.encode(),
+        return (
+            f'{cached[1]},"feature_age_seconds":{result.feature_age_seconds!r},'
+            f'"stale":{"true" if result.stale else "false"},"request_id":"{result.request_id}"}}'
         )
 
     def _fault(self, exc: PricebotError) -> tuple[int, dict[str, Any]]:

@@ -71,6 +71,9 @@ class ServedModel:
     market: str | None = None  # version tag ``market``: the class of its training candles
     estimator: Any = field(default=None, repr=False)  # the fitted estimator inside ``model``
     pooled: bool = False  # a pooled model (tag pool=true): its input also names the symbol
+    #: A pooled model's symbols, in the order of its estimator's indicator columns
+    #: (``symbol=<S>`` after the feature columns, :mod:`pricebot.pooling`).
+    pool_symbols: tuple[str, ...] = ()
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
@@ -82,10 +85,29 @@ class ServedModel:
         return float(np.asarray(self.model.predict(frame), dtype="float64").ravel()[0])
 
     def explain(self, values: np.ndarray, top: int) -> Any:
-        """The feature contributions to this row's output (:mod:`pricebot.explanations`)."""
+        """The feature contributions to this row's output (:mod:`pricebot.explanations`).
+
+        A pooled model's estimator was fitted on the feature columns plus one indicator per
+        pool symbol, so the row it is explained on is the one the model itself predicted from:
+        the features and the indicators (1.0 for this symbol, 0.0 for the others). The
+        indicators' contributions are listed like any feature's, named ``symbol=<S>``."""
+        from pricebot.errors import ExplanationUnavailableError
         from pricebot.explanations import explain
 
-        return explain(self.estimator, self.columns, values, top=top)
+        if not self.pooled:
+            return explain(self.estimator, self.columns, values, top=top)
+        if self.symbol not in self.pool_symbols:
+            raise ExplanationUnavailableError(
+                f"{self.name} version {self.version} is a pooled model whose symbols are not "
+                f"known here (the loaded model names {list(self.pool_symbols) or 'none'}), so "
+                f"the indicator columns of {self.symbol} cannot be rebuilt"
+            )
+        from pricebot.pooling import indicator_columns
+
+        indicators = [1.0 if s == self.symbol else 0.0 for s in self.pool_symbols]
+        row = np.concatenate([np.asarray(values, dtype="float64").ravel(), indicators])
+        columns = (*self.columns, *indicator_columns(self.pool_symbols))
+        return explain(self.estimator, columns, row, top=top)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -187,6 +209,9 @@ class ModelPool:
         slot = self._slots.get(key)
         if slot is None:
             raise UnknownModelError(self.unknown_message(symbol, target))
+        served = slot.served  # one reference read: the old model or the new, never half of one
+        if served is not None:
+            return served
         with self._lock:
             served = slot.served
             state, message, fix = slot.state, slot.message, slot.fix
@@ -390,7 +415,7 @@ class ModelPool:
         self._emit(SWAPPED, slot)
 
     def _load(self, slot: Slot, version: Any) -> ServedModel:
-        from pricebot.explanations import estimator_of
+        from pricebot.explanations import estimator_of, pool_symbols_of
         from pricebot.features import feature_names
 
         tags = dict(version.tags or {})
@@ -420,6 +445,7 @@ class ModelPool:
             market=tags.get("market"),
             estimator=estimator_of(model),
             pooled=pooled,
+            pool_symbols=pool_symbols_of(model) if pooled else (),
         )
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:

@@ -69,6 +69,17 @@ def estimator_of(model: Any) -> Any:
         return model
 
 
+def pool_symbols_of(model: Any) -> tuple[str, ...]:
+    """A loaded pooled pyfunc's symbols, in the order of its estimator's indicator columns
+    (:class:`pricebot.portable_model.PortableForecaster` keeps them as ``symbols``); empty for
+    any other model."""
+    try:
+        inner = model.unwrap_python_model()
+    except Exception:  # not a python_model flavor
+        return ()
+    return tuple(str(s).upper() for s in getattr(inner, "symbols", None) or ())
+
+
 def explain(
     estimator: Any, columns: Sequence[str], values: np.ndarray, *, top: int = 5
 ) -> Explanation:

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -91,6 +91,13 @@ REJECTED = "rejected"  # a row the database can never take (bad content): logged
 _PERMANENT = (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError)
 
 LogEvent = Callable[[str, int], None]
+
+
+def _crossed(before: int, after: int) -> bool:
+    """Whether the dropped count passed a point worth an error line (1, 10, 100, 1000, then
+    every 10,000) on its way from ``before`` to ``after``."""
+    marks = (1, 10, 100, 1000)
+    return any(before < m <= after for m in marks) or after // 10_000 > before // 10_000
 
 
 class PredictionRecord(NamedTuple):
@@ -161,26 +168,34 @@ class PredictionLog:
 
     def record(self, record: PredictionRecord) -> None:
         """Queue one prediction; never blocks on the database. A full queue drops its oldest."""
+        self.record_many((record,))
+
+    def record_many(self, records: Sequence[PredictionRecord]) -> None:
+        """Queue predictions in order, under one acquisition of the lock (a batch of answers
+        pays for it once, not per answer); the same bound and drop rule as :meth:`record`."""
+        if not records:
+            return
         with self._cond:
             if self._closed:
                 raise RuntimeError("the prediction log is closed")
-            dropped = False
-            if len(self._queue) >= self.max_pending:
-                self._queue.popleft()
-                self.dropped += 1
-                self._settled += 1
-                dropped = True
-            self._queue.append(record)
-            self._enqueued += 1
-            size = len(self._queue)
-            if size == 1:  # the writer sleeps until there is something: start its clock
+            queue = self._queue
+            before = len(queue)
+            queue.extend(records)
+            self._enqueued += len(records)
+            dropped = max(0, len(queue) - self.max_pending)
+            if dropped:  # the oldest go, as if the records had come one at a time
+                for _ in range(dropped):
+                    queue.popleft()
+                self.dropped += dropped
+                self._settled += dropped
+            if before == 0:  # the writer sleeps until there is something: start its clock
                 self._queued_at = time.monotonic()
                 self._cond.notify()
-            elif size == self.batch_rows:
+            elif before < self.batch_rows <= before + len(records):
                 self._cond.notify()
         if dropped:
-            self._emit(DROPPED, 1)
-            if self.dropped in (1, 10, 100, 1000) or self.dropped % 10_000 == 0:
+            self._emit(DROPPED, dropped)
+            if _crossed(self.dropped - dropped, self.dropped):
                 log.error(
                     "prediction log full (%d rows waiting: the database is away or slower "
                     "than the answers): dropped the oldest, %d so far",

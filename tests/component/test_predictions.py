@@ -162,6 +162,31 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(absent_database) -> None:
     assert sum(rows for kind, rows in events if kind == DROPPED) == 15
 
 
+def test_a_batch_larger_than_the_room_left_keeps_the_newest_in_order(absent_database) -> None:
+    # Given a log of at most 10 rows already holding 6, while its database is away
+    events: list[tuple[str, int]] = []
+    log = PredictionLog(
+        absent_database.url, batch_rows=4, flush_ms=10, max_pending=10, retry_seconds=0.05,
+        retry_max_seconds=0.1, on_event=lambda kind, rows: events.append((kind, rows)),
+    ).start()  # fmt: skip
+    try:
+        log.record_many([record(i) for i in range(6)])
+
+        # When a batch of 8 answers is logged at once
+        log.record_many([record(i) for i in range(6, 14)])
+        absent_database.create()
+        log.flush(timeout=30)
+        with db.connect(absent_database.url) as conn:
+            kept = [r[0] for r in conn.execute("SELECT request_id FROM predictions ORDER BY id")]
+    finally:
+        log.close()
+
+    # Then the oldest 4 were dropped and counted, and the newest 10 are written in order
+    assert kept == [f"r{i}" for i in range(4, 14)]
+    assert log.dropped == 4
+    assert sum(rows for kind, rows in events if kind == DROPPED) == 4
+
+
 def test_a_refused_connection_is_retried_with_back_off_not_per_record(postgres) -> None:
     # Given a log whose database refuses connections (nothing listens on the port)
     refused = f"postgresql://pricebot@127.0.0.1:{free_port()}/pricebot"
