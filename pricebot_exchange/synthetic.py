@@ -49,9 +49,10 @@ cash, buy-and-hold) do not have, and pass the same strict promotion gate as ever
 data or a random walk get the same gate and usually no promotion. Measured by
 ``benchmarks/bench_gate.py`` (the gate decides on a held-out window that neither tuning nor
 selection saw, against every baseline and cash, with a bootstrap margin): promoted in 95% of
-runs with the demo's 28 days of rows and 70% with 14, while none of 120 no-signal runs was. A persistent drift instead (0.08 to 0.2
-minute volatilities, half-life 2 to 24 h) was not enough: the momentum baseline follows a drift
-as well as any model does, and a long-only pool can at best tie cash over a falling fold.
+runs with the demo's 28 days of rows and 70% with 14, while none of 120 no-signal runs was.
+A persistent drift instead (0.08 to 0.2 minute volatilities, half-life 2 to 24 h) was not
+enough: the momentum baseline follows a drift as well as any model does, and a long-only pool
+can at best tie cash over a falling fold.
 All modes share all of the code below; only :class:`ProcessParams` differs.
 """
 
