@@ -10,6 +10,13 @@ def register(app: typer.Typer) -> None:
     def up(
         days: int = typer.Option(28, min=2, help="Days of history to backfill."),
         trials: int = typer.Option(10, min=1, help="Optuna trials per model on first training."),
+        candidates: str = typer.Option(
+            None,
+            "--candidates",
+            help="Candidate families the trainings try, comma-separated.",
+            show_default="xgboost,lightgbm,ridge,lasso,elasticnet,huber (CatBoost, the slowest, "
+            "only when named)",
+        ),
         offline: bool = typer.Option(
             None,
             "--offline/--online",
@@ -36,7 +43,7 @@ def register(app: typer.Typer) -> None:
         from pricebot.errors import UsageError
         from pricebot.settings import get_settings
         from pricebot.summary import data_summary
-        from pricebot_local.stack import PortBusyError, Stack, StackOptions
+        from pricebot_local.stack import DEMO_CANDIDATES, PortBusyError, Stack, StackOptions
         from pricebot_local.summary import summary_table
 
         console = Console()
@@ -45,6 +52,9 @@ def register(app: typer.Typer) -> None:
         options = StackOptions(
             days=days,
             trials=trials,
+            candidates=tuple(c.strip() for c in candidates.split(",") if c.strip())
+            if candidates
+            else DEMO_CANDIDATES,
             offline=offline,
             smoke=smoke,
             tick_seconds=tick_seconds,

@@ -85,6 +85,9 @@ class Child:
             self.process.wait(timeout=5)
 
 
+DEMO_CANDIDATES = ("xgboost", "lightgbm", "ridge", "lasso", "elasticnet", "huber")
+
+
 @dataclass
 class StackOptions:
     # Four weeks of feature rows: the promotion gate decides on the newest of five folds, and it
@@ -92,6 +95,11 @@ class StackOptions:
     # reliably (benchmarks/bench_gate.py: power 0.70 with two weeks, 0.95 with four).
     days: int = 28
     trials: int = 10
+    # The families the demo's first training tries: every one a plain `pricebot[train]` install
+    # has. CatBoost (its own extra) is left out by default because it alone took about half of
+    # the demo's training time (benchmarks/bench_train.py) and the first prediction waits for
+    # it; `pricebot up --candidates ...` names any set, CatBoost included.
+    candidates: tuple[str, ...] = DEMO_CANDIDATES
     offline: bool | None = None  # None: use Binance when it answers
     smoke: bool = False
     retrain_every: timedelta = timedelta(days=1)
@@ -303,6 +311,7 @@ class Stack:
                     done = subprocess.run(
                         [sys.executable, "-m", "pricebot_cli", "train", "--symbol", symbol,
                          "--target", target, "--trials", str(self.options.trials),
+                         "--candidates", ",".join(self.options.candidates),
                          "--report-json", str(report)],
                         env={**self.child_env(), "COLUMNS": "150"}, stdout=out,
                         stderr=subprocess.STDOUT, check=False,

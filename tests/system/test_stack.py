@@ -8,6 +8,7 @@ process left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from pricebot_local.stack import OFFLINE_TARGET
+from pricebot_local.stack import DEMO_CANDIDATES, OFFLINE_TARGET
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.system
@@ -139,6 +140,20 @@ def test_every_symbol_gets_a_prediction_that_lands_in_the_log(stack: RunningStac
             break
         time.sleep(0.5)
     assert logged >= set(SYMBOLS)
+
+
+def test_the_first_trainings_try_the_demo_families_and_leave_catboost_out(
+    stack: RunningStack,
+) -> None:
+    # Given the stack trained each symbol's first model (its reports are under PRICEBOT_HOME)
+    reports = sorted((Path(stack.env["PRICEBOT_HOME"]) / "logs").glob("train-*.json"))
+    assert len(reports) == len(SYMBOLS)
+
+    # Then each tried every demo family and no CatBoost, though CatBoost is installed here
+    for report in reports:
+        tried = {c["name"] for c in json.loads(report.read_text())["candidates"]
+                 if c["kind"] == "model"}  # fmt: skip
+        assert tried == set(DEMO_CANDIDATES), report.name
 
 
 def test_a_moved_alias_is_served_without_a_restart(stack: RunningStack) -> None:
