@@ -96,9 +96,10 @@ class StackOptions:
     days: int = 28
     trials: int = 10
     # The families the demo's first training tries: every one a plain `pricebot[train]` install
-    # has. CatBoost (its own extra) is left out by default because it alone took about half of
-    # the demo's training time (benchmarks/bench_train.py) and the first prediction waits for
-    # it; `pricebot up --candidates ...` names any set, CatBoost included.
+    # has. CatBoost (its own extra) is left out by default: the first prediction waits for the
+    # first training, and CatBoost alone took 23% of the demo's training on an idle machine and
+    # 46% on a loaded one (benchmarks/bench_train.py). `pricebot up --candidates ...` names any
+    # set, CatBoost included.
     candidates: tuple[str, ...] = DEMO_CANDIDATES
     offline: bool | None = None  # None: use Binance when it answers
     smoke: bool = False
