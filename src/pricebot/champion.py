@@ -200,6 +200,8 @@ class ModelPool:
         self._first_pass = threading.Event()
         self._registry_checked: datetime | None = None
         self._registry_error: str | None = None
+        self._moved: dict[tuple[str, str], str] = {}  # (model, version) -> alias moved_at
+        self._last_targets: dict[str, str] = {}
 
     # -- the request path ----------------------------------------------------------------------
 
@@ -291,23 +293,72 @@ class ModelPool:
         """One pass: learn where every alias points (one paged registry search, not a look-up
         per model: a service of 100 symbols asks once, not 100 times) and load/swap where one
         moved. The version's details are fetched only for a slot whose alias moved."""
+        from pricebot.pooling import registered_pools
+
         now = datetime.now(UTC)
         slots = list(self._slots.values())
         try:
-            targets = self.registry.alias_versions(self.alias, [slot.name for slot in slots])
+            pools = registered_pools(self.registry)
+            names = [self._candidates(slot, pools) for slot in slots]
+            targets = self.registry.alias_versions(
+                self.alias, sorted({name for group in names for name in group})
+            )
         except Exception as exc:  # connection refused, timeouts: the registry is unreachable
             for slot in slots:
                 self._unreachable(slot, now, exc)
             return
         with self._lock:
             self._registry_checked, self._registry_error = now, None
-        for slot in slots:
+        if targets != self._last_targets:  # an alias moved (a rollback re-tags an old version)
+            self._moved.clear()
+            self._last_targets = targets
+        for slot, group in zip(slots, names, strict=True):
             if self._stop.is_set():
                 return
             try:
+                chosen = self._choose(group, targets)
+                if chosen != slot.name:
+                    log.info("%s %s: now follows %s", slot.symbol, slot.target, chosen)
+                    with self._lock:
+                        slot.name = chosen  # what is served stays until the new one loads
                 self._refresh_slot(slot, targets.get(slot.name), now)
             except Exception as exc:  # the registry failed in the middle of the pass
                 self._unreachable(slot, now, exc)
+
+    @staticmethod
+    def _candidates(slot: Slot, pools: Iterable[Any]) -> list[str]:
+        """The models that may serve a slot: the symbol's own, then every pool of its target
+        holding the symbol (:func:`pricebot.pooling.served_model_name` has the same rule)."""
+        own = model_name(slot.symbol, slot.target)
+        held = [p.name for p in pools if slot.symbol in p.symbols and p.target == slot.target]
+        return [own, *held]
+
+    def _choose(self, names: list[str], targets: dict[str, str]) -> str:
+        """Of ``names`` (the symbol's own model first), the one whose alias moved last (version
+        tag ``<alias>.moved_at``, written by every promotion); a tie or no recorded move goes
+        to the symbol's own model, and with no alias at all the own model is followed (its "no
+        champion" message is the one to show). A pool is promoted only after beating the
+        symbol's own champion on the symbol's held-out window, so the newest promotion is the
+        best-tested one."""
+        with_alias = [name for name in names if name in targets]
+        if len(with_alias) <= 1:
+            return with_alias[0] if with_alias else names[0]
+        best, best_key = names[0], ("", False)
+        for name in with_alias:
+            key = (self._moved_at(name, targets[name]), name == names[0])
+            if key > best_key:
+                best, best_key = name, key
+        return best
+
+    def _moved_at(self, name: str, number: str) -> str:
+        """When the alias was moved to this version (cached: a version's tags are written once,
+        by the promotion that moved the alias to it)."""
+        key = (name, number)
+        if key not in self._moved:
+            version = self.registry.get_version(name, number)
+            tags = dict(version.tags or {}) if version is not None else {}
+            self._moved[key] = str(tags.get(f"{self.alias}.moved_at", ""))
+        return self._moved[key]
 
     def _refresh_slot(self, slot: Slot, number: str | None, now: datetime) -> None:
         if number is None:
@@ -316,7 +367,8 @@ class ModelPool:
         with self._lock:
             slot.checked_at = now
             slot.alias_version = number
-            current = slot.served.version if slot.served else None
+            served = slot.served
+            current = served.version if served and served.name == slot.name else None
         if number == current:
             with self._lock:
                 if slot.state != SERVING:
