@@ -48,7 +48,7 @@ handler = importlib.import_module(sys.argv[1])
 imported, imported_cpu = time.perf_counter(), time.process_time()
 for name in handler.DEFERRED:
     importlib.import_module(name)
-if handler.tracing_enabled():
+if importlib.import_module("lambdas").tracing_enabled():
     from aws_lambda_powertools.tracing import Tracer
     Tracer()
 done, done_cpu = time.perf_counter(), time.process_time()

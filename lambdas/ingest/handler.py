@@ -17,14 +17,15 @@ numpy nor pandas is ever imported here.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.logging import Logger, correlation_paths
+from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+from lambdas import instrument
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,19 +58,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @lru_cache(maxsize=1)
 def _instrumented() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Powertools decorators around :func:`ingest`, applied once, on the first call."""
-    handler = metrics.log_metrics(capture_cold_start_metric=True)(ingest)
-    if tracing_enabled():
-        from aws_lambda_powertools.tracing import Tracer
-
-        handler = Tracer().capture_lambda_handler(handler)
-    return logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.EVENT_BRIDGE, log_event=False
-    )(handler)
-
-
-def tracing_enabled() -> bool:
-    """Whether X-Ray tracing is wanted: off with POWERTOOLS_TRACE_DISABLED, as Powertools says."""
-    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("1", "true")
+    return instrument(ingest, logger, metrics)
 
 
 def ingest(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -11,12 +11,13 @@ invocation, and the Tracer with the X-Ray SDK only when tracing is on.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.logging import Logger, correlation_paths
+from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+from lambdas import instrument
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,19 +48,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 @lru_cache(maxsize=1)
 def _instrumented() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Powertools decorators around :func:`transform`, applied once, on the first call."""
-    handler = metrics.log_metrics(capture_cold_start_metric=True)(transform)
-    if tracing_enabled():
-        from aws_lambda_powertools.tracing import Tracer
-
-        handler = Tracer().capture_lambda_handler(handler)
-    return logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.EVENT_BRIDGE, log_event=False
-    )(handler)
-
-
-def tracing_enabled() -> bool:
-    """Whether X-Ray tracing is wanted: off with POWERTOOLS_TRACE_DISABLED, as Powertools says."""
-    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("1", "true")
+    return instrument(transform, logger, metrics)
 
 
 def transform(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
