@@ -293,13 +293,13 @@ class ModelPool:
         """One pass: learn where every alias points (one paged registry search, not a look-up
         per model: a service of 100 symbols asks once, not 100 times) and load/swap where one
         moved. The version's details are fetched only for a slot whose alias moved."""
-        from pricebot.pooling import registered_pools
+        from pricebot.pooling import choose_served, registered_pools, serving_candidates
 
         now = datetime.now(UTC)
         slots = list(self._slots.values())
         try:
             pools = registered_pools(self.registry)
-            names = [self._candidates(slot, pools) for slot in slots]
+            names = [serving_candidates(slot.symbol, slot.target, pools) for slot in slots]
             targets = self.registry.alias_versions(
                 self.alias, sorted({name for group in names for name in group})
             )
@@ -316,7 +316,11 @@ class ModelPool:
             if self._stop.is_set():
                 return
             try:
-                chosen = self._choose(group, targets)
+                chosen = choose_served(
+                    group,
+                    lambda name: name in targets,
+                    lambda name: self._moved_at(name, targets[name]),
+                )
                 if chosen != slot.name:
                     log.info("%s %s: now follows %s", slot.symbol, slot.target, chosen)
                     with self._lock:
@@ -324,31 +328,6 @@ class ModelPool:
                 self._refresh_slot(slot, targets.get(slot.name), now)
             except Exception as exc:  # the registry failed in the middle of the pass
                 self._unreachable(slot, now, exc)
-
-    @staticmethod
-    def _candidates(slot: Slot, pools: Iterable[Any]) -> list[str]:
-        """The models that may serve a slot: the symbol's own, then every pool of its target
-        holding the symbol (:func:`pricebot.pooling.served_model_name` has the same rule)."""
-        own = model_name(slot.symbol, slot.target)
-        held = [p.name for p in pools if slot.symbol in p.symbols and p.target == slot.target]
-        return [own, *held]
-
-    def _choose(self, names: list[str], targets: dict[str, str]) -> str:
-        """Of ``names`` (the symbol's own model first), the one whose alias moved last (version
-        tag ``<alias>.moved_at``, written by every promotion); a tie or no recorded move goes
-        to the symbol's own model, and with no alias at all the own model is followed (its "no
-        champion" message is the one to show). A pool is promoted only after beating the
-        symbol's own champion on the symbol's held-out window, so the newest promotion is the
-        best-tested one."""
-        with_alias = [name for name in names if name in targets]
-        if len(with_alias) <= 1:
-            return with_alias[0] if with_alias else names[0]
-        best, best_key = names[0], ("", False)
-        for name in with_alias:
-            key = (self._moved_at(name, targets[name]), name == names[0])
-            if key > best_key:
-                best, best_key = name, key
-        return best
 
     def _moved_at(self, name: str, number: str) -> str:
         """When the alias was moved to this version (cached: a version's tags are written once,

@@ -445,6 +445,33 @@ def registered_pools(registry: object) -> list[PoolModel]:
     return sorted(found, key=lambda p: p.name)
 
 
+def serving_candidates(symbol: str, target: str, pools: Sequence[PoolModel]) -> list[str]:
+    """The registered models that may serve ``symbol``'s ``target``: its own model
+    (``pricebot-<symbol>-<target>``) first, then every pool of that target holding it."""
+    from pricebot.registry import model_name
+
+    symbol = symbol.upper()
+    held = [p.name for p in pools if symbol in p.symbols and p.target == target]
+    return [model_name(symbol, target), *held]
+
+
+def choose_served(
+    names: Sequence[str], has_alias: Callable[[str], bool], moved_at: Callable[[str], str]
+) -> str:
+    """Of ``names`` (:func:`serving_candidates`, the symbol's own model first), the one whose
+    alias was moved most recently (``moved_at``: the version tag ``<alias>.moved_at`` written by
+    every promotion); a tie, or no recorded move, goes to the symbol's own model. With no alias
+    at all it is the symbol's own model (whose "no champion" message the service shows).
+    ``moved_at`` is asked only when more than one model has the alias.
+
+    A pool is promoted only after beating the symbol's own champion on the symbol's held-out
+    window (by the pooled training job), so the newest promotion is the best-tested."""
+    holders = [name for name in names if has_alias(name)]
+    if len(holders) <= 1:
+        return holders[0] if holders else names[0]
+    return max(holders, key=lambda name: (moved_at(name), name == names[0]))
+
+
 def served_model_name(
     registry: object,
     symbol: str,
@@ -453,26 +480,14 @@ def served_model_name(
     alias: str = "champion",
     pools: Sequence[PoolModel] | None = None,
 ) -> str:
-    """The registered model that serves ``symbol``'s ``target``: among the symbol's own model
-    (``pricebot-<symbol>-<target>``) and every pool of that target holding the symbol, the one
-    whose ``alias`` was moved most recently (version tag ``<alias>.moved_at``, written by every
-    promotion); a tie, or no recorded move, goes to the symbol's own model. Without any alias
-    it is the symbol's own model's name (whose "no champion" message the service shows).
-
-    A pool is promoted only after beating the symbol's own champion on the symbol's held-out
-    window (by the pooled training job), so the newest promotion is the best-tested."""
-    from pricebot.registry import model_name
-
-    symbol = symbol.upper()
-    own = model_name(symbol, target)
+    """The registered model that serves ``symbol``'s ``target`` (:func:`choose_served` over
+    :func:`serving_candidates`), asked of the registry; the service's
+    :class:`pricebot.champion.ModelPool` applies the same rule from its poll."""
     pools = registered_pools(registry) if pools is None else pools
-    names = [own, *(p.name for p in pools if symbol in p.symbols and p.target == target)]
-    best, best_key = own, ("", False)
-    for name in names:
-        version = registry.alias_target(name, alias)  # type: ignore[attr-defined]
-        if version is None:
-            continue
-        key = (str((version.tags or {}).get(f"{alias}.moved_at", "")), name == own)
-        if key > best_key:
-            best, best_key = name, key
-    return best
+    names = serving_candidates(symbol, target, pools)
+    versions = {name: registry.alias_target(name, alias) for name in names}  # type: ignore[attr-defined]
+    return choose_served(
+        names,
+        lambda name: versions[name] is not None,
+        lambda name: str((versions[name].tags or {}).get(f"{alias}.moved_at", "")),
+    )
