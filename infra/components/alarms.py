@@ -20,7 +20,10 @@ pricebot.model_health):
 - ``<prefix>-<symbol>-feature-drift``: the largest feature PSI above ``drift_alarm_psi`` for three
   hours running;
 - ``<prefix>-model-health-silent``: no publication for three hours (the job did not run or
-  failed), and ``<prefix>-schedules-dead-letters``: the scheduler could not start it at all.
+  failed);
+- ``<prefix>-predict-job-silent``: the hourly batch logged no prediction for three hours (it did
+  not run, failed, or had nothing it could predict), so live performance stopped accruing;
+- ``<prefix>-schedules-dead-letters``: the scheduler could not start a job at all.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ MODEL_NAMESPACE = "pricebot/model"
 ERROR_RATIO = "ChampionErrorRatio"
 FEATURE_DRIFT = "FeatureDriftPSI"
 SCORED = "ScoredPredictions"
+BATCH_PREDICTED = "BatchPredictionsLogged"
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,14 @@ class Alarms(pulumi.ComponentResource):
             namespace=MODEL_NAMESPACE, metric_name=SCORED,
             dimensions={"Symbol": args.symbols[0], "Target": args.targets[0]},
             statistic="SampleCount", period=3600, evaluation_periods=3, threshold=1,
+            comparison_operator="LessThanThreshold", treat_missing_data="breaching",
+        )  # fmt: skip
+        self._alarm(
+            "predict-job-silent",
+            "The hourly batch has logged no prediction for 3 h: it did not run, failed, or "
+            "could predict nothing (see /ecs/<prefix>-predict for the pairs it skipped and why).",
+            namespace=MODEL_NAMESPACE, metric_name=BATCH_PREDICTED, statistic="Maximum",
+            period=3600, evaluation_periods=3, threshold=1,
             comparison_operator="LessThanThreshold", treat_missing_data="breaching",
         )  # fmt: skip
         self._alarm(

@@ -18,8 +18,8 @@ training    ``pricebot train --symbol S         pricebot_training_login      ret
             --target T --trials N --quiet``
 score       ``pricebot score --publish-metrics``  pricebot_pipeline_login    EventBridge Scheduler
                                                                              (hourly by default)
-predict     ``pricebot predict``                pricebot_service_login       EventBridge Scheduler
-                                                (the service's path: reads   (hourly by default)
+predict     ``pricebot predict                  pricebot_service_login       EventBridge Scheduler
+            --publish-metrics``                 (the service's path: reads   (hourly by default)
                                                 features, adds predictions)
 ==========  ==================================  ===========================  ======================
 
@@ -55,7 +55,7 @@ JOB_TASKS = ("migrate", "bootstrap", "training", "score", "predict")
 SCHEDULED_TASKS = ("score", "predict")
 MIGRATE_COMMAND = ("db", "upgrade")
 SCORE_COMMAND = ("score", "--publish-metrics")
-PREDICT_COMMAND = ("predict",)
+PREDICT_COMMAND = ("predict", "--publish-metrics")
 TRAIN_COMMAND = (
     "train", "--symbol", "{symbol}", "--target", "{target}", "--trials", "{trials}", "--quiet",
 )  # fmt: skip
@@ -161,6 +161,12 @@ class Jobs(pulumi.ComponentResource):
             cpu=args.training_cpu,
             memory_mb=args.training_memory_mb,
         )
+        # Both hourly jobs publish into the model namespace (health; the batch's heartbeat) only.
+        publish_model_metrics = iam.allow(
+            ["cloudwatch:PutMetricData"],
+            iam.any_resource("PutMetricData has no resources; the namespace is pinned"),
+            condition={"StringEquals": {"cloudwatch:namespace": MODEL_METRICS_NAMESPACE}},
+        )
         score = task(
             "score",
             command=SCORE_COMMAND,
@@ -169,19 +175,14 @@ class Jobs(pulumi.ComponentResource):
                 **args.environment,
                 "PRICEBOT_MODEL_HEALTH_WINDOW_HOURS": str(args.model_health_window_hours),
             },
-            task_statements=[
-                iam.allow(
-                    ["cloudwatch:PutMetricData"],
-                    iam.any_resource("PutMetricData has no resources; the namespace is pinned"),
-                    condition={"StringEquals": {"cloudwatch:namespace": MODEL_METRICS_NAMESPACE}},
-                )
-            ],
+            task_statements=[publish_model_metrics],
         )
         predict = task(
             "predict",
             command=PREDICT_COMMAND,
             # The service's path, so the service's login (see the module docstring).
             db_secret_arn=secrets["service"],
+            task_statements=[publish_model_metrics],
         )
         self.tasks = {t.spec.key: t for t in (migrate, bootstrap, training, score, predict)}
         if tuple(self.tasks) != JOB_TASKS:

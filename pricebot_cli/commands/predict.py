@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from pricebot.settings import get_settings
+
+if TYPE_CHECKING:
+    from pricebot.batch import BatchResult
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +26,12 @@ def predict(
     ),
     database_url: str = typer.Option(
         None, "--database-url", help="Overrides PRICEBOT_DATABASE_URL.", show_default=False
+    ),
+    publish_metrics: bool = typer.Option(
+        False,
+        "--publish-metrics",
+        help="Then publish how many pairs were predicted and logged, and how many skipped, as "
+        "CloudWatch metrics (namespace pricebot/model): the stack alarms on hours without any.",
     ),
 ) -> None:
     """Predict every served symbol and target into the prediction log, as the service would."""
@@ -57,7 +68,23 @@ def predict(
     console.print(f"logged {len(result.predictions)} prediction(s) through the service's path")
     for symbol, target, why in result.skipped:
         console.print(f"[yellow]skipped[/] {symbol} {target}: {why}")
+    if publish_metrics:  # before the verdicts below: a failed batch is what the alarm is for
+        publish(result)
     if not result.logged:
         raise PricebotError("The prediction log did not confirm its write in time.")
     if not result.predictions and result.skipped:
         raise PricebotError("Nothing could be predicted (see the reasons above).")
+
+
+def publish(result: BatchResult) -> None:
+    """The batch's heartbeat to CloudWatch (pricebot.batch.batch_metric_data)."""
+    from datetime import UTC, datetime
+
+    import boto3
+
+    from pricebot.batch import batch_metric_data
+    from pricebot.model_health import NAMESPACE, put_metrics
+    from pricebot_cli.output import console
+
+    sent = put_metrics(boto3.client("cloudwatch"), batch_metric_data(result, datetime.now(UTC)))
+    console.print(f"published {sent} metric values to CloudWatch ({NAMESPACE})")

@@ -14,6 +14,8 @@ away) is reported and skipped; the others are still predicted and logged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from pricebot.errors import (
     DatabaseUnavailableError,
@@ -21,6 +23,7 @@ from pricebot.errors import (
     NoFeaturesError,
     UnknownModelError,
 )
+from pricebot.model_health import BATCH_PREDICTED, BATCH_SKIPPED
 from pricebot.serving import Prediction, Predictor
 from pricebot.settings import Settings
 
@@ -59,3 +62,18 @@ def run_batch(settings: Settings, *, load_timeout: float = 120.0) -> BatchResult
         return predict_all(predictor)
     finally:
         predictor.close()
+
+
+def batch_metric_data(result: BatchResult, now: datetime) -> list[dict[str, Any]]:
+    """The batch's heartbeat for CloudWatch: pairs predicted *and* logged, pairs skipped.
+
+    A batch whose log did not confirm its write counts no prediction: what the monitoring page
+    cannot score was not delivered. The stack's alarm fires on hours without a positive count,
+    so a job that stopped running, fails, or predicts nothing all look the same to it.
+    """
+    logged = len(result.predictions) if result.logged else 0
+    return [
+        {"MetricName": BATCH_PREDICTED, "Timestamp": now, "Value": float(logged), "Unit": "Count"},
+        {"MetricName": BATCH_SKIPPED, "Timestamp": now, "Value": float(len(result.skipped)),
+         "Unit": "Count"},
+    ]  # fmt: skip

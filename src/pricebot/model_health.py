@@ -47,6 +47,10 @@ CHAMPION_MAE = "ChampionMAE"
 NO_CHANGE_MAE = "NoChangeMAE"
 SCORED = "ScoredPredictions"
 FEATURE_DRIFT = "FeatureDriftPSI"
+#: The hourly batch's own heartbeat (``pricebot predict --publish-metrics``): how many (symbol,
+#: target) pairs it predicted and logged, and how many it had to skip.
+BATCH_PREDICTED = "BatchPredictionsLogged"
+BATCH_SKIPPED = "BatchPredictionsSkipped"
 PSI_BINS = 10
 _PSI_FLOOR = 1e-4  # an empty bin counts as this share, so the index stays finite
 _MAX_DATUMS_PER_CALL = 1000  # CloudWatch's PutMetricData limit

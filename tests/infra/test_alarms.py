@@ -120,6 +120,18 @@ def test_a_silent_scoring_job_alarms(stack: Stack) -> None:
     assert a["treatMissingData"] == "breaching"  # nothing published is the failure
 
 
+def test_a_batch_job_that_logs_nothing_for_three_hours_alarms(stack: Stack) -> None:
+    a = alarm(stack, "predict-job-silent")
+    assert (a["namespace"], a["metricName"]) == (model_health.NAMESPACE,
+                                                 model_health.BATCH_PREDICTED)  # fmt: skip
+    # three hourly batches running that logged nothing, or did not publish at all
+    assert (a["period"], a["evaluationPeriods"]) == (3600, 3)
+    assert (a["statistic"], a["comparisonOperator"], a["threshold"]) == (
+        "Maximum", "LessThanThreshold", 1,
+    )  # fmt: skip
+    assert a["treatMissingData"] == "breaching"
+
+
 def test_a_schedule_the_scheduler_could_not_start_alarms(stack: Stack) -> None:
     a = alarm(stack, "schedules-dead-letters")
     assert a["dimensions"] == {"QueueName": "pricebot-test-schedules-dlq"}

@@ -23,7 +23,7 @@ mapped to the local stand-ins, is in tests/infra/rehearsal.py. In deploy order
 7. ``service``: the Bento as its bentofile declares it, health-checked like the load
    balancer does, then ``/predict`` with the API key from its injected secret, and without;
 8. ``predict``: the hourly batch prediction task, its prediction of the champion read back from
-   the prediction log;
+   the prediction log and its heartbeat from CloudWatch;
 9. ``monitoring``: the page's task, its health check, and the page drawn in a real browser;
 10. ``score``: the hourly scoring task, its metrics read back from CloudWatch.
 
@@ -362,7 +362,13 @@ class Rehearsal:
 
     def predict(self) -> Step:
         [(last,)] = self.query("SELECT coalesce(max(id), 0) FROM predictions")
+        before = self.datapoints()
         ran = run_task(self.local, "predict")
+        after = self.datapoints()
+        heartbeat = {
+            name: value for (name, key), value in self.latest().items()
+            if after.get((name, key), 0) > before.get((name, key), 0)
+        }  # fmt: skip
         logged = self.query(
             "SELECT symbol, target, model_name, model_version, alias FROM predictions"
             " WHERE id > %s ORDER BY id",
@@ -370,8 +376,10 @@ class Rehearsal:
         )
         if not logged:
             raise RehearsalError(f"task predict: logged no prediction:\n{ran.output[-2000:]}")
+        if "BatchPredictionsLogged" not in heartbeat:
+            raise RehearsalError("task predict: published no heartbeat to CloudWatch")
         champion = self.registry().alias_version(MODEL, "champion")
-        return Step([ran], {"logged": logged, "champion": champion})
+        return Step([ran], {"logged": logged, "champion": champion, "heartbeat": heartbeat})
 
     def monitoring(self) -> Step:
         from playwright.sync_api import Error as PlaywrightError
@@ -442,6 +450,22 @@ class Rehearsal:
                 p["SampleCount"] for p in stats["Datapoints"]
             )
         return counts
+
+    def latest(self) -> dict[tuple[str, tuple], float]:
+        """The largest value of the last day per metric without dimensions (the heartbeats)."""
+        cloudwatch = self.local.moto.client("cloudwatch")
+        now = datetime.now(UTC)
+        values = {}
+        for metric in cloudwatch.list_metrics(Namespace="pricebot/model")["Metrics"]:
+            if metric["Dimensions"]:
+                continue
+            stats = cloudwatch.get_metric_statistics(
+                Namespace="pricebot/model", MetricName=metric["MetricName"], Dimensions=[],
+                StartTime=now - timedelta(days=1), EndTime=now + timedelta(days=1),
+                Period=86400 * 2, Statistics=["Maximum"],
+            )  # fmt: skip
+            values[(metric["MetricName"], ())] = max(p["Maximum"] for p in stats["Datapoints"])
+        return values
 
     def query(self, sql: str, params: object = None) -> list[tuple]:
         url = self.local.cluster.admin_url(self.local.database)
@@ -578,6 +602,9 @@ def test_rehearsal_predict_logs_the_champions_prediction_of_every_served_pair(
     # Then the log holds one prediction per served (symbol, target), from the champion
     assert step.facts["logged"] == [(SYMBOL, TARGET, MODEL, step.facts["champion"], "champion")]
     assert "logged 1 prediction(s)" in step.runs[0].output
+    # and its heartbeat says so to CloudWatch, which the predict-job-silent alarm watches
+    assert step.facts["heartbeat"]["BatchPredictionsLogged"] == 1
+    assert step.facts["heartbeat"]["BatchPredictionsSkipped"] == 0
 
 
 def test_rehearsal_monitoring_page_answers_its_health_check_and_draws_the_symbol(
@@ -702,7 +729,8 @@ MUTATIONS = {
         # The task then predicts the settings' default target, which has no champion here
         lambda d: d.task("predict", environment=renamed(
             d.tasks["predict"].environment, "PRICEBOT_TARGETS", "PRICEBOT_TARGET")),
-        "predict", r"task predict: `pricebot predict` exited 1:.*Nothing could be predicted",
+        "predict",
+        r"task predict: `pricebot predict --publish-metrics` exited 1:.*Nothing could be predicted",
     ),
     "predict: the pipeline's login instead of the service's": Mutation(
         # The pipeline's group may read features but not add predictions: the log never lands
@@ -710,7 +738,12 @@ MUTATIONS = {
             **d.tasks["predict"].environment,
             "PRICEBOT_DATABASE_SECRET_ARN":
                 d.tasks["score"].environment["PRICEBOT_DATABASE_SECRET_ARN"]}),
-        "predict", r"task predict: `pricebot predict` exited 1:.*did not confirm its write",
+        "predict",
+        r"task predict: `pricebot predict --publish-metrics` exited 1:.*did not confirm its write",
+    ),
+    "predict: --publish-metrics left out": Mutation(
+        lambda d: d.task("predict", command=("predict",)),
+        "predict", r"task predict: published no heartbeat to CloudWatch",
     ),
     "score: --publish-metrics left out": Mutation(
         lambda d: d.task("score", command=("score",)),

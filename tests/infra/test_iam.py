@@ -161,7 +161,7 @@ def test_only_the_service_gets_a_secret_injected_at_start_its_api_keys(stack: St
     assert injecting == {"service-execution": [API_KEYS]}
 
 
-@pytest.mark.parametrize("task", ["service", "monitoring", "bootstrap", "training", "predict"])
+@pytest.mark.parametrize("task", ["service", "monitoring", "bootstrap", "training"])
 def test_the_apps_task_roles_may_only_read_their_login(stack: Stack, task: str) -> None:
     actions = granted(stack, f"{task}-task")
     assert set(actions) == {"secretsmanager:GetSecretValue"}
@@ -216,10 +216,16 @@ def test_the_scheduler_starts_tasks_only_in_the_stacks_cluster_and_passes_roles_
     }
 
 
-def test_the_batch_prediction_job_reads_the_services_login_and_nothing_else(
+def test_the_batch_prediction_job_reads_the_services_login_and_publishes_its_heartbeat_only(
     stack: Stack,
 ) -> None:
-    assert granted(stack, "predict-task") == {"secretsmanager:GetSecretValue": [SERVICE_SECRET]}
+    actions = granted(stack, "predict-task")
+    assert actions == {"secretsmanager:GetSecretValue": [SERVICE_SECRET],
+                       "cloudwatch:PutMetricData": ["*"]}  # fmt: skip
+    [put] = [
+        s for s in statements(stack, "predict-task") if "cloudwatch:PutMetricData" in s["Action"]
+    ]
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": "pricebot/model"}}
 
 
 def test_roles_trust_only_their_own_service(stack: Stack) -> None:

@@ -34,7 +34,7 @@ def env(stack: Stack, key: str) -> dict[str, str]:
         ("migrate", ["db", "upgrade"]),
         ("bootstrap", ["bootstrap", "--history-days", "90", "--trials", "30"]),
         ("score", ["score", "--publish-metrics"]),
-        ("predict", ["predict"]),
+        ("predict", ["predict", "--publish-metrics"]),
     ],
 )
 def test_each_job_runs_its_pricebot_command_on_the_job_image(
@@ -176,7 +176,8 @@ def test_the_deploy_finds_every_job_in_the_stack_outputs(stack: Stack) -> None:
     }  # fmt: skip
     assert set(jobs["tasks"]) == {"migrate", "bootstrap", "training", "score", "predict"}
     assert jobs["tasks"]["predict"] == {
-        "taskDefinition": "pricebot-test-predict", "container": "predict", "command": ["predict"],
+        "taskDefinition": "pricebot-test-predict", "container": "predict",
+        "command": ["predict", "--publish-metrics"],
     }  # fmt: skip
 
 
@@ -207,7 +208,7 @@ def test_every_task_is_declared_with_its_image_role_and_command(stack: Stack) ->
         ),
         "training": ("job", "pricebot-test-training", None),
         "score": ("job", "pricebot-test-score", ("score", "--publish-metrics")),
-        "predict": ("job", "pricebot-test-predict", ("predict",)),
+        "predict": ("job", "pricebot-test-predict", ("predict", "--publish-metrics")),
     }
 
 
