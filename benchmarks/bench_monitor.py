@@ -13,7 +13,9 @@ for a range (``?symbol=...&start=...&end=...``), timed from navigation to
 
 Every repetition asks for a range one hour apart, so no run is served from the page's cache.
 The same run measures the floor: a bare Streamlit page with one 2,000-point chart, opened the
-same way, interleaved with the page's runs (the machine is shared: its load moves the floor).
+same way, interleaved with the page's runs (the machine is shared: its load moves the floor);
+and the floor with the page's controls (``floor_with_controls``: the same chart beside the
+sidebar's selects and date and time inputs, which Streamlit's browser code loads on first use).
 
 Figures: medians per range (``30d``, ``365d``), the floor, the ratios page/floor, the first open
 after the server started (``first_open_after_start``), a replay of version 2 over 30 days, each
@@ -72,6 +74,20 @@ st.vega_lite_chart(spec={"datasets": {"p": frame}, "data": {"name": "p"}, "mark"
                          "encoding": {"x": {"field": "time", "type": "temporal"},
                                       "y": {"field": "close", "type": "quantitative"}}})
 st.caption("Range shown: floor")
+"""
+#: The page's sidebar controls, put before the floor's chart as the page puts them.
+CONTROLS = """
+from datetime import date, time, timedelta
+import streamlit as st
+
+sidebar = st.sidebar
+sidebar.selectbox("Symbol", ["ETHUSDT"])
+sidebar.selectbox("Target", ["ret24h"])
+for label in ("Start", "End"):
+    left, right = sidebar.columns(2)
+    left.date_input(f"{label} date (UTC)", value=date(2026, 5, 1))
+    right.time_input(f"{label} time (UTC)", value=time(0), step=timedelta(hours=1))
+sidebar.selectbox("Model", ["live champion", "as logged"])
 """
 
 
@@ -245,47 +261,58 @@ def browser_figures(url: str, tracking_uri: str, versions: dict[str, str], home:
 
     env = {**os.environ, "PRICEBOT_DATABASE_URL": url, "PRICEBOT_SYMBOLS": SYMBOL,
            "PRICEBOT_TARGETS": TARGET, "MLFLOW_TRACKING_URI": tracking_uri}  # fmt: skip
-    port, floor_port = free_port(), free_port()
-    page_url, floor_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
-    floor_script = home / "floor.py"
-    floor_script.write_text(FLOOR_PAGE)
-    floor_command = [sys.executable, "-m", "streamlit", "run", str(floor_script),
-                     *monitor_command(floor_port)[4:]]  # fmt: skip
+    port = free_port()
+    page_url = f"http://127.0.0.1:{port}"
+    floors = {"floor": FLOOR_PAGE, "floor_with_controls": CONTROLS + FLOOR_PAGE}
+    floor_ports = {name: free_port() for name in floors}
+    floor_urls = {name: f"http://127.0.0.1:{p}" for name, p in floor_ports.items()}
+    for name, script in floors.items():
+        (home / f"{name}.py").write_text(script)
     started = time.perf_counter()
     page_process = serve(
         [sys.executable, "-m", "pricebot_cli", "monitor", "--port", str(port)],
         env, home / "monitor.log", home,
     )  # fmt: skip
-    floor_process = serve(floor_command, env, home / "floor.log", home)
+    floor_processes = {
+        name: serve([sys.executable, "-m", "streamlit", "run", str(home / f"{name}.py"),
+                     *monitor_command(floor_ports[name])[4:]], env, home / f"{name}.log", home)
+        for name in floors
+    }  # fmt: skip
     figures: dict = {}
     try:
         wait_healthy(page_url, page_process, home / "monitor.log")
         figures["server_start_to_health_s"] = round(time.perf_counter() - started, 2)
-        wait_healthy(floor_url, floor_process, home / "floor.log")
+        for name, process in floor_processes.items():
+            wait_healthy(floor_urls[name], process, home / f"{name}.log")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(**chromium_launch_options())
             # The first visitor right after the server answered (imports still warming up).
             figures["first_open_after_start"] = open_fresh(browser, address(page_url, 30, 99))
-            open_fresh(browser, floor_url, charts=1)  # the floor server's own first run
+            for floor_url in floor_urls.values():  # each floor server's own first run
+                open_fresh(browser, floor_url, charts=1)
             runs: dict[str, list[dict]] = {label: [] for label in RANGES}
-            floor: list[dict] = []
+            floor: dict[str, list[dict]] = {name: [] for name in floors}
             for repeat in range(REPEATS):
                 for label, days in RANGES.items():
                     shot = home / f"monitor-{label}.png" if repeat == 0 else None
                     runs[label].append(open_fresh(browser, address(page_url, days, repeat), shot))
-                    floor.append(open_fresh(browser, floor_url, charts=1))
+                    for name, floor_url in floor_urls.items():
+                        floor[name].append(open_fresh(browser, floor_url, charts=1))
             figures["replay_30d"] = open_fresh(
                 browser, address(page_url, 30, 50, versions["unserved"]), home / "replay.png"
             )
             browser.close()
     finally:
-        for process in (page_process, floor_process):
+        for process in (page_process, *floor_processes.values()):
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-    floor_first = statistics.median(r["first_chart"] for r in floor)
-    floor_page = statistics.median(r["page"] for r in floor)
-    figures["floor"] = {"first_chart_median": floor_first, "page_median": floor_page,
-                        "runs": floor}  # fmt: skip
+    for name, results in floor.items():
+        figures[name] = {"first_chart_median": statistics.median(r["first_chart"] for r in results),
+                         "page_median": statistics.median(r["page"] for r in results),
+                         "runs": results}  # fmt: skip
+    floor_first = figures["floor"]["first_chart_median"]
+    floor_page = figures["floor"]["page_median"]
+    controls_first = figures["floor_with_controls"]["first_chart_median"]
     for label, results in runs.items():
         first = statistics.median(r["first_chart"] for r in results)
         whole = statistics.median(r["page"] for r in results)
@@ -293,6 +320,7 @@ def browser_figures(url: str, tracking_uri: str, versions: dict[str, str], home:
             "first_chart_median": first,
             "page_median": whole,
             "first_chart_over_floor": round(first / floor_first, 2),
+            "first_chart_over_floor_with_controls": round(first / controls_first, 2),
             "page_over_floor": round(whole / floor_page, 2),
             "runs": results,
         }
