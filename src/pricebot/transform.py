@@ -350,21 +350,28 @@ class _Comparison:
 def _compare_days(
     conn: psycopg.Connection, symbol: str, feature_set: str, rows: np.ndarray, days: list[int]
 ) -> _Comparison:
-    """Read the stored rows of ``days`` (one range scan per run of days) and compare them with
-    their recomputed ``rows`` bit for bit, in the big-endian layout both share."""
+    """Read the stored rows of ``days`` back and compare them with their recomputed ``rows`` bit
+    for bit, in the big-endian layout both share."""
     ranges = _day_ranges(days)
+    columns = [("open_time", "open_time", "timestamptz"), ("close", "close", "float8"),
+               ("values", "values", "float8[]"), ("xmin", "xmin", "xid")]  # fmt: skip
     try:
-        stored = pgbinary.read_packed(
-            conn,
-            "FROM features JOIN unnest(%s::timestamptz[], %s::timestamptz[]) AS days(lo, hi)"
-            " ON open_time >= lo AND open_time < hi WHERE symbol = %s AND feature_set = %s",
-            [[lo for lo, _ in ranges], [hi for _, hi in ranges], symbol, feature_set],
-            [("open_time", "open_time", "timestamptz"), ("close", "close", "float8"),
-             ("values", "values", "float8[]"), ("xmin", "features.xmin", "xid")],
-            array_length=rows.dtype["values"].shape[0],
-        )  # fmt: skip
+        # One ordered index range scan per run (a single query over a join of the ranges is
+        # planned as a scan of the whole symbol, or sorted afterwards).
+        parts = [
+            pgbinary.read_packed(
+                conn,
+                "FROM features WHERE symbol = %s AND feature_set = %s"
+                " AND open_time >= %s AND open_time < %s",
+                [symbol, feature_set, lo, hi],
+                columns,
+                array_length=rows.dtype["values"].shape[0],
+            )
+            for lo, hi in ranges
+        ]
     except pgbinary.CopyLayoutError:  # rows of another width or with NULLs: none can be kept
         return _Comparison(np.zeros(0, np.intp), np.zeros(0, ">u4"), ranges, 0)
+    stored = parts[0] if len(parts) == 1 else np.concatenate(parts)
     old_times = stored["open_time"].astype(np.int64)  # ascending, as read_packed returns
     new_times = rows["open_time"].astype(np.int64)
     if len(stored) == len(rows) and np.array_equal(old_times, new_times):
