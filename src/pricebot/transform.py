@@ -20,7 +20,9 @@ an incremental update: run ``pricebot transform --full`` after a back-fill.
 
 Rows are written with binary COPY, one transaction per symbol, under a per-(symbol, feature set)
 advisory lock so that two transforms running at once (the Lambda and a CLI) cannot interleave.
-A full recompute writes only the rows that differ from those stored (:func:`replace_features`).
+A full recompute writes only the rows that differ from those stored, and reads back only the
+UTC days whose digest (table ``feature_digests``: a SHA-256 of the day's rows and an MD5 of the
+stored rows' ``xmin``) no longer matches (:func:`replace_features`; docs/features.md).
 """
 
 from __future__ import annotations
@@ -311,13 +313,15 @@ def replace_features(
     dirty = sorted((new_days & old_days) - trusted)
     gone = sorted(old_days - new_days)
 
-    row_days = rows["open_time"] // _DAY_US
-    write = ~np.isin(row_days, list(trusted))  # trusted days' rows are kept unread
+    counts = new[2] - new[1]
+    days = new[0].tolist()
+    write = np.repeat(np.array([d not in trusted for d in days], dtype=bool), counts)  # to copy
     xmins = np.zeros(len(rows), dtype=">u4")  # the final row versions' xmin, where rewritten
     deletes = _day_ranges(gone)
     compared = 0
     if dirty:
-        in_dirty = np.flatnonzero(np.isin(row_days, dirty))
+        wanted = set(dirty)
+        in_dirty = np.flatnonzero(np.repeat(np.array([d in wanted for d in days], bool), counts))
         comparison = _compare_days(conn, symbol, feature_set, rows[in_dirty], dirty)
         compared = comparison.compared
         write[in_dirty[comparison.kept]] = False

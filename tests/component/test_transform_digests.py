@@ -247,6 +247,18 @@ def test_days_gone_from_the_candles_are_deleted_with_their_digests(computed: str
     assert len(digests(computed)) == ROWS_DAYS - 2
 
 
+def test_candles_too_few_for_any_row_leave_no_row_and_no_digest(computed: str) -> None:
+    # Given all but the warm-up's candles deleted
+    with psycopg.connect(computed) as conn:
+        conn.execute("DELETE FROM klines WHERE open_time >= %s", (START + WARMUP_MINUTES * MINUTE,))
+
+    # When everything is recomputed, Then nothing is left
+    result = full(computed)
+    assert (result.rows_written, result.rows_kept, result.rows_compared) == (0, 0, 0)
+    assert stored(computed).empty
+    assert digests(computed) == []
+
+
 def test_a_failed_recompute_leaves_rows_and_digests_as_they_were(computed: str) -> None:
     # Given a changed candle, and a database that will refuse the next digest written
     with psycopg.connect(computed) as conn:
