@@ -490,7 +490,7 @@ def _rewrite_digests(
                 symbol,
                 feature_set,
                 [_day_start(day).date() for day, _, _ in fresh],
-                [b - a for _, a, b in fresh],
+                [int(b - a) for _, a, b in fresh],
                 [contents[day] for day, _, _ in fresh],
                 [_xmins_md5(xmins[a:b]) for _, a, b in fresh],
             ),
@@ -526,9 +526,9 @@ def update_features(
 ) -> dict[str, int]:
     """Update the ``features`` table for ``symbols``; returns rows written per symbol.
 
-    Incremental unless ``full`` (then each symbol's rows are deleted and recomputed in the same
-    transaction, so readers never see a half-built set). ``on_result`` is called after each
-    symbol commits (progress reporting).
+    Incremental unless ``full`` (then each symbol's rows are recomputed and replaced by
+    :func:`replace_features` in one transaction, so readers never see a half-built set).
+    ``on_result`` is called after each symbol commits (progress reporting).
     """
     feature_names(feature_set)  # an unknown feature set fails before any work
     written: dict[str, int] = {}

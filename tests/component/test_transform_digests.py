@@ -133,6 +133,15 @@ def test_a_changed_candle_rewrites_only_the_days_whose_rows_it_changes(computed:
     assert rewritten == fresh_digests
 
 
+def test_a_vacuum_freeze_keeps_the_digests_trusted(computed: str) -> None:
+    # Given the rows frozen by VACUUM (what autovacuum does to old rows; the xmin stays stored)
+    with psycopg.connect(computed, autocommit=True) as conn:
+        conn.execute("VACUUM (FREEZE) features")
+
+    # When everything is recomputed, Then no day needed reading back
+    assert full(computed).rows_compared == 0
+
+
 def test_a_row_altered_behind_the_digests_back_is_found_and_fixed(computed: str) -> None:
     # Given a stored row changed by hand, its day's digest left as it was
     victim = START + (WARMUP_MINUTES + 2 * DAY + 77) * MINUTE
