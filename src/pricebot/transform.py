@@ -285,7 +285,7 @@ def replace_features(
     the digest was taken of, is left alone unread; only the other days' rows are read back
     (:func:`_compare_days`). So a recompute after a back-fill reads the days whose windows reach
     the filled minutes, and an unchanged year reads the ``(open_time, xmin)`` pairs only
-    (12 bytes a row, about a quarter of the server's work of reading the rows). The digests of
+    (12 bytes a row, about a sixth of the CPU of reading the rows). The digests of
     the days written are rewritten; days gone from ``frame`` are deleted with their digests.
 
     All in the caller's transaction: all or nothing, rows and digests together.
