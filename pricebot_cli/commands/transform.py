@@ -86,13 +86,13 @@ def transform(
                 progress.advance(task)
 
     table = Table(title=f"features {feature_set} ({mode})")
-    columns = ["symbol", "candles read", "rows written", *(["unchanged"] if full else []),
-               "newest row", "seconds"]  # fmt: skip
+    columns = ["symbol", "candles read", "rows written",
+               *(["unchanged", "compared"] if full else []), "newest row", "seconds"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "symbol" else "right")
     for r in results:
         newest = r.newest.strftime("%Y-%m-%d %H:%M") if r.newest else "none yet"
-        kept = [f"{r.rows_kept:,}"] if full else []
+        kept = [f"{r.rows_kept:,}", f"{r.rows_compared:,}"] if full else []
         table.add_row(
             r.symbol, f"{r.candles_read:,}", f"{r.rows_written:,}", *kept, newest,
             f"{r.seconds:.2f}",
@@ -107,7 +107,13 @@ def transform(
             )
     total = sum(r.rows_written for r in results)
     kept = sum(r.rows_kept for r in results)
-    unchanged = f"; {kept:,} recomputed rows identical to those stored were kept" if full else ""
+    compared = sum(r.rows_compared for r in results)
+    unchanged = (
+        f"; {kept:,} recomputed rows identical to those stored were kept; {compared:,} stored "
+        "rows were read back to compare (days whose digest did not match)"
+        if full
+        else ""
+    )
     console.print(
         f"{total:,} feature rows written for {len(results)} symbol(s){unchanged}.", soft_wrap=True
     )

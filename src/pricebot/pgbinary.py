@@ -97,7 +97,12 @@ def fill_lengths(rows: np.ndarray) -> None:
 
 #: Rows per packed value: a million feature rows are ~240 MB, well below bytea's 1 GB limit.
 PACKED_CHUNK_ROWS = 1_000_000
-_SEND = {"timestamptz": "timestamptz_send", "float8": "float8send", "float8[]": "array_send"}
+_SEND = {
+    "timestamptz": "timestamptz_send",
+    "float8": "float8send",
+    "float8[]": "array_send",
+    "xid": "xidsend",
+}
 
 
 def packed_dtype(columns: list[tuple[str, str, str]], array_length: int = 0) -> np.dtype:
@@ -110,6 +115,8 @@ def packed_dtype(columns: list[tuple[str, str, str]], array_length: int = 0) -> 
             fields.append((name, ">f8"))
         elif kind == "float8[]":
             fields += float8_array_field(name, array_length)[1:]
+        elif kind == "xid":  # a transaction id (``xmin``): unsigned 32 bits
+            fields.append((name, ">u4"))
         else:
             raise ValueError(f"cannot pack {kind!r}")
     return np.dtype(fields)
@@ -124,11 +131,12 @@ def read_packed(
 ) -> np.ndarray:
     """Rows of ``SELECT <columns> FROM <source>`` ordered by ``open_time``, as one numpy array.
 
-    ``columns``: (name, SQL expression, kind) with kind ``timestamptz``, ``float8`` or
-    ``float8[]`` (of ``array_length``); the first must be ``open_time``. ``source`` is the
-    ``FROM ... WHERE ...`` text with ``%s`` placeholders for ``params``. Chunks are paged by
-    open time; the order is checked (and restored) on the client, so it does not rest on how
-    the server feeds the aggregate.
+    ``columns``: (name, SQL expression, kind) with kind ``timestamptz``, ``float8``,
+    ``float8[]`` (of ``array_length``) or ``xid`` (a row version's ``xmin``, which tells whether
+    the row was written again since it was last seen); the first must be ``open_time``.
+    ``source`` is the ``FROM ... WHERE ...`` text with ``%s`` placeholders for ``params``.
+    Chunks are paged by open time; the order is checked (and restored) on the client, so it
+    does not rest on how the server feeds the aggregate.
     """
     if columns[0][0] != "open_time" or columns[0][2] != "timestamptz":
         raise ValueError("the first packed column must be open_time (timestamptz)")

@@ -258,6 +258,7 @@ ALLOWED = {
             "model_alias_events",
             "candle_markets",
             "exchange_bans",
+            "feature_digests",
         )
     ],
     "t_pipeline": [
@@ -266,6 +267,11 @@ ALLOWED = {
         "UPDATE ingestion_runs SET outcome = 'success'",
         "DELETE FROM gaps",
         "DELETE FROM features",
+        # a full recompute's digests (migration 0008): read, deleted and added, never updated
+        "SELECT count(*) FROM feature_digests",
+        "DELETE FROM feature_digests",
+        "INSERT INTO feature_digests VALUES ('X', 'v1', '2026-01-01', 1, sha256(''),"
+        " decode(md5(''), 'hex'))",
         "UPDATE predictions SET actual = 0.1, scored_at = now() WHERE actual IS NULL",
         "SELECT id FROM predictions WHERE actual IS NULL FOR UPDATE SKIP LOCKED",
         "CREATE TEMP TABLE staging (LIKE klines INCLUDING DEFAULTS)",
@@ -293,15 +299,18 @@ DENIED = {
         "SELECT count(*) FROM ingestion_runs",
         "DELETE FROM predictions",
         "SELECT prediction FROM predictions",
+        "SELECT count(*) FROM feature_digests",
     ],
     "t_monitoring": [
         "DELETE FROM candle_markets",
         "INSERT INTO model_alias_events (model_name, alias, moved_by, reason)"
         " VALUES ('m', 'champion', 'test', 'test')",
         "DELETE FROM klines",
+        "DELETE FROM feature_digests",
     ],
     "t_pipeline": [
         "UPDATE predictions SET prediction = 1",
+        "UPDATE feature_digests SET rows = 2",
         "INSERT INTO model_alias_events (model_name, alias, moved_by, reason)"
         " VALUES ('m', 'champion', 'test', 'test')",
         "DELETE FROM klines",
@@ -311,6 +320,7 @@ DENIED = {
         " VALUES ('X', 'v1', now(), 1, '{1}')",
         "UPDATE predictions SET actual = 1",
         "SELECT count(*) FROM predictions",
+        "SELECT count(*) FROM feature_digests",
     ],
 }
 EVERYONE_DENIED = [
@@ -343,6 +353,32 @@ def test_each_component_is_refused_the_rest(
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute(statement)
+
+
+def test_the_pipeline_role_runs_transforms_that_keep_and_use_the_digests(
+    logins: dict[str, LoginRole], database_url: str
+) -> None:
+    from pricebot.features import DAY, WARMUP_MINUTES
+    from pricebot.transform import update_symbol
+    from tests.component.test_transform import kline_rows, store
+
+    # Given the candles of a day of rows but its last half hour, and the pipeline's login
+    candles = kline_rows("BTCUSDT", WARMUP_MINUTES + DAY)
+    store(database_url, candles[:-30])
+    with connect_as(logins["t_pipeline"], database_url) as conn:
+        conn.autocommit = True
+        # When it computes the rows (writing their digest), appends the last half hour
+        # (dropping the day's digest), then recomputes in full twice
+        first = update_symbol(conn, "BTCUSDT")
+        store(database_url, candles[-30:])
+        appended = update_symbol(conn, "BTCUSDT")
+        compared = update_symbol(conn, "BTCUSDT", full=True)
+        trusted = update_symbol(conn, "BTCUSDT", full=True)
+
+    # Then each step was allowed, and the digests did their work
+    assert (first.rows_written, appended.rows_written) == (DAY - 30, 30)
+    assert compared.rows_compared == DAY
+    assert (trusted.rows_written, trusted.rows_kept, trusted.rows_compared) == (0, DAY, 0)
 
 
 def test_monitoring_may_read_a_table_a_later_migration_creates(
