@@ -9,11 +9,17 @@ minute, score logged predictions, predict every symbol and target into the log h
 cloud's ``predict`` job, so live performance accrues with nobody calling the API), retrain
 daily. Ctrl-C stops every child.
 
-What does not wait for another part starts at once, and boots while the rest works: once
-PostgreSQL is up, the MLflow server, the exchange, the page and the service are all started,
-then the backfill runs while MLflow boots, and the models train while the service boots (it
-follows the champion alias by itself, polling every few seconds here, so each symbol is served
-as soon as its model is promoted). Each step prints its seconds.
+What does not wait for another part starts at once, and boots while the rest works: the
+market source is chosen, then the service, the page and the exchange are started before
+PostgreSQL (none of them needs it to boot), the MLflow server once PostgreSQL is up; the
+backfill runs while MLflow boots, and the models train while the service boots (it follows the
+champion alias by itself, polling every few seconds here, so each symbol is served as soon as
+its model is promoted). Each step prints its seconds.
+
+A warm start (the same ``PRICEBOT_HOME`` again) does not wait for MLflow to serve: the service
+keeps every model version it loads in ``<PRICEBOT_HOME>/model-cache`` (:mod:`pricebot.model_cache`)
+and, while the MLflow server is still booting, serves the champions this machine served last
+(``cached`` in /models), then follows the registry's alias once it answers.
 """
 
 from __future__ import annotations
@@ -159,6 +165,7 @@ class Stack:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "BENTOML_DO_NOT_TRACK": "True",
             "BENTOML_HOME": str(self.home / "bentoml"),
+            "PRICEBOT_MODEL_CACHE_DIR": str(self.home / "model-cache"),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -189,9 +196,9 @@ class Stack:
         # The supervisor asks the registry about champions later; MLflow's client takes seconds
         # to import, which can happen while PostgreSQL and MLflow's server start.
         threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
+        self.step("Started the market source, the service and the page", self.start_children)
         self.step("PostgreSQL", self.start_postgres)
-        self.step("Started MLflow, the market source, the service and the page",
-                  self.start_children)  # fmt: skip
+        self.step("Started MLflow", self.start_mlflow)
         self.step("Market data source", self.wait_market)
         self.step("Backfill and features", self.refresh_data)
         self.step("MLflow tracking server", self.wait_mlflow)
@@ -200,8 +207,10 @@ class Stack:
         self.step("Monitoring page", self.wait_monitor)
 
     def start_children(self) -> None:
-        """Everything that needs only PostgreSQL starts now and boots in the background."""
-        self.start_mlflow()
+        """Everything that needs nothing else to boot starts first and boots in the background
+        (the service and the page reach PostgreSQL only when asked; the service serves its
+        cached champions without MLflow). The market is chosen first: offline, it decides the
+        targets the service serves."""
         self.choose_market()
         self.start_service()
         self.start_monitor()
