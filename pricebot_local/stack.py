@@ -60,6 +60,10 @@ _LOGGED = re.compile(r"logged (\d+) prediction\(s\)")
 #: Longest a batch may take (it loads every champion, at most 120 s, then predicts) before the
 #: scheduler gives up on it and goes on.
 PREDICT_TIMEOUT_SECONDS = 600.0
+#: Niceness of a child that is not on the way to the first prediction (the monitoring page; on a
+#: warm start also MLflow and the exchange): on two cores, everything booting at once made the
+#: service wait for CPU that MLflow's and Streamlit's imports took.
+BACKGROUND_NICENESS = 10
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -141,6 +145,17 @@ class Stack:
         return f"postgresql://pricebot@127.0.0.1:{self.settings.postgres_port}/pricebot"
 
     @property
+    def model_cache(self) -> Path:
+        return self.home / "model-cache"
+
+    @property
+    def warm(self) -> bool:
+        """The service served champions here before: it can serve them again from its model
+        cache without MLflow, so MLflow and the market source are not on the way to the first
+        prediction (on a cold start they are: the first model trains from them)."""
+        return (self.model_cache / "served").is_dir()
+
+    @property
     def tracking_uri(self) -> str:
         return f"http://127.0.0.1:{self.settings.mlflow_port}"
 
@@ -165,7 +180,7 @@ class Stack:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "BENTOML_DO_NOT_TRACK": "True",
             "BENTOML_HOME": str(self.home / "bentoml"),
-            "PRICEBOT_MODEL_CACHE_DIR": str(self.home / "model-cache"),
+            "PRICEBOT_MODEL_CACHE_DIR": str(self.model_cache),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -241,6 +256,7 @@ class Stack:
             ),
             self.tracking_uri,
             env=server_env(),
+            background=self.warm,
         )
 
     def wait_mlflow(self) -> None:
@@ -264,7 +280,7 @@ class Stack:
             [sys.executable, "-m", "pricebot_cli", "exchange", "--port", str(port),
              "--symbols", ",".join(self.settings.symbols),
              "--history-days", str(self.history.days + 2), "--market", "swinging"],
-            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{port}", background=self.warm,
         )  # fmt: skip
         self.market_url, self.market_name = child.url, "simulated exchange"
         console.print(
@@ -383,15 +399,22 @@ class Stack:
         port = str(self.settings.monitor_port)
         self.spawn(
             "monitor", [sys.executable, "-m", "pricebot_cli", "monitor", "--port", port],
-            self.monitor_url,
+            self.monitor_url, background=True,
         )  # fmt: skip
 
     def wait_monitor(self) -> None:
         wait_http(f"{self.monitor_url}/_stcore/health", self.child("monitor"), timeout=120)
 
     def spawn(
-        self, name: str, command: list[str], url: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        url: str,
+        env: dict[str, str] | None = None,
+        *,
+        background: bool = False,
     ) -> Child:
+        """Start a supervised child; ``background`` ones run at :data:`BACKGROUND_NICENESS`."""
         log = self.logs / f"{name}.log"
         out = open(log, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         process = subprocess.Popen(
@@ -400,7 +423,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**self.child_env(), **(env or {})},
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=in_background if background else die_with_parent,
         )
         child = Child(name, process, url, log)
         self.children.append(child)
@@ -550,6 +573,13 @@ def die_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def in_background() -> None:
+    """In a background child before exec: :func:`die_with_parent`, at a lower CPU priority."""
+    die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICENESS)
 
 
 def free_port(low: int = 20_000, high: int = 32_767) -> int:
