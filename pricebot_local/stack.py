@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 console = Console()
 OFFLINE_TARGET = "ret1h"
+SIMULATED = "simulated exchange"
 #: How often the local service looks up the champion alias (the cloud's default is 30 s): a
 #: model promoted while the stack starts is served within seconds.
 SERVICE_POLL_SECONDS = 3.0
@@ -208,10 +209,11 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.check_ports()
-        # The supervisor asks the registry about champions later; MLflow's client takes seconds
-        # to import, which can happen while PostgreSQL and MLflow's server start.
-        threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
         self.step("Started the market source, the service and the page", self.start_children)
+        # The supervisor asks the registry about champions later; MLflow's client takes seconds
+        # to import, which can happen while PostgreSQL and MLflow's server start (not before the
+        # children are spawned: the import holds the interpreter's lock that spawning needs).
+        threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
         self.step("PostgreSQL", self.start_postgres)
         self.step("Started MLflow", self.start_mlflow)
         self.step("Market data source", self.wait_market)
@@ -225,10 +227,12 @@ class Stack:
         """Everything that needs nothing else to boot starts first and boots in the background
         (the service and the page reach PostgreSQL only when asked; the service serves its
         cached champions without MLflow). The market is chosen first: offline, it decides the
-        targets the service serves."""
+        targets the service serves; the exchange starts last (its command needs the feature
+        set's warm-up, which imports the feature code: half a second the service need not wait)."""
         self.choose_market()
         self.start_service()
         self.start_monitor()
+        self.start_exchange()
 
     def step(self, title: str, action: Callable[[], object]) -> None:
         started = time.perf_counter()
@@ -268,24 +272,17 @@ class Stack:
         return next(c for c in self.children if c.name == name)
 
     def choose_market(self) -> None:
-        """Binance when it answers (unless offline), else the simulated exchange (started here,
-        waited for in :meth:`wait_market`); offline, the demo's target is the one the simulated
-        market can teach."""
+        """Binance when it answers (unless offline), else the simulated exchange (started by
+        :meth:`start_exchange`, waited for in :meth:`wait_market`); offline, the demo's target
+        is the one the simulated market can teach."""
         if self.options.offline is not True and binance_reachable(self.settings.binance_url):
             self.market_url, self.market_name = self.settings.binance_url, "Binance"
             return
-        port = self.settings.exchange_port
-        child = self.spawn(
-            "exchange",
-            [sys.executable, "-m", "pricebot_cli", "exchange", "--port", str(port),
-             "--symbols", ",".join(self.settings.symbols),
-             "--history-days", str(self.history.days + 2), "--market", "swinging"],
-            f"http://127.0.0.1:{port}", background=self.warm,
-        )  # fmt: skip
-        self.market_url, self.market_name = child.url, "simulated exchange"
+        self.market_url = f"http://127.0.0.1:{self.settings.exchange_port}"
+        self.market_name = SIMULATED
         console.print(
             f"[yellow]Binance is out of reach ({self.settings.binance_url}): using the simulated "
-            f"exchange at {child.url}. Its prices are synthetic, not market data.[/]"
+            f"exchange at {self.market_url}. Its prices are synthetic, not market data.[/]"
         )
         if "PRICEBOT_TARGETS" not in os.environ:
             # The simulated market's learnable structure is an hour-scale swing; at 24 h, two
@@ -295,6 +292,19 @@ class Stack:
                 f"[yellow]Offline demo: training {OFFLINE_TARGET} on the simulated market's "
                 "hour-scale swings (set PRICEBOT_TARGETS to choose).[/]"
             )
+
+    def start_exchange(self) -> None:
+        """The simulated exchange, when :meth:`choose_market` chose it."""
+        if self.market_name != SIMULATED:
+            return
+        self.spawn(
+            "exchange",
+            [sys.executable, "-m", "pricebot_cli", "exchange",
+             "--port", str(self.settings.exchange_port),
+             "--symbols", ",".join(self.settings.symbols),
+             "--history-days", str(self.history.days + 2), "--market", "swinging"],
+            self.market_url, background=self.warm,
+        )  # fmt: skip
 
     def wait_market(self) -> None:
         exchange = next((c for c in self.children if c.name == "exchange"), None)
