@@ -9,17 +9,19 @@ minute, score logged predictions, predict every symbol and target into the log h
 cloud's ``predict`` job, so live performance accrues with nobody calling the API), retrain
 daily. Ctrl-C stops every child.
 
-What does not wait for another part starts at once, and boots while the rest works: the
-market source is chosen, then the service, the page and the exchange are started before
-PostgreSQL (none of them needs it to boot), the MLflow server once PostgreSQL is up; the
-backfill runs while MLflow boots, and the models train while the service boots (it follows the
-champion alias by itself, polling every few seconds here, so each symbol is served as soon as
-its model is promoted). Each step prints its seconds.
+What does not wait for another part starts at once, and boots while the rest works: once
+PostgreSQL is up, the MLflow server, the exchange, the service and the page are all started,
+then the backfill runs while MLflow boots, and the models train while the service boots (it
+follows the champion alias by itself, polling every few seconds here, so each symbol is served
+as soon as its model is promoted). Each step prints its seconds.
 
-A warm start (the same ``PRICEBOT_HOME`` again) does not wait for MLflow to serve: the service
-keeps every model version it loads in ``<PRICEBOT_HOME>/model-cache`` (:mod:`pricebot.model_cache`)
-and, while the MLflow server is still booting, serves the champions this machine served last
-(``cached`` in /models), then follows the registry's alias once it answers.
+A warm start (the same ``PRICEBOT_HOME`` again, its service having served before) does not wait
+for MLflow to serve: the service keeps every model version it loads in
+``<PRICEBOT_HOME>/model-cache`` (:mod:`pricebot.model_cache`) and, while the MLflow server is
+still booting, serves the champions this machine served last (``cached`` in /models), then
+follows the registry's alias once it answers. So a warm start spawns the service first, before
+PostgreSQL, and runs MLflow, the exchange and the page at a lower CPU priority: on two cores
+their boot took the CPU the service needed.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class Stack:
     events: list[str] = field(default_factory=list)
     _registry: Registry | None = field(default=None, repr=False)
     _last_predict: float | None = field(default=None, repr=False)  # time.monotonic()
+    #: A warm start (:meth:`served_before`), decided once when the start begins.
+    warm: bool = False
 
     # --- paths and URLs -------------------------------------------------------------------------
     @property
@@ -149,8 +153,7 @@ class Stack:
     def model_cache(self) -> Path:
         return self.home / "model-cache"
 
-    @property
-    def warm(self) -> bool:
+    def served_before(self) -> bool:
         """The service served champions here before: it can serve them again from its model
         cache without MLflow, so MLflow and the market source are not on the way to the first
         prediction (on a cold start they are: the first model trains from them)."""
@@ -209,13 +212,19 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.check_ports()
-        self.step("Started the market source, the service and the page", self.start_children)
+        self.warm = self.served_before()
+        if self.warm:  # the service is the way to the first prediction: it starts first
+            self.step("Started the service, the page and the market source", self.start_children)
+            self.step("PostgreSQL", self.start_postgres)
+            self.step("Started MLflow", self.start_mlflow)
+        else:  # the first training is: PostgreSQL, MLflow and the market source first
+            self.step("PostgreSQL", self.start_postgres)
+            self.step("Started MLflow, the market source, the service and the page",
+                      self.start_children)  # fmt: skip
         # The supervisor asks the registry about champions later; MLflow's client takes seconds
         # to import, which can happen while PostgreSQL and MLflow's server start (not before the
         # children are spawned: the import holds the interpreter's lock that spawning needs).
         threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
-        self.step("PostgreSQL", self.start_postgres)
-        self.step("Started MLflow", self.start_mlflow)
         self.step("Market data source", self.wait_market)
         self.step("Backfill and features", self.refresh_data)
         self.step("MLflow tracking server", self.wait_mlflow)
@@ -224,15 +233,26 @@ class Stack:
         self.step("Monitoring page", self.wait_monitor)
 
     def start_children(self) -> None:
-        """Everything that needs nothing else to boot starts first and boots in the background
-        (the service and the page reach PostgreSQL only when asked; the service serves its
-        cached champions without MLflow). The market is chosen first: offline, it decides the
-        targets the service serves; the exchange starts last (its command needs the feature
-        set's warm-up, which imports the feature code: half a second the service need not wait)."""
+        """The children that boot in the background, in the order the first prediction needs
+        them. The market is chosen first: offline, it decides the targets the service serves.
+
+        Warm (:attr:`warm`), before PostgreSQL: the service (it reaches PostgreSQL only when
+        asked and serves its cached champions without MLflow), the page, then the exchange (its
+        command needs the feature set's warm-up, which imports the feature code: half a second
+        the service need not wait). Cold, once PostgreSQL is up: MLflow and the exchange first,
+        which the first training needs, then the service and the page; started before
+        PostgreSQL, their boot had tripled PostgreSQL's first start (initdb, migrations)."""
+        if not self.warm:
+            self.start_mlflow()
         self.choose_market()
-        self.start_service()
-        self.start_monitor()
-        self.start_exchange()
+        if self.warm:
+            self.start_service()
+            self.start_monitor()
+            self.start_exchange()
+        else:
+            self.start_exchange()
+            self.start_service()
+            self.start_monitor()
 
     def step(self, title: str, action: Callable[[], object]) -> None:
         started = time.perf_counter()
