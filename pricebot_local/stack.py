@@ -397,11 +397,12 @@ class Stack:
     def start_service(self) -> None:
         """Start the service before there is a model to serve: it boots while the models train,
         and its poller finds each champion (every PRICEBOT_ALIAS_POLL_SECONDS; here
-        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted."""
+        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted. Started as
+        ``python -m pricebot_service``, ``pricebot serve`` without the whole command tree."""
         port = str(self.settings.service_port)
         poll = os.environ.get("PRICEBOT_ALIAS_POLL_SECONDS", str(SERVICE_POLL_SECONDS))
         self.spawn(
-            "service", [sys.executable, "-m", "pricebot_cli", "serve", "--port", port],
+            "service", [sys.executable, "-m", "pricebot_service", "--port", port],
             self.service_url, env={"PRICEBOT_ALIAS_POLL_SECONDS": poll},
         )  # fmt: skip
 
