@@ -10,10 +10,18 @@ cloud's ``predict`` job, so live performance accrues with nobody calling the API
 daily. Ctrl-C stops every child.
 
 What does not wait for another part starts at once, and boots while the rest works: once
-PostgreSQL is up, the MLflow server, the exchange, the page and the service are all started,
+PostgreSQL is up, the MLflow server, the exchange, the service and the page are all started,
 then the backfill runs while MLflow boots, and the models train while the service boots (it
 follows the champion alias by itself, polling every few seconds here, so each symbol is served
 as soon as its model is promoted). Each step prints its seconds.
+
+A warm start (the same ``PRICEBOT_HOME`` again, its service having served before) does not wait
+for MLflow to serve: the service keeps every model version it loads in
+``<PRICEBOT_HOME>/model-cache`` (:mod:`pricebot.model_cache`) and, while the MLflow server is
+still booting, serves the champions this machine served last (``cached`` in /models), then
+follows the registry's alias once it answers. So a warm start spawns the service first, before
+PostgreSQL, and runs MLflow, the exchange and the page at a lower CPU priority: on two cores
+their boot took the CPU the service needed.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
 
 console = Console()
 OFFLINE_TARGET = "ret1h"
+SIMULATED = "simulated exchange"
 #: How often the local service looks up the champion alias (the cloud's default is 30 s): a
 #: model promoted while the stack starts is served within seconds.
 SERVICE_POLL_SECONDS = 3.0
@@ -54,6 +63,10 @@ _LOGGED = re.compile(r"logged (\d+) prediction\(s\)")
 #: Longest a batch may take (it loads every champion, at most 120 s, then predicts) before the
 #: scheduler gives up on it and goes on.
 PREDICT_TIMEOUT_SECONDS = 600.0
+#: Niceness of a child that is not on the way to the first prediction (the monitoring page; on a
+#: warm start also MLflow and the exchange): on two cores, everything booting at once made the
+#: service wait for CPU that MLflow's and Streamlit's imports took.
+BACKGROUND_NICENESS = 10
 
 
 class PortBusyError(PricebotError, RuntimeError):
@@ -120,6 +133,8 @@ class Stack:
     events: list[str] = field(default_factory=list)
     _registry: Registry | None = field(default=None, repr=False)
     _last_predict: float | None = field(default=None, repr=False)  # time.monotonic()
+    #: A warm start (:meth:`served_before`), decided once when the start begins.
+    warm: bool = False
 
     # --- paths and URLs -------------------------------------------------------------------------
     @property
@@ -133,6 +148,16 @@ class Stack:
     @property
     def database_url(self) -> str:
         return f"postgresql://pricebot@127.0.0.1:{self.settings.postgres_port}/pricebot"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "model-cache"
+
+    def served_before(self) -> bool:
+        """The service served champions here before: it can serve them again from its model
+        cache without MLflow, so MLflow and the market source are not on the way to the first
+        prediction (on a cold start they are: the first model trains from them)."""
+        return (self.model_cache / "served").is_dir()
 
     @property
     def tracking_uri(self) -> str:
@@ -159,6 +184,7 @@ class Stack:
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "BENTOML_DO_NOT_TRACK": "True",
             "BENTOML_HOME": str(self.home / "bentoml"),
+            "PRICEBOT_MODEL_CACHE_DIR": str(self.model_cache),
             "PYTHONUNBUFFERED": "1",
         }
 
@@ -186,12 +212,19 @@ class Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         self.check_ports()
+        self.warm = self.served_before()
+        if self.warm:  # the service is the way to the first prediction: it starts first
+            self.step("Started the service, the page and the market source", self.start_children)
+            self.step("PostgreSQL", self.start_postgres)
+            self.step("Started MLflow", self.start_mlflow)
+        else:  # the first training is: PostgreSQL, MLflow and the market source first
+            self.step("PostgreSQL", self.start_postgres)
+            self.step("Started MLflow, the market source, the service and the page",
+                      self.start_children)  # fmt: skip
         # The supervisor asks the registry about champions later; MLflow's client takes seconds
-        # to import, which can happen while PostgreSQL and MLflow's server start.
+        # to import, which can happen while PostgreSQL and MLflow's server start (not before the
+        # children are spawned: the import holds the interpreter's lock that spawning needs).
         threading.Thread(target=_import_mlflow, name="import-mlflow", daemon=True).start()
-        self.step("PostgreSQL", self.start_postgres)
-        self.step("Started MLflow, the market source, the service and the page",
-                  self.start_children)  # fmt: skip
         self.step("Market data source", self.wait_market)
         self.step("Backfill and features", self.refresh_data)
         self.step("MLflow tracking server", self.wait_mlflow)
@@ -200,11 +233,26 @@ class Stack:
         self.step("Monitoring page", self.wait_monitor)
 
     def start_children(self) -> None:
-        """Everything that needs only PostgreSQL starts now and boots in the background."""
-        self.start_mlflow()
+        """The children that boot in the background, in the order the first prediction needs
+        them. The market is chosen first: offline, it decides the targets the service serves.
+
+        Warm (:attr:`warm`), before PostgreSQL: the service (it reaches PostgreSQL only when
+        asked and serves its cached champions without MLflow), the page, then the exchange (its
+        command needs the feature set's warm-up, which imports the feature code: half a second
+        the service need not wait). Cold, once PostgreSQL is up: MLflow and the exchange first,
+        which the first training needs, then the service and the page; started before
+        PostgreSQL, their boot had tripled PostgreSQL's first start (initdb, migrations)."""
+        if not self.warm:
+            self.start_mlflow()
         self.choose_market()
-        self.start_service()
-        self.start_monitor()
+        if self.warm:
+            self.start_service()
+            self.start_monitor()
+            self.start_exchange()
+        else:
+            self.start_exchange()
+            self.start_service()
+            self.start_monitor()
 
     def step(self, title: str, action: Callable[[], object]) -> None:
         started = time.perf_counter()
@@ -232,6 +280,7 @@ class Stack:
             ),
             self.tracking_uri,
             env=server_env(),
+            background=self.warm,
         )
 
     def wait_mlflow(self) -> None:
@@ -243,24 +292,17 @@ class Stack:
         return next(c for c in self.children if c.name == name)
 
     def choose_market(self) -> None:
-        """Binance when it answers (unless offline), else the simulated exchange (started here,
-        waited for in :meth:`wait_market`); offline, the demo's target is the one the simulated
-        market can teach."""
+        """Binance when it answers (unless offline), else the simulated exchange (started by
+        :meth:`start_exchange`, waited for in :meth:`wait_market`); offline, the demo's target
+        is the one the simulated market can teach."""
         if self.options.offline is not True and binance_reachable(self.settings.binance_url):
             self.market_url, self.market_name = self.settings.binance_url, "Binance"
             return
-        port = self.settings.exchange_port
-        child = self.spawn(
-            "exchange",
-            [sys.executable, "-m", "pricebot_cli", "exchange", "--port", str(port),
-             "--symbols", ",".join(self.settings.symbols),
-             "--history-days", str(self.history.days + 2), "--market", "swinging"],
-            f"http://127.0.0.1:{port}",
-        )  # fmt: skip
-        self.market_url, self.market_name = child.url, "simulated exchange"
+        self.market_url = f"http://127.0.0.1:{self.settings.exchange_port}"
+        self.market_name = SIMULATED
         console.print(
             f"[yellow]Binance is out of reach ({self.settings.binance_url}): using the simulated "
-            f"exchange at {child.url}. Its prices are synthetic, not market data.[/]"
+            f"exchange at {self.market_url}. Its prices are synthetic, not market data.[/]"
         )
         if "PRICEBOT_TARGETS" not in os.environ:
             # The simulated market's learnable structure is an hour-scale swing; at 24 h, two
@@ -270,6 +312,19 @@ class Stack:
                 f"[yellow]Offline demo: training {OFFLINE_TARGET} on the simulated market's "
                 "hour-scale swings (set PRICEBOT_TARGETS to choose).[/]"
             )
+
+    def start_exchange(self) -> None:
+        """The simulated exchange, when :meth:`choose_market` chose it."""
+        if self.market_name != SIMULATED:
+            return
+        self.spawn(
+            "exchange",
+            [sys.executable, "-m", "pricebot_cli", "exchange",
+             "--port", str(self.settings.exchange_port),
+             "--symbols", ",".join(self.settings.symbols),
+             "--history-days", str(self.history.days + 2), "--market", "swinging"],
+            self.market_url, background=self.warm,
+        )  # fmt: skip
 
     def wait_market(self) -> None:
         exchange = next((c for c in self.children if c.name == "exchange"), None)
@@ -342,11 +397,12 @@ class Stack:
     def start_service(self) -> None:
         """Start the service before there is a model to serve: it boots while the models train,
         and its poller finds each champion (every PRICEBOT_ALIAS_POLL_SECONDS; here
-        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted."""
+        :data:`SERVICE_POLL_SECONDS` unless set) as soon as it is promoted. Started as
+        ``python -m pricebot_service``, ``pricebot serve`` without the whole command tree."""
         port = str(self.settings.service_port)
         poll = os.environ.get("PRICEBOT_ALIAS_POLL_SECONDS", str(SERVICE_POLL_SECONDS))
         self.spawn(
-            "service", [sys.executable, "-m", "pricebot_cli", "serve", "--port", port],
+            "service", [sys.executable, "-m", "pricebot_service", "--port", port],
             self.service_url, env={"PRICEBOT_ALIAS_POLL_SECONDS": poll},
         )  # fmt: skip
 
@@ -374,15 +430,22 @@ class Stack:
         port = str(self.settings.monitor_port)
         self.spawn(
             "monitor", [sys.executable, "-m", "pricebot_cli", "monitor", "--port", port],
-            self.monitor_url,
+            self.monitor_url, background=True,
         )  # fmt: skip
 
     def wait_monitor(self) -> None:
         wait_http(f"{self.monitor_url}/_stcore/health", self.child("monitor"), timeout=120)
 
     def spawn(
-        self, name: str, command: list[str], url: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        url: str,
+        env: dict[str, str] | None = None,
+        *,
+        background: bool = False,
     ) -> Child:
+        """Start a supervised child; ``background`` ones run at :data:`BACKGROUND_NICENESS`."""
         log = self.logs / f"{name}.log"
         out = open(log, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         process = subprocess.Popen(
@@ -391,7 +454,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**self.child_env(), **(env or {})},
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=in_background if background else die_with_parent,
         )
         child = Child(name, process, url, log)
         self.children.append(child)
@@ -541,6 +604,13 @@ def die_with_parent() -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def in_background() -> None:
+    """In a background child before exec: :func:`die_with_parent`, at a lower CPU priority."""
+    die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(BACKGROUND_NICENESS)
 
 
 def free_port(low: int = 20_000, high: int = 32_767) -> int:

@@ -399,27 +399,3 @@ async def _send(
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-class ApiMiddleware:
-    """The ASGI middleware BentoML builds into each worker's app (``add_asgi_middleware``).
-
-    It finds the worker's service instance when the first request arrives (BentoML creates the
-    instance during the app's start-up, after building the middleware stack) and hands every
-    HTTP request to its :class:`Api`, with BentoML's app as the downstream for other routes.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._api: Api | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        api = self._api
-        if api is None:
-            import bentoml
-
-            api = self._api = bentoml.get_current_service().api
-        await api(scope, receive, send, self.app)

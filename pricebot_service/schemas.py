@@ -129,6 +129,11 @@ class ServedOut(BaseModel):
         description="Version tag `market`: where its training candles came from "
         "(real, simulated:<mode>); null for versions registered before it was recorded."
     )
+    cached_at: datetime | None = Field(
+        None,
+        description="When this machine's model cache kept the version, for one loaded from the "
+        "cache (served while the registry could not be asked at start); null otherwise.",
+    )
 
 
 class ModelStatusOut(BaseModel):
@@ -136,9 +141,11 @@ class ModelStatusOut(BaseModel):
     target: str
     name: str
     state: str = Field(
-        description="serving | kept (an older version is still served) | missing (no champion "
-        "registered) | failed (the champion cannot be loaded) | unreachable (the registry "
-        "could not be asked yet) | pending (not looked up yet)"
+        description="serving | kept (an older version is still served) | cached (the version "
+        "this machine served last, from its model cache: the registry could not be asked yet) "
+        "| missing (no champion registered) | failed (the champion cannot be loaded) | "
+        "unreachable (the registry could not be asked yet, nothing cached) | pending (not "
+        "looked up yet)"
     )
     message: str | None = Field(description="Why the state is not 'serving', and what to do.")
     alias_version: str | None = Field(description="The version the alias points at now.")
@@ -157,7 +164,8 @@ class RegistryOut(BaseModel):
 class ModelsResponse(BaseModel):
     ready: bool = Field(
         description="Every served model is loaded or known to be absent or broken in the "
-        "registry (what /readyz answers)."
+        "registry, or served from the model cache while the registry cannot be asked (what "
+        "/readyz answers)."
     )
     registry: RegistryOut
     models: list[ModelStatusOut]

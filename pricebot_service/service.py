@@ -26,7 +26,7 @@ import os
 
 import bentoml
 
-from pricebot_service.http import Api, ApiMiddleware
+from pricebot_service.middleware import ApiMiddleware
 
 log = logging.getLogger("pricebot.service")
 
@@ -51,6 +51,7 @@ class PriceBot:
         from pricebot.serving import Predictor
         from pricebot.settings import get_settings
         from pricebot_service.access import ApiKeys
+        from pricebot_service.http import Api
         from pricebot_service.metrics import Metrics
         from pricebot_service.openapi import build_spec
 

@@ -10,6 +10,15 @@ the slot's status and the log say so, and /models shows it.
 Versions are loaded by number (``models:/<name>/<version>``), never by alias: the alias can move
 again between the lookup and the load, and the loaded model must be the version we report.
 
+With a model cache (:mod:`pricebot.model_cache`, ``PRICEBOT_MODEL_CACHE_DIR``) every version loaded
+is kept on disk and every swap remembered. A pool that starts while the registry cannot be asked
+serves, per slot, the version this machine served last for the alias (state ``cached``) and then
+follows the alias as usual once the registry answers: the same version becomes ``serving``
+without a reload, another is loaded beside it and swapped in. A damaged entry is logged and never
+served. A pass that starts with the registry unconfirmed (the first, and any after a failed one)
+first asks the registry's ``/health`` with a short timeout (``PRICEBOT_REGISTRY_PROBE_SECONDS``),
+so a registry that is not up yet costs a refused connection, not MLflow's retries and back-off.
+
 This module knows nothing of BentoML: the service adapts it to HTTP.
 """
 
@@ -27,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from pricebot.errors import NoChampionError, UnknownModelError
+from pricebot.model_cache import ModelCache
 from pricebot.registry import CHAMPION, Registry, model_name
 
 log = logging.getLogger(__name__)
@@ -39,16 +49,23 @@ KEPT = "kept"  # serving an older version: the alias vanished, its new version f
 MISSING = "missing"  # nothing to serve: the registry has no champion for it
 FAILED = "failed"  # nothing to serve: the champion's version cannot be loaded (retried)
 UNREACHABLE = "unreachable"  # nothing to serve yet: the registry could not be asked
+CACHED = "cached"  # serving the version this machine served last: the registry could not be
+#                    asked yet (the model cache)
 
 #: States in which a slot's first look at the registry is settled: what the registry holds is
 #: known (served, absent, or broken). ``pending`` and ``unreachable`` are not: readiness waits.
 SETTLED = frozenset({SERVING, KEPT, MISSING, FAILED})
+#: States in which a slot lets the service be ready: settled, or serving from the model cache
+#: while the registry cannot be asked (it answers predictions, like ``kept`` during an outage).
+READY = SETTLED | {CACHED}
 
 # Events handed to the ``on_event`` callback (the service counts them in Prometheus).
 SWAPPED = "swapped"
 SWAP_FAILED = "swap_failed"
 ALIAS_VANISHED = "alias_vanished"
 REGISTRY_UNREACHABLE = "registry_unreachable"
+CACHE_SERVED = "cache_served"  # a slot serves a version from the model cache
+CACHE_DAMAGED = "cache_damaged"  # a cached entry was refused
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,8 @@ class ServedModel:
     #: A pooled model's symbols, in the order of its estimator's indicator columns
     #: (``symbol=<S>`` after the feature columns, :mod:`pricebot.pooling`).
     pool_symbols: tuple[str, ...] = ()
+    #: When the model cache stored this version, for a version loaded from the cache.
+    cached_at: datetime | None = None
 
     def predict(self, values: np.ndarray) -> float:
         """The model's output for one feature row (values in ``columns`` order)."""
@@ -121,6 +140,7 @@ class ServedModel:
             "metrics": self.metrics,
             "feature_importance": self.feature_importance,
             "market": self.market,
+            "cached_at": self.cached_at,
         }
 
 
@@ -141,6 +161,7 @@ class Slot:
     failed_version: str | None = None
     retry_at: float = 0.0
     failures: int = 0
+    cache_tried: bool = False  # the model cache was asked for this slot (once per pool)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -182,6 +203,8 @@ class ModelPool:
         loader: Loader | None = None,
         on_event: Callable[[str, Slot], None] | None = None,
         max_retry_seconds: float = 300.0,
+        cache: ModelCache | None = None,
+        probe_seconds: float = 2.0,
     ) -> None:
         self.symbols = [s.upper() for s in symbols]
         self.targets = list(targets)
@@ -189,6 +212,8 @@ class ModelPool:
         self.poll_seconds = poll_seconds
         self.registry = registry or Registry(tracking_uri)
         self.max_retry_seconds = max_retry_seconds
+        self.cache = cache
+        self.probe_seconds = probe_seconds
         self._loader = loader
         self._on_event = on_event
         self._lock = threading.Lock()
@@ -245,10 +270,11 @@ class ModelPool:
 
     def ready(self) -> bool:
         """True once the registry has been asked about every slot and answered: each model is
-        loaded, or known to be absent or broken there. A slot the registry could not be asked
-        about yet (unreachable at start) keeps the service not ready."""
+        loaded, or known to be absent or broken there; or, while the registry cannot be asked,
+        serving the version this machine served last (model cache). A slot the registry could
+        not be asked about yet with nothing cached (unreachable at start) keeps it not ready."""
         with self._lock:
-            return all(slot.state in SETTLED for slot in self._slots.values())
+            return all(slot.state in READY for slot in self._slots.values())
 
     def registry_status(self) -> dict[str, Any]:
         """Whether the last look-up reached the registry, when, and the error if it did not."""
@@ -297,6 +323,12 @@ class ModelPool:
 
         now = datetime.now(UTC)
         slots = list(self._slots.values())
+        down = self._probe()
+        if down is not None:
+            for slot in slots:
+                self._unreachable(slot, now, down)
+            self._serve_cached(slots, now)
+            return
         try:
             pools = registered_pools(self.registry)
             names = [serving_candidates(slot.symbol, slot.target, pools) for slot in slots]
@@ -306,6 +338,7 @@ class ModelPool:
         except Exception as exc:  # connection refused, timeouts: the registry is unreachable
             for slot in slots:
                 self._unreachable(slot, now, exc)
+            self._serve_cached(slots, now)
             return
         with self._lock:
             self._registry_checked, self._registry_error = now, None
@@ -328,6 +361,114 @@ class ModelPool:
                 self._refresh_slot(slot, targets.get(slot.name), now)
             except Exception as exc:  # the registry failed in the middle of the pass
                 self._unreachable(slot, now, exc)
+
+    def _probe(self) -> Exception | None:
+        """The error of a quick ``/health`` look when the registry is not known to answer (no
+        pass yet, or the last one failed); None when it answers or cannot be probed so (a
+        local store). MLflow's client retries a refused connection with a back-off of seconds:
+        the probe fails in milliseconds, so a start before the registry serves the cache at
+        once and a registry that comes back is seen at the next poll."""
+        with self._lock:
+            confirmed = self._registry_checked is not None and self._registry_error is None
+        uri = self.registry.tracking_uri or ""
+        if confirmed or not uri.startswith(("http://", "https://")):
+            return None
+        from pricebot.errors import TrackingUnavailableError
+
+        try:
+            self.registry.check(timeout=self.probe_seconds)
+        except TrackingUnavailableError as exc:
+            return exc
+        return None
+
+    def _serve_cached(self, slots: list[Slot], now: datetime) -> None:
+        """While the registry cannot be asked: serve, in each slot that has nothing yet, the
+        version this machine served last for the alias. Asked once per slot: a slot without an
+        entry, or with a damaged one, waits for the registry as before."""
+        if self.cache is None:
+            return
+        from pricebot.errors import DamagedCacheEntryError
+        from pricebot.model_cache import load_model
+
+        for slot in slots:
+            if self._stop.is_set():
+                return
+            with self._lock:
+                if slot.served is not None or slot.cache_tried:
+                    continue
+                slot.cache_tried = True
+            started = time.monotonic()
+            try:
+                entry = self.cache.served(slot.symbol, slot.target, self.alias)
+                if entry is None:
+                    continue
+                model = load_model(entry)
+                served = self._served_from(slot, entry, model)
+            except DamagedCacheEntryError as exc:
+                log.warning(
+                    "%s %s: not serving the cached model: %s", slot.symbol, slot.target, exc
+                )
+                self._emit(CACHE_DAMAGED, slot)
+                continue
+            except Exception as exc:  # e.g. its columns no longer match the feature set
+                log.warning(
+                    "%s %s: not serving the cached model (%s: %s)",
+                    slot.symbol, slot.target, type(exc).__name__, _first_line(exc),
+                )  # fmt: skip
+                self._emit(CACHE_DAMAGED, slot)
+                continue
+            with self._lock:
+                if slot.served is not None:  # the registry won the race meanwhile
+                    continue
+                slot.served = served
+                slot.name = served.name
+                slot.state = CACHED
+                slot.message = self._cached_message(served, self._registry_error)
+            log.warning(
+                "%s@%s: registry unreachable; serving version %s from the model cache "
+                "(stored %s), loaded in %.2fs",
+                served.name, self.alias, served.version,
+                served.cached_at.isoformat(timespec="seconds") if served.cached_at else "?",
+                time.monotonic() - started,
+            )  # fmt: skip
+            self._emit(CACHE_SERVED, slot)
+
+    def _cached_message(self, served: ServedModel, reason: str | None) -> str:
+        stored = served.cached_at.isoformat(timespec="seconds") if served.cached_at else "earlier"
+        return (
+            f"{reason or 'model registry not asked yet'}; serving version {served.version} of "
+            f"{served.name}, which this machine served last for alias {self.alias} (cached "
+            f"{stored}) until the registry answers"
+        )
+
+    def _served_from(self, slot: Slot, entry: Any, model: Any) -> ServedModel:
+        """A cached entry as a served model: what /models shows comes from its manifest."""
+        from pricebot.explanations import estimator_of, pool_symbols_of
+        from pricebot.features import feature_names
+
+        columns = tuple(feature_names(entry.feature_set))
+        pooled = entry.tags.get("pool") == "true"
+        _check_columns(model, (*columns, "symbol") if pooled else columns, entry.feature_set)
+        return ServedModel(
+            symbol=slot.symbol,
+            target=slot.target,
+            name=entry.name,
+            version=entry.version,
+            alias=self.alias,
+            feature_set=entry.feature_set,
+            horizon_minutes=_horizon(entry.tags, slot.target),
+            run_id=entry.run_id,
+            columns=columns,
+            loaded_at=datetime.now(UTC),
+            model=model,
+            metrics=dict(entry.metrics),
+            feature_importance=entry.feature_importance,
+            market=entry.market,
+            estimator=estimator_of(model),
+            pooled=pooled,
+            pool_symbols=pool_symbols_of(model) if pooled else (),
+            cached_at=entry.stored_at,
+        )
 
     def _moved_at(self, name: str, number: str) -> str:
         """When the alias was moved to this version (cached: a version's tags are written once,
@@ -390,7 +531,9 @@ class ModelPool:
         with self._lock:
             self._registry_checked, self._registry_error = now, reason
             slot.checked_at = now
-            if slot.served is not None:
+            if slot.state == CACHED and slot.served is not None:
+                slot.message = self._cached_message(slot.served, reason)
+            elif slot.served is not None:
                 slot.state = KEPT
                 slot.message = f"{reason}; still serving version {slot.served.version}"
             elif slot.state in (MISSING, FAILED):
@@ -435,6 +578,7 @@ class ModelPool:
             slot.state, slot.message = SERVING, None
             slot.failed_version, slot.failures = None, 0
             slot.swaps += 1
+        self._remember(slot, served)
         log.info(
             "%s@%s: now serving version %s (was %s), loaded in %.2fs",
             slot.name,
@@ -446,16 +590,52 @@ class ModelPool:
         self._emit(SWAPPED, slot)
 
     def _load(self, slot: Slot, version: Any) -> ServedModel:
+        if self._loader is not None:
+            return self._described(
+                slot, version, self._loader(f"models:/{slot.name}/{version.version}")
+            )
+        if self.cache is None:
+            return self._described(slot, version, self.registry.load(slot.name, version.version))
+        import mlflow.pyfunc
+
+        # Downloaded into the cache's staging area and loaded from there: the files the
+        # service loaded are the files it keeps (no second download), kept only once they load.
+        with self.cache.staging() as staged:
+            local = self.registry.download(slot.name, version.version, staged / "model")
+            served = self._described(slot, version, mlflow.pyfunc.load_model(str(local)))
+            try:
+                self.cache.store(
+                    staged, name=slot.name, version=served.version, alias=self.alias,
+                    symbol=slot.symbol, target=slot.target, run_id=served.run_id,
+                    tags=dict(version.tags or {}), metrics=served.metrics,
+                    feature_importance=served.feature_importance,
+                )  # fmt: skip
+            except Exception as exc:  # a full disk must not stop serving
+                log.warning(
+                    "%s version %s: not kept in the model cache (%s: %s)",
+                    slot.name, served.version, type(exc).__name__, _first_line(exc),
+                )  # fmt: skip
+        return served
+
+    def _remember(self, slot: Slot, served: ServedModel) -> None:
+        """Record in the cache what this slot serves now, for a start without the registry."""
+        if self.cache is None or served.cached_at is not None:
+            return
+        try:
+            self.cache.remember_served(
+                slot.symbol, slot.target, self.alias, served.name, served.version
+            )
+        except OSError as exc:
+            log.warning("%s: not recorded in the model cache (%s)", slot.name, exc)
+
+    def _described(self, slot: Slot, version: Any, model: Any) -> ServedModel:
+        """The loaded version with what describes it (tags, run metrics, importance)."""
         from pricebot.explanations import estimator_of, pool_symbols_of
         from pricebot.features import feature_names
 
         tags = dict(version.tags or {})
         feature_set = tags.get("feature_set", "v1")
         columns = tuple(feature_names(feature_set))
-        if self._loader is not None:
-            model = self._loader(f"models:/{slot.name}/{version.version}")
-        else:
-            model = self.registry.load(slot.name, version.version)
         pooled = tags.get("pool") == "true"
         _check_columns(model, (*columns, "symbol") if pooled else columns, feature_set)
         metrics, importance = self._run_details(version.run_id)

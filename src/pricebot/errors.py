@@ -263,6 +263,12 @@ class MarketMismatchError(PricebotError, LookupError):
         self.fix = fix
 
 
+class DamagedCacheEntryError(PricebotError, RuntimeError):
+    """A model kept in the service's model cache (:mod:`pricebot.model_cache`) cannot be
+    trusted: its manifest is missing or unreadable, its files differ from the manifest, or it
+    does not load. It is never served; the message names the entry and what is wrong."""
+
+
 class ServiceConfigError(PricebotError, ValueError):
     """The service is configured so that it must not start (e.g. an API key is required and
     none is set); the message names the variable to set."""

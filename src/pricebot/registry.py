@@ -21,6 +21,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pricebot.errors import AliasMoveError, TrackingUnavailableError, UsageError
@@ -340,6 +341,19 @@ class Registry:
 
         self._use_tracking_uri()
         return mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+
+    def download(self, name: str, version: str | int, destination: Path) -> Path:
+        """The version's MLflow model directory, downloaded into ``destination`` (created):
+        what :meth:`load` reads, kept where the caller wants it (the service's model cache)."""
+        import mlflow.artifacts
+
+        self._use_tracking_uri()
+        destination.mkdir(parents=True, exist_ok=True)
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}", dst_path=str(destination)
+            )
+        )
 
     def _use_tracking_uri(self) -> None:
         # ``models:/`` and ``runs:/`` URIs resolve through MLflow's process-wide tracking URI,

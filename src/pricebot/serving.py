@@ -66,6 +66,7 @@ from pricebot.errors import (
     UnknownModelError,
 )
 from pricebot.explanations import Explanation
+from pricebot.model_cache import ModelCache
 from pricebot.predictions import LogEvent, PredictionLog, PredictionRecord
 from pricebot.registry import Registry
 from pricebot.settings import Settings
@@ -391,6 +392,8 @@ class Predictor:
             poll_seconds=settings.alias_poll_seconds,
             registry=Registry(settings.tracking_uri()),
             on_event=on_event,
+            cache=ModelCache(settings.model_cache_dir) if settings.model_cache_dir else None,
+            probe_seconds=settings.registry_probe_seconds,
         )
         features = FeatureCache(db_pool, settings.feature_cache_seconds, settings.database_url)
         markets = CandleMarkets(db_pool, url=settings.database_url)

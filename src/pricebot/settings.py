@@ -97,6 +97,20 @@ class Settings(BaseSettings):
     model_alias: str = Field(
         "champion", pattern=r"^[A-Za-z0-9_-]+$", description="Registry alias the service follows."
     )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where the service keeps each model version it loads, so that a restart "
+        "while the registry cannot be asked serves what this machine served last (state "
+        "'cached' in /models). Empty: no cache. `pricebot up` sets <PRICEBOT_HOME>/model-cache.",
+    )
+    registry_probe_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="How long the service's alias poller waits for the registry's /health "
+        "before a pass (at start, and while it was unreachable): a registry that is not up "
+        "fails fast instead of through MLflow's retries.",
+    )
     stale_after_seconds: float = Field(300.0, gt=0)
     feature_cache_seconds: float = Field(
         1.0, ge=0, description="How long the service reuses a symbol's newest feature row."
@@ -191,6 +205,23 @@ class Settings(BaseSettings):
     @classmethod
     def _targets_csv(cls, value: object) -> object:
         return split_csv(value)
+
+    @field_validator("model_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_no_cache(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _cache_dir_is_a_directory(cls, value: Path | None) -> Path | None:
+        # Checked when the settings are read (not at import): a cache that points at a file
+        # would otherwise fail on the service's first load, far from the setting's name.
+        if value is None:
+            return None
+        value = value.expanduser().absolute()
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"the model cache must be a directory; {value} is a file")
+        return value
 
     @field_validator("max_feature_age_seconds", mode="before")
     @classmethod
