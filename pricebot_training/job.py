@@ -308,11 +308,22 @@ def train(config: TrainingConfig, dataset: Dataset | None = None) -> TrainingOut
 
 
 def _fitted_predict(
-    candidate: Candidate, dataset: Dataset, newest: dict[str, Any], class_weight: ClassWeight
+    candidate: Candidate,
+    dataset: Dataset,
+    newest: dict[str, Any],
+    class_weight: ClassWeight,
+    tuned: TuningResult | None = None,
 ) -> Callable[[Fold], np.ndarray]:
+    """Fit on the fold's training rows and predict its test rows; a fold the tuning's best
+    trial already fitted with exactly these parameters reuses that trial's predictions (the
+    same fit: same parameters, seed and rows), so each family's selection folds are fitted
+    once, not twice. The newest fold (held out, never tuned on) is always fitted here."""
     x, y, spec = dataset.features, dataset.label, dataset.spec
+    reuse = tuned.fold_predictions if tuned and tuned.fitted_params == candidate.params else {}
 
     def predict(fold: Fold) -> np.ndarray:
+        if fold.number in reuse:
+            return reuse[fold.number]
         model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
         newest[candidate.name] = model  # the newest fold's model: the most training data
         return predict_values(model, x.iloc[fold.test], spec.kind)
@@ -345,10 +356,10 @@ def _evaluate_candidates(
     work = progress.add_task("candidates", total=len(families) + 1)
 
     def log(run_name: str, result: CandidateResult, seconds: float | None = None) -> None:
+        # seconds: its tuning and its folds, on this machine
+        extra = {"candidate_seconds": seconds} if seconds is not None else None
         with mlflow.start_run(run_name=run_name, nested=True) as run:
-            tracking.log_candidate(result, selection, held_out)
-            if seconds is not None:  # its tuning and its folds, on this machine
-                mlflow.log_metric("candidate_seconds", seconds)
+            tracking.log_candidate(result, selection, held_out, extra)
         evaluated.add(result, run.info.run_id)
 
     # Baselines (cash among them): causal predictions for every row, scored on the same folds.
@@ -377,7 +388,7 @@ def _evaluate_candidates(
             evaluated.tuning[candidate.name] = tuned
         evaluated.candidates[candidate.name] = candidate
         predict = _fitted_predict(candidate, dataset, evaluated.newest_models,
-                                  config.class_weight)  # fmt: skip
+                                  config.class_weight, tuned)  # fmt: skip
         result = score(candidate.name, candidate, predict)
         evaluated.seconds[candidate.name] = round(time.perf_counter() - started, 2)
         log(candidate.name, result, evaluated.seconds[candidate.name])
@@ -404,10 +415,11 @@ def _tune(
 
         def on_trial(number: int, params: dict, value: float | None, state: str) -> None:
             with mlflow.start_run(run_name=f"trial {number}", nested=True):
-                mlflow.log_params(params)
-                mlflow.set_tag("trial_state", state)
-                if value is not None:
-                    mlflow.log_metric("selection_rmse", value)
+                tracking.log_batch(
+                    params=params,
+                    tags={"trial_state": state},
+                    metrics=None if value is None else {"selection_rmse": value},
+                )
             progress.advance(trial_task)
 
         tuned = tune(family, dataset, tuning_folds, trials=trials, seed=config.seed,

@@ -40,21 +40,56 @@ def finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
-def log_candidate(result: CandidateResult, selection: list[int], held_out: list[int]) -> None:
+def log_batch(
+    params: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+    step_metrics: dict[int, dict[str, float]] | None = None,
+) -> None:
+    """Params, tags and metrics into the active run in one request (MLflow's ``log_batch``,
+    which splits a batch over its own limits), not one per ``log_params``/``set_tags``/
+    ``log_metrics`` call: a training logs some thirty runs, and each request is a round trip
+    to the tracking server. ``metrics`` go at step 0 (as ``mlflow.log_metrics`` puts them),
+    ``step_metrics`` at their step; values are stored as the fluent calls store them."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.time import get_current_time_millis
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("log_batch needs an active run")
+    now = get_current_time_millis()
+    entries = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+    for step, values in (step_metrics or {}).items():
+        entries.extend(Metric(k, float(v), now, int(step)) for k, v in values.items())
+    MlflowClient().log_batch(
+        run.info.run_id,
+        metrics=entries,
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def log_candidate(
+    result: CandidateResult,
+    selection: list[int],
+    held_out: list[int],
+    extra_metrics: dict[str, float] | None = None,
+) -> None:
     """Into the active run: parameters, per-fold metrics (``fold_<metric>``, step = fold) and
     the selection-fold and held-out figures apart (``selection_<metric>``, ``heldout_<metric>``,
-    see :func:`pricebot.training_report.tracked_metrics`)."""
-    if result.params:
-        mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
-    mlflow.set_tags({"candidate": result.name, "candidate_kind": result.kind,
-                     "selection_folds": ",".join(map(str, selection)),
-                     "heldout_folds": ",".join(map(str, held_out))})  # fmt: skip
-    for fold, row in result.folds.iterrows():
-        mlflow.log_metrics(
-            finite({f"fold_{k}": row[k] for k in METRICS if k in row}),
-            step=int(fold),  # type: ignore[arg-type]
-        )
-    mlflow.log_metrics(finite(tracked_metrics(result, selection, held_out)))
+    see :func:`pricebot.training_report.tracked_metrics`), and ``extra_metrics``; all in one
+    request (:func:`log_batch`), the folds' table as ``folds.csv``."""
+    log_batch(
+        params={k: str(v)[:500] for k, v in result.params.items()} if result.params else None,
+        tags={"candidate": result.name, "candidate_kind": result.kind,
+              "selection_folds": ",".join(map(str, selection)),
+              "heldout_folds": ",".join(map(str, held_out))},
+        metrics={**finite(tracked_metrics(result, selection, held_out)),
+                 **finite(extra_metrics or {})},
+        step_metrics={int(fold): finite({f"fold_{k}": row[k] for k in METRICS if k in row})
+                      for fold, row in result.folds.iterrows()},  # type: ignore[call-overload]
+    )  # fmt: skip
     mlflow.log_text(result.folds.to_csv(), "folds.csv")
 
 

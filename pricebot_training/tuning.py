@@ -11,6 +11,12 @@ tree's search space has seven dimensions and a linear model's one or two). Each 
 trial is the family's defaults, so tuning can only keep or improve the selection-fold score, and
 a family given one trial runs at its defaults. Samplers are seeded (TPE), so a run repeats.
 A median pruner stops trials that are already worse than the median after a fold.
+
+The best trial's out-of-sample predictions on each selection fold are kept
+(``TuningResult.fold_predictions``, with the parameters they were fitted with): the job scores
+the tuned candidate on every fold afterwards, and on the selection folds that is the very same
+fit (same parameters, seed, rows), so it reuses them instead of fitting again
+(:func:`pricebot_training.job._fitted_predict`); only the held-out fold is fitted anew.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ class TuningResult:
     # (number, value or None, state) per trial, for the optimisation-history chart
     history: list[tuple[int, float | None, str]] = field(default_factory=list)
     study: Any = field(default=None, repr=False)  # the optuna study (charts), when tuned
+    # The best trial's predictions per fold number, and the candidate parameters they came from
+    fold_predictions: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    fitted_params: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def tune(
@@ -61,13 +70,18 @@ def tune(
     spec = dataset.spec
     x, y = dataset.features, dataset.label
     space = family.search_space
+    # per trial: its candidate's parameters and its predictions per fold (see the docstring)
+    fitted: dict[int, tuple[dict[str, Any], dict[int, np.ndarray]]] = {}
 
     def objective(trial: optuna.Trial) -> float:
         candidate = family.candidate(spec, space(trial, spec), seed)
         errors = []
+        predictions: dict[int, np.ndarray] = {}
+        fitted[trial.number] = (dict(candidate.params), predictions)
         for step, fold in enumerate(folds):
             model = fit(candidate, x.iloc[fold.train], y.iloc[fold.train], spec, class_weight)
             pred = predict_values(model, x.iloc[fold.test], spec.kind)
+            predictions[fold.number] = np.asarray(pred, dtype="float64")
             errors.append(float(np.sqrt(np.mean((pred - y.to_numpy()[fold.test]) ** 2))))
             trial.report(float(np.mean(errors)), step)
             if trial.should_prune():
@@ -91,6 +105,7 @@ def tune(
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         return TuningResult({}, math.nan, len(study.trials), len(study.trials), history, study)
+    params, predictions = fitted.get(study.best_trial.number, ({}, {}))
     return TuningResult(
         dict(study.best_params),
         float(study.best_value),
@@ -98,4 +113,6 @@ def tune(
         len(study.trials) - len(completed),
         history,
         study,
+        fold_predictions=predictions,
+        fitted_params=params,
     )

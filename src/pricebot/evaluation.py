@@ -188,14 +188,24 @@ class PoolResult:
     def curve(self) -> pd.Series:
         """The mean pool value after each period end (built on first use: the threshold search
         and the bootstrap need only the values)."""
-        curves = [
-            pd.Series(values, index=pd.to_datetime(ends, unit="m", utc=True), dtype="float64")
-            for ends, values in self.paths
-            if len(ends)
-        ]
-        if not curves:
-            return pd.Series(dtype="float64")
-        return pd.concat(curves, axis=1).sort_index().ffill().fillna(1.0).mean(axis=1)
+        return mean_path_curve(self.paths)
+
+
+def mean_path_curve(paths: Sequence[tuple[np.ndarray, np.ndarray]]) -> pd.Series:
+    """The mean over pools of each pool's value at every minute any pool's period ended (its
+    last value carried forward, 1.0 before its first period ended): the outer join, forward
+    fill and row mean of the pools' series, done on arrays (aligning some sixty series on their
+    union index in pandas took seconds per candidate when a training draws its charts)."""
+    used = [(np.asarray(ends), np.asarray(values, dtype="float64"))
+            for ends, values in paths if len(ends)]  # fmt: skip
+    if not used:
+        return pd.Series(dtype="float64")
+    minutes = np.unique(np.concatenate([ends for ends, _ in used]))
+    table = np.empty((len(minutes), len(used)), dtype="float64")
+    for column, (ends, values) in enumerate(used):
+        at = np.searchsorted(ends, minutes, side="right") - 1  # the period that ended last
+        table[:, column] = np.where(at >= 0, values[np.maximum(at, 0)], 1.0)
+    return pd.Series(table.mean(axis=1), index=pd.to_datetime(minutes, unit="m", utc=True))
 
 
 def _pool_path(

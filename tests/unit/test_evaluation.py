@@ -344,3 +344,24 @@ def test_pools_stay_staggered_after_a_hole_in_the_data() -> None:
     # Then after the hole the pools still end their periods at two different phases
     after = result.curve.index[result.curve.index > times[0] + 60 * MINUTE]
     assert sorted({t.minute % 10 for t in after}) == [0, 5]
+
+
+def test_the_pool_curve_is_the_outer_join_forward_filled_mean_of_the_pools_paths() -> None:
+    # Given a pool result over staggered pools on data with a hole
+    rng = np.random.default_rng(3)
+    times = pd.date_range("2025-01-01", periods=3000, freq="min", tz="UTC")
+    times = times.delete(slice(1200, 1500))
+    long = rng.random(len(times)) > 0.4
+    fwd = rng.normal(0, 0.01, len(times))
+    result = pool_value(times, long, fwd, 60, fee=0.001)
+
+    # When its curve is drawn
+    curve = result.curve
+
+    # Then it is, minute by minute, the pandas outer join of the pools' series, each carried
+    # forward and 1.0 before its first period ended, averaged over the pools
+    series = [pd.Series(v, index=pd.to_datetime(e, unit="m", utc=True), dtype="float64")
+              for e, v in result.paths if len(e)]  # fmt: skip
+    expected = pd.concat(series, axis=1).sort_index().ffill().fillna(1.0).mean(axis=1)
+    assert len(result.paths) == 24
+    pd.testing.assert_series_equal(curve, expected, check_freq=False)
