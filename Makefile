@@ -11,7 +11,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export BENTOML_DO_NOT_TRACK := True
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 
-.PHONY: help setup system-deps python-deps demo test lint lint-workflows format unit bench layers clean
+.PHONY: help setup system-deps python-deps demo test lint lint-workflows format unit bench bench-deps layers clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ format: python-deps ## Format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: setup ## Benchmarks; figures as JSON under benchmarks/results/
+bench: setup bench-deps ## Benchmarks; figures as JSON under benchmarks/results/
 	$(BIN)/python -m benchmarks
+
+bench-deps: ## hey, the load generator the serving benchmark drives, when missing
+	@command -v hey >/dev/null 2>&1 || bash scripts/system-deps.sh hey
 
 layers: python-deps ## Lambda layer and function zips under layers/build/
 	$(BIN)/python -m layers

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages pricebot needs when they are missing: a PostgreSQL server
-# (initdb/pg_ctl) and Chromium for the browser tests. Debian/Ubuntu with apt-get; elsewhere it
-# says what to install.
+# (initdb/pg_ctl) and Chromium for the browser tests, and any package named as an argument
+# (`make bench-deps` names hey). Debian/Ubuntu with apt-get; elsewhere it says what to install.
 set -euo pipefail
 
-need=()
+need=("$@")
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
     && [ -z "${PRICEBOT_PG_BIN:-}" ]; then
   need+=(postgresql)
@@ -20,7 +20,7 @@ fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "Please install: ${need[*]} (PostgreSQL server binaries and Chromium)." >&2
+  echo "Please install: ${need[*]}." >&2
   echo "Or set PRICEBOT_PG_BIN / PRICEBOT_CHROMIUM to where they are." >&2
   exit 1
 fi
