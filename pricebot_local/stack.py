@@ -58,6 +58,9 @@ SIMULATED = "simulated exchange"
 #: How often the local service looks up the champion alias (the cloud's default is 30 s): a
 #: model promoted while the stack starts is served within seconds.
 SERVICE_POLL_SECONDS = 3.0
+#: The BentoML service's name (``pricebot_service.service``): its configuration options, which
+#: ``BENTOML_CONFIG_OPTIONS`` overrides, are keyed on it.
+BENTO_SERVICE = "pricebot"
 #: What ``pricebot predict`` prints once its batch is in the log (pricebot_cli.commands.predict).
 _LOGGED = re.compile(r"logged (\d+) prediction\(s\)")
 #: Longest a batch may take (it loads every champion, at most 120 s, then predicts) before the
@@ -401,9 +404,13 @@ class Stack:
         ``python -m pricebot_service``, ``pricebot serve`` without the whole command tree."""
         port = str(self.settings.service_port)
         poll = os.environ.get("PRICEBOT_ALIAS_POLL_SECONDS", str(SERVICE_POLL_SECONDS))
+        options = with_workers(
+            os.environ.get("BENTOML_CONFIG_OPTIONS", ""), self.settings.local_service_workers
+        )
         self.spawn(
             "service", [sys.executable, "-m", "pricebot_service", "--port", port],
-            self.service_url, env={"PRICEBOT_ALIAS_POLL_SECONDS": poll},
+            self.service_url,
+            env={"PRICEBOT_ALIAS_POLL_SECONDS": poll, "BENTOML_CONFIG_OPTIONS": options},
         )  # fmt: skip
 
     def wait_service(self, timeout: float = 180.0) -> None:
@@ -591,6 +598,17 @@ def print_evaluation(path: Path) -> None:
 def _import_mlflow() -> None:
     with contextlib.suppress(Exception):
         import mlflow.tracking  # noqa: F401
+
+
+def with_workers(options: str, workers: int) -> str:
+    """``BENTOML_CONFIG_OPTIONS`` (space-separated ``key=value``) with the service's worker count,
+    unless the options set it already (the user's choice wins). On the one machine every worker
+    would import BentoML, MLflow and the models while PostgreSQL, MLflow and training start too:
+    one worker per core made a warm start's first prediction 10.8 s instead of 8.4 s here."""
+    key = f"services.{BENTO_SERVICE}.workers"
+    if any(option.split("=", 1)[0] == key for option in options.split()):
+        return options
+    return " ".join([*options.split(), f"{key}={workers}"])
 
 
 def die_with_parent() -> None:

@@ -166,6 +166,12 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(5000, ge=1, le=65535)
     service_port: int = Field(3000, ge=1, le=65535)
     monitor_port: int = Field(8501, ge=1, le=65535)
+    local_service_workers: int = Field(
+        1,
+        ge=1,
+        description="Workers of the service `pricebot up` runs. Each worker holds every model, its "
+        "cache and its log writer; the Bento and `pricebot serve` run one per core.",
+    )
     monitor_max_range_days: float = Field(
         400.0, gt=0, description="Longest range the monitoring page draws (bounds its queries)."
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +141,18 @@ def test_every_symbol_gets_a_prediction_that_lands_in_the_log(stack: RunningStac
             break
         time.sleep(0.5)
     assert logged >= set(SYMBOLS)
+
+
+def test_the_service_runs_the_configured_number_of_workers(stack: RunningStack) -> None:
+    # Given the running stack, PRICEBOT_LOCAL_SERVICE_WORKERS left at its default (1) on a
+    # machine whose cores would give the service a worker each
+    service_log = Path(stack.env["PRICEBOT_HOME"]) / "logs" / "service.log"
+
+    # When its service's workers have logged what they serve
+    workers = set(re.findall(r"\[entry_service:pricebot:(\d+)\]", service_log.read_text()))
+
+    # Then one worker serves
+    assert workers == {"1"}
 
 
 def test_the_first_trainings_try_the_demo_families_and_leave_catboost_out(
