@@ -443,32 +443,12 @@ class ModelPool:
 
     def _served_from(self, slot: Slot, entry: Any, model: Any) -> ServedModel:
         """A cached entry as a served model: what /models shows comes from its manifest."""
-        from pricebot.explanations import estimator_of, pool_symbols_of
-        from pricebot.features import feature_names
-
-        columns = tuple(feature_names(entry.feature_set))
-        pooled = entry.tags.get("pool") == "true"
-        _check_columns(model, (*columns, "symbol") if pooled else columns, entry.feature_set)
-        return ServedModel(
-            symbol=slot.symbol,
-            target=slot.target,
-            name=entry.name,
-            version=entry.version,
-            alias=self.alias,
-            feature_set=entry.feature_set,
-            horizon_minutes=_horizon(entry.tags, slot.target),
-            run_id=entry.run_id,
-            columns=columns,
-            loaded_at=datetime.now(UTC),
-            model=model,
-            metrics=dict(entry.metrics),
-            feature_importance=entry.feature_importance,
-            market=entry.market,
-            estimator=estimator_of(model),
-            pooled=pooled,
-            pool_symbols=pool_symbols_of(model) if pooled else (),
-            cached_at=entry.stored_at,
-        )
+        return _served_model(
+            slot, self.alias, model, name=entry.name, version=entry.version,
+            run_id=entry.run_id, tags=entry.tags, feature_set=entry.feature_set,
+            metrics=dict(entry.metrics), importance=entry.feature_importance,
+            market=entry.market, cached_at=entry.stored_at,
+        )  # fmt: skip
 
     def _moved_at(self, name: str, number: str) -> str:
         """When the alias was moved to this version (cached: a version's tags are written once,
@@ -630,34 +610,13 @@ class ModelPool:
 
     def _described(self, slot: Slot, version: Any, model: Any) -> ServedModel:
         """The loaded version with what describes it (tags, run metrics, importance)."""
-        from pricebot.explanations import estimator_of, pool_symbols_of
-        from pricebot.features import feature_names
-
         tags = dict(version.tags or {})
-        feature_set = tags.get("feature_set", "v1")
-        columns = tuple(feature_names(feature_set))
-        pooled = tags.get("pool") == "true"
-        _check_columns(model, (*columns, "symbol") if pooled else columns, feature_set)
         metrics, importance = self._run_details(version.run_id)
-        return ServedModel(
-            symbol=slot.symbol,
-            target=slot.target,
-            name=slot.name,
-            version=str(version.version),
-            alias=self.alias,
-            feature_set=feature_set,
-            horizon_minutes=_horizon(tags, slot.target),
-            run_id=version.run_id,
-            columns=columns,
-            loaded_at=datetime.now(UTC),
-            model=model,
-            metrics=metrics,
-            feature_importance=importance,
-            market=tags.get("market"),
-            estimator=estimator_of(model),
-            pooled=pooled,
-            pool_symbols=pool_symbols_of(model) if pooled else (),
-        )
+        return _served_model(
+            slot, self.alias, model, name=slot.name, version=str(version.version),
+            run_id=version.run_id, tags=tags, feature_set=tags.get("feature_set", "v1"),
+            metrics=metrics, importance=importance, market=tags.get("market"),
+        )  # fmt: skip
 
     def _run_details(self, run_id: str | None) -> tuple[dict[str, float], dict[str, float] | None]:
         """Headline metrics and feature importance of the run; missing ones are not an error."""
@@ -682,6 +641,51 @@ class ModelPool:
                 self._on_event(event, slot)
             except Exception:
                 log.exception("on_event callback failed for %s", event)
+
+
+def _served_model(
+    slot: Slot,
+    alias: str,
+    model: Any,
+    *,
+    name: str,
+    version: str,
+    run_id: str | None,
+    tags: dict[str, str],
+    feature_set: str,
+    metrics: dict[str, float],
+    importance: dict[str, float] | None,
+    market: str | None,
+    cached_at: datetime | None = None,
+) -> ServedModel:
+    """A loaded model as served, from the registry or the model cache alike: its columns
+    checked against the feature set it was trained on (plus ``symbol`` when pooled)."""
+    from pricebot.explanations import estimator_of, pool_symbols_of
+    from pricebot.features import feature_names
+
+    columns = tuple(feature_names(feature_set))
+    pooled = tags.get("pool") == "true"
+    _check_columns(model, (*columns, "symbol") if pooled else columns, feature_set)
+    return ServedModel(
+        symbol=slot.symbol,
+        target=slot.target,
+        name=name,
+        version=version,
+        alias=alias,
+        feature_set=feature_set,
+        horizon_minutes=_horizon(tags, slot.target),
+        run_id=run_id,
+        columns=columns,
+        loaded_at=datetime.now(UTC),
+        model=model,
+        metrics=metrics,
+        feature_importance=importance,
+        market=market,
+        estimator=estimator_of(model),
+        pooled=pooled,
+        pool_symbols=pool_symbols_of(model) if pooled else (),
+        cached_at=cached_at,
+    )
 
 
 def _check_columns(model: Any, columns: tuple[str, ...], feature_set: str) -> None:

@@ -293,9 +293,7 @@ def _digests(directory: Path) -> dict[str, str]:
         return found
     for path in sorted(directory.rglob("*")):
         if path.is_file():
-            digest = hashlib.sha256()
             with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+                digest = hashlib.file_digest(handle, "sha256")
             found[path.relative_to(directory).as_posix()] = digest.hexdigest()
     return found

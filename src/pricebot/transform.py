@@ -31,7 +31,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -60,7 +60,7 @@ MINUTE = timedelta(minutes=1)
 _MAX_DELETE_RANGES = 1000
 #: timestamptz counts microseconds from this UTC midnight; digests are kept per UTC day.
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_PG_EPOCH_DAY = date(2000, 1, 1)
+_PG_EPOCH_DAY = _PG_EPOCH.date()
 _DAY_US = 86_400_000_000
 _ONE_US = timedelta(microseconds=1)
 
